@@ -1,0 +1,57 @@
+// ops.h — the differentiable functional API: one function per op in the op table.
+//
+// Each function runs the op's forward kernel (core/ops/*.h) and, when an input requires grad,
+// records a Node whose backward calls the op's backward kernel with exactly the tensors it
+// saved. Shapes follow the kernels' documentation; leading dimensions are flattened where a
+// kernel takes 2-D views, and restored on the result.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "autograd/variable.h"
+
+namespace cmoe::ag {
+
+// out = a + b, a * b, s * x (same shapes)
+Var add(const Var& a, const Var& b);
+Var mul(const Var& a, const Var& b);
+Var scale(const Var& x, float s);
+// () = sum of all elements
+Var sum(const Var& x);
+// A view with a new shape (aliases x's value; gradient reshaped back). Not a kernel op.
+Var reshape(const Var& x, const Shape& shape);
+
+// (N) i32 ids -> (N, D) rows of table (V, D)
+Var embedding(const Var& table, const Tensor& ids);
+// x (..., K) @ w^T, w (M, K) -> (..., M); compute dtype f32 or bf16 (f32 master weights)
+Var linear(const Var& x, const Var& w, DType compute_dtype = DType::kF32);
+// Expert linear over row segments: x (R, K), w (G, M, K), offsets G+1 -> (R, M)
+Var grouped_linear(const Var& x, const Var& w, std::shared_ptr<const std::vector<int64_t>> offsets,
+                   DType compute_dtype = DType::kF32);
+// x (..., D), w (D)
+Var rmsnorm(const Var& x, const Var& w, float eps);
+// x (B, T, H, Dh), positions pos0 + t
+Var rope(const Var& x, float theta, int64_t pos0 = 0);
+// q, k, v (B, T, H, Dh) -> (B, T, H, Dh), causal
+Var attention(const Var& q, const Var& k, const Var& v, float scale);
+// silu(gate) * up, both (..., F)
+Var swiglu(const Var& gate, const Var& up);
+// row softmax over the last dim
+Var softmax(const Var& x);
+// k largest per row of x (N, E); values differentiable, indices not. mask: (N, E) i32 or none.
+struct TopK {
+  Var values;      // (N, k)
+  Tensor indices;  // (N, k) i32
+};
+TopK topk(const Var& x, int k, const Tensor& mask = Tensor());
+// out[m] = x[idx[m]]:  x (N, D), idx (M) i32 -> (M, D)
+Var gather_rows(const Var& x, const Tensor& idx);
+// out (n_rows, D), out[idx[m]] += w[m] * y[m]: y (M, D), idx (M) i32, w (M)
+Var scatter_add_rows(const Var& y, const Tensor& idx, const Var& w, int64_t n_rows);
+// Summed token cross-entropy of logits h @ w^T against targets (negative = ignored), chunked
+// over rows: h (N, D), w (V, D), targets (N) i32 -> ()
+Var cross_entropy(const Var& h, const Var& w, const Tensor& targets, int64_t chunk = 256,
+                  DType compute_dtype = DType::kF32);
+
+}  // namespace cmoe::ag

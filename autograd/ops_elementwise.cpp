@@ -1,0 +1,67 @@
+// ops_elementwise.cpp — autograd wrappers for add, mul, scale, sum, reshape.
+#include "autograd/ops.h"
+#include "core/ops/elementwise.h"
+
+namespace cmoe::ag {
+
+namespace {
+Tensor like(const Tensor& t) { return Tensor::empty(t.shape(), DType::kF32, t.device()); }
+}  // namespace
+
+Var add(const Var& a, const Var& b) {
+  CMOE_CHECK(a.shape() == b.shape(), "add: ", a.value().str(), " + ", b.value().str());
+  Tensor out = like(a.value());
+  ops::add_forward(out, a.value(), b.value());
+  auto ai = a.impl(), bi = b.impl();
+  return make_result(out, "add", {a, b}, [ai, bi](const Tensor& g) {
+    // Both inputs receive the same gradient tensor; accumulate_grad never writes into it.
+    accumulate_grad(*ai, g);
+    accumulate_grad(*bi, g);
+  });
+}
+
+Var mul(const Var& a, const Var& b) {
+  CMOE_CHECK(a.shape() == b.shape(), "mul: ", a.value().str(), " * ", b.value().str());
+  Tensor out = like(a.value());
+  ops::mul_forward(out, a.value(), b.value());
+  auto ai = a.impl(), bi = b.impl();
+  Tensor av = a.value(), bv = b.value();
+  return make_result(out, "mul", {a, b}, [ai, bi, av, bv](const Tensor& g) {
+    Tensor da = ai->requires_grad ? like(av) : Tensor();
+    Tensor db = bi->requires_grad ? like(bv) : Tensor();
+    ops::mul_backward(da, db, g, av, bv);
+    if (da.defined()) accumulate_grad(*ai, da);
+    if (db.defined()) accumulate_grad(*bi, db);
+  });
+}
+
+Var scale(const Var& x, float s) {
+  Tensor out = like(x.value());
+  ops::scale_forward(out, x.value(), s);
+  auto xi = x.impl();
+  return make_result(out, "scale", {x}, [xi, s](const Tensor& g) {
+    Tensor dx = like(g);
+    ops::scale_backward(dx, g, s);
+    accumulate_grad(*xi, dx);
+  });
+}
+
+Var sum(const Var& x) {
+  Tensor out = Tensor::empty(Shape{}, DType::kF32);
+  ops::sum_forward(out, x.value());
+  auto xi = x.impl();
+  return make_result(out, "sum", {x}, [xi](const Tensor& g) {
+    Tensor dx = like(xi->value);
+    ops::sum_backward(dx, g);
+    accumulate_grad(*xi, dx);
+  });
+}
+
+Var reshape(const Var& x, const Shape& shape) {
+  auto xi = x.impl();
+  Shape in_shape = x.shape();
+  return make_result(x.value().view(shape), "reshape", {x},
+                     [xi, in_shape](const Tensor& g) { accumulate_grad(*xi, g.view(in_shape)); });
+}
+
+}  // namespace cmoe::ag

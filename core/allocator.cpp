@@ -1,0 +1,86 @@
+// allocator.cpp — the allocator registry, the CPU allocator and cross-device copies.
+#include "core/allocator.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "core/check.h"
+
+namespace cmoe {
+
+std::string Device::str() const {
+  return type == DeviceType::kCPU ? std::string("cpu") : absl::StrCat("cuda:", index);
+}
+
+namespace {
+
+class CpuAllocator final : public Allocator {
+ public:
+  void* allocate(size_t bytes, Device) override {
+    size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
+    void* p = std::aligned_alloc(64, rounded);
+    CMOE_CHECK(p != nullptr, "CPU allocation of ", bytes, " bytes failed (", in_use_.load(),
+               " bytes in use)");
+    size_t now = in_use_.fetch_add(bytes) + bytes;
+    size_t peak = peak_.load();
+    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+    }
+    return p;
+  }
+  void deallocate(void* ptr, size_t bytes, Device) override {
+    std::free(ptr);
+    in_use_.fetch_sub(bytes);
+  }
+  size_t bytes_in_use() const override { return in_use_.load(); }
+  size_t peak_bytes() const override { return peak_.load(); }
+  void reset_peak() override { peak_.store(in_use_.load()); }
+
+ private:
+  std::atomic<size_t> in_use_{0};
+  std::atomic<size_t> peak_{0};
+};
+
+CpuAllocator g_cpu_allocator;
+Allocator* g_allocators[2] = {&g_cpu_allocator, nullptr};
+DeviceCopyFn g_device_copy = nullptr;
+
+}  // namespace
+
+Allocator& allocator_for(DeviceType type) {
+  Allocator* a = g_allocators[static_cast<int>(type)];
+  CMOE_CHECK(a != nullptr, "no allocator registered for ",
+             type == DeviceType::kCPU ? "cpu" : "cuda",
+             " (CUDA tensors need a CUDA build and a GPU)");
+  return *a;
+}
+
+void register_allocator(DeviceType type, Allocator* allocator) {
+  g_allocators[static_cast<int>(type)] = allocator;
+}
+
+bool has_allocator(DeviceType type) { return g_allocators[static_cast<int>(type)] != nullptr; }
+
+void register_device_copy(DeviceCopyFn fn) { g_device_copy = fn; }
+
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  if (bytes == 0) return;
+  if (dst_device.is_cpu() && src_device.is_cpu()) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  CMOE_CHECK(g_device_copy != nullptr, "copy between ", src_device.str(), " and ",
+             dst_device.str(), " needs the CUDA backend");
+  g_device_copy(dst, dst_device, src, src_device, bytes);
+}
+
+Storage::Storage(size_t bytes, Device device)
+    : bytes_(bytes), device_(device), allocator_(&allocator_for(device.type)) {
+  data_ = allocator_->allocate(bytes, device);
+}
+
+Storage::~Storage() { allocator_->deallocate(data_, bytes_, device_); }
+
+}  // namespace cmoe

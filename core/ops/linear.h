@@ -1,0 +1,28 @@
+// linear.h — linear layers in f32 or bf16 compute with f32 master weights and f32 accumulation.
+//
+// Weights are stored PyTorch-style, (out_features, in_features). With compute dtype kBF16 the
+// inputs and weights are rounded to bf16 for the matmul only; outputs and gradients stay f32.
+#pragma once
+
+#include <span>
+
+#include "core/tensor.h"
+
+namespace cmoe::ops {
+
+// out = x @ w^T          x: (N, K) f32; w: (M, K) f32; out: (N, M) f32
+void linear_forward(Tensor& out, const Tensor& x, const Tensor& w, DType compute_dtype);
+// dx = dout @ w (overwritten, skipped if undefined); dw += dout^T @ x (accumulated)
+void linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const Tensor& x, const Tensor& w,
+                     DType compute_dtype);
+
+// Expert linear over row segments: out[seg g] = x[seg g] @ w[g]^T
+// x: (R, K) f32; w: (G, M, K) f32; out: (R, M) f32; offsets: G+1 row offsets
+void grouped_linear_forward(Tensor& out, const Tensor& x, const Tensor& w,
+                            std::span<const int64_t> offsets, DType compute_dtype);
+// dx (R, K) overwritten (skipped if undefined); dw (G, M, K) accumulated
+void grouped_linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const Tensor& x,
+                             const Tensor& w, std::span<const int64_t> offsets,
+                             DType compute_dtype);
+
+}  // namespace cmoe::ops

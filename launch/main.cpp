@@ -1,0 +1,64 @@
+// main.cpp — the `cmoe` command-line entry point: dispatches subcommands.
+//
+// Subcommands present now: `version`, `info`. Training, evaluation, data and checkpoint
+// commands arrive with their modules; docs/cli.md lists what exists.
+#include <omp.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "core/cpu/kernels.h"
+#include "oneapi/dnnl/dnnl.hpp"
+#ifdef CMOE_HAVE_CUDA
+#include "core/cuda/cuda_backend.h"
+#endif
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: cmoe <command> [flags]\n"
+    "\n"
+    "commands:\n"
+    "  version   print the cmoe version\n"
+    "  info      print the machine facts cmoe uses (CPU features, threads, oneDNN, CUDA)\n"
+    "\n"
+    "See docs/cli.md for every command and flag.\n";
+
+int cmd_info() {
+  const dnnl_version_t* v = dnnl_version();
+  std::printf("cmoe %s\n", CMOE_VERSION);
+  std::printf("cpu: avx512 %s, avx512_bf16 %s, openmp threads %d\n",
+              cmoe::cpu::has_avx512() ? "yes" : "no", cmoe::cpu::has_avx512bf16() ? "yes" : "no",
+              omp_get_max_threads());
+  std::printf("onednn: %d.%d.%d (%s)\n", v->major, v->minor, v->patch, v->cpu_runtime == DNNL_RUNTIME_OMP ? "openmp" : "other");
+#ifdef CMOE_HAVE_CUDA
+  auto n = cmoe::cuda::device_count();
+  if (n.ok()) {
+    std::printf("cuda: built; %d GPU(s)\n", *n);
+  } else {
+    std::printf("cuda: built; no GPU usable (%s)\n", std::string(n.status().message()).c_str());
+  }
+#else
+  std::printf("cuda: not built (nvcc was not found at configure time)\n");
+#endif
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string cmd = argv[1];
+  if (cmd == "version" || cmd == "--version") {
+    std::printf("cmoe %s\n", CMOE_VERSION);
+    return 0;
+  }
+  if (cmd == "info") return cmd_info();
+  std::fprintf(stderr, "cmoe: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+  return 2;
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs cmoe's Debian 12 build and test dependencies. Idempotent: packages already
+# present are skipped, and apt-get runs only when something is missing.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake ninja-build pkg-config git
+  libopenmpi-dev openmpi-bin
+  libprotobuf-dev protobuf-compiler
+  libabsl-dev
+  libgtest-dev libgmock-dev googletest
+  libbenchmark-dev
+  libdnnl-dev ocl-icd-opencl-dev opencl-c-headers opencl-clhpp-headers
+  libzstd-dev
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

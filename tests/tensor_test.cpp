@@ -1,0 +1,91 @@
+// tensor_test.cpp — Tensor views alias, copies do not; dtype conversions; RNG properties.
+#include <cmath>
+
+#include "core/cpu/kernels.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "gtest/gtest.h"
+
+namespace cmoe {
+namespace {
+
+TEST(Tensor, ViewsAliasAndClonesDoNot) {
+  Tensor t = Tensor::zeros({4, 3}, DType::kF32);
+  Tensor row = t[2];
+  Tensor v = t.view({12});
+  Tensor c = t.clone();
+  row.data<float>()[1] = 5.0f;
+  EXPECT_EQ(t.data<float>()[2 * 3 + 1], 5.0f);
+  EXPECT_EQ(v.data<float>()[7], 5.0f);
+  EXPECT_EQ(c.data<float>()[7], 0.0f);
+  EXPECT_TRUE(row.same_storage(t));
+  EXPECT_FALSE(c.same_storage(t));
+  EXPECT_EQ(t.slice0(1, 3).shape(), (Shape{2, 3}));
+  EXPECT_EQ(t.slice0(1, 3).data<float>(), t.data<float>() + 3);
+}
+
+TEST(Tensor, Bf16RoundTripAndRounding) {
+  // Round to nearest even: 1 + 2^-8 is a tie between 1 and 1 + 2^-7 -> 1 (even mantissa).
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 1.0f / 256)), 1.0f);
+  EXPECT_EQ(bf16_to_f32(f32_to_bf16(1.0f + 3.0f / 256)), 1.0f + 4.0f / 256);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(NAN))));
+  // The vectorised conversion agrees with the scalar one bit for bit, tails included.
+  Tensor x = Tensor::empty({1037}, DType::kF32);
+  rng_fill_normal(x, 0, 3, 7, 1);
+  x.data<float>()[5] = NAN;
+  x.data<float>()[6] = INFINITY;
+  Tensor b = x.to_dtype(DType::kBF16);
+  for (int i = 0; i < 1037; ++i) {
+    EXPECT_EQ(b.data<bf16>()[i].bits, f32_to_bf16(x.data<float>()[i]).bits) << i;
+  }
+  Tensor back = b.to_dtype(DType::kF32);
+  for (int i = 0; i < 1037; ++i) {
+    if (i == 5 || i == 6) continue;  // NaN, inf
+    EXPECT_EQ(back.data<float>()[i], bf16_to_f32(b.data<bf16>()[i]));
+    EXPECT_LE(std::abs(back.data<float>()[i] - x.data<float>()[i]), std::abs(x.data<float>()[i]) / 256);
+  }
+}
+
+TEST(Rng, PhiloxKnownAnswer) {
+  // Random123's published known-answer vector for philox4x32-10 with all-zero inputs.
+  auto r = philox4x32({0, 0, 0, 0}, {0, 0});
+  EXPECT_EQ(r[0], 0x6627e8d5u);
+  EXPECT_EQ(r[1], 0xe169c58du);
+  EXPECT_EQ(r[2], 0xbc57ac4cu);
+  EXPECT_EQ(r[3], 0x9b00dbd8u);
+  auto s = philox4x32({0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {0xffffffffu, 0xffffffffu});
+  EXPECT_EQ(s[0], 0x408f276du);
+  EXPECT_EQ(s[1], 0x41c83b0eu);
+  EXPECT_EQ(s[2], 0xa20bc7c6u);
+  EXPECT_EQ(s[3], 0x6d5451fdu);
+}
+
+TEST(Rng, ValueDependsOnlyOnSeedStreamOffset) {
+  // A slice filled from its global offset equals the same slice of the whole tensor: the
+  // property that makes initialisation independent of which rank owns which shard.
+  Tensor whole = Tensor::empty({64, 16}, DType::kF32);
+  rng_fill_normal(whole, 0, 0.02f, 42, rng_stream_id("layers.0.w"));
+  Tensor part = Tensor::empty({16, 16}, DType::kF32);
+  rng_fill_normal(part, 0, 0.02f, 42, rng_stream_id("layers.0.w"), 32 * 16);
+  for (int i = 0; i < 16 * 16; ++i) EXPECT_EQ(part.data<float>()[i], whole.data<float>()[32 * 16 + i]);
+  EXPECT_NE(rng_u32(42, 1, 0), rng_u32(43, 1, 0));
+  EXPECT_NE(rng_u32(42, 1, 0), rng_u32(42, 2, 0));
+}
+
+TEST(Rng, NormalMoments) {
+  Tensor x = Tensor::empty({1 << 18}, DType::kF32);
+  rng_fill_normal(x, 0, 1, 5, 9);
+  double s = 0, s2 = 0, s4 = 0;
+  for (float v : x.to_floats()) {
+    s += v;
+    s2 += double(v) * v;
+    s4 += double(v) * v * v * v;
+  }
+  const double n = x.numel(), mean = s / n, var = s2 / n - mean * mean;
+  EXPECT_NEAR(mean, 0, 0.01);    // 5 sigma for n = 2^18 is ~0.0098
+  EXPECT_NEAR(var, 1, 0.015);
+  EXPECT_NEAR(s4 / n, 3, 0.06);  // kurtosis of a normal
+}
+
+}  // namespace
+}  // namespace cmoe
