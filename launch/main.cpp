@@ -1,6 +1,6 @@
 // main.cpp — the `cmoe` command-line entry point: dispatches subcommands.
 //
-// Subcommands present now: `version`, `info`. Training, evaluation, data and checkpoint
+// Subcommands present now: `version`, `info`, `params`. Training, evaluation, data and checkpoint
 // commands arrive with their modules; docs/cli.md lists what exists.
 #include <omp.h>
 
@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/cpu/kernels.h"
+#include "launch/commands.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #ifdef CMOE_HAVE_CUDA
 #include "core/cuda/cuda_backend.h"
@@ -22,6 +23,7 @@ constexpr const char* kUsage =
     "commands:\n"
     "  version   print the cmoe version\n"
     "  info      print the machine facts cmoe uses (CPU features, threads, oneDNN, CUDA)\n"
+    "  params    total and activated parameter counts of a config, per component\n"
     "\n"
     "See docs/cli.md for every command and flag.\n";
 
@@ -59,6 +61,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "info") return cmd_info();
+  if (cmd == "params") return cmoe::cmd_params(argc, argv);
   std::fprintf(stderr, "cmoe: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }
