@@ -1,0 +1,74 @@
+// dispatch.cpp — counting-sort dispatch and the expert FFN pipeline (see dispatch.h).
+#include "moe/dispatch.h"
+
+#include <cmath>
+
+namespace cmoe {
+
+DispatchPlan dispatch_plan(const Tensor& indices, int64_t num_experts, float capacity_factor) {
+  CMOE_CHECK(indices.dtype() == DType::kI32 && indices.rank() == 2, "dispatch_plan: indices ", indices.str());
+  DispatchPlan plan;
+  plan.num_tokens = indices.dim(0);
+  plan.top_k = indices.dim(1);
+  plan.num_experts = num_experts;
+  const int64_t pairs = plan.num_tokens * plan.top_k;
+  const int32_t* idx = indices.data<int32_t>();
+  const int64_t capacity =
+      capacity_factor > 0 ? static_cast<int64_t>(std::ceil(capacity_factor * pairs / num_experts)) : pairs;
+
+  // Pass 1: keep each pair if its expert still has room (token order), count per expert.
+  std::vector<int64_t> counts(num_experts, 0);
+  std::vector<uint8_t> keep(pairs, 0);
+  for (int64_t p = 0; p < pairs; ++p) {
+    const int32_t e = idx[p];
+    CMOE_CHECK(e >= 0 && e < num_experts, "expert id ", e, " outside [0, ", num_experts, ")");
+    if (counts[e] < capacity) {
+      ++counts[e];
+      keep[p] = 1;
+    }
+  }
+  auto offsets = std::make_shared<std::vector<int64_t>>(num_experts + 1, 0);
+  for (int64_t e = 0; e < num_experts; ++e) (*offsets)[e + 1] = (*offsets)[e] + counts[e];
+  const int64_t kept = (*offsets)[num_experts];
+  plan.dropped = pairs - kept;
+
+  // Pass 2: stable placement — within an expert's segment, slots follow token order.
+  plan.token_of_slot = Tensor::empty({kept}, DType::kI32);
+  plan.pair_of_slot = Tensor::empty({kept}, DType::kI32);
+  int32_t* tok = plan.token_of_slot.data<int32_t>();
+  int32_t* pair = plan.pair_of_slot.data<int32_t>();
+  std::vector<int64_t> cursor(offsets->begin(), offsets->end() - 1);
+  for (int64_t p = 0; p < pairs; ++p) {
+    if (!keep[p]) continue;
+    const int64_t s = cursor[idx[p]]++;
+    tok[s] = static_cast<int32_t>(p / plan.top_k);
+    pair[s] = static_cast<int32_t>(p);
+  }
+  plan.counts = std::move(counts);
+  plan.offsets = std::move(offsets);
+  return plan;
+}
+
+ag::Var dispatch_experts(const ag::Var& u, const DispatchPlan& plan, const ag::Var& weights,
+                         const ExpertWeights& experts, DType compute_dtype) {
+  CMOE_CHECK(u.value().rank() == 2 && u.value().dim(0) == plan.num_tokens, "dispatch_experts: u ",
+             u.value().str(), " for ", plan.num_tokens, " tokens");
+  CMOE_CHECK(weights.value().dim(0) == plan.num_tokens && weights.value().dim(1) == plan.top_k,
+             "dispatch_experts: weights ", weights.value().str());
+  ag::Var x = ag::gather_rows(u, plan.token_of_slot);                                   // (M, d)
+  ag::Var g = ag::grouped_linear(x, experts.w1, plan.offsets, compute_dtype);           // (M, F)
+  ag::Var up = ag::grouped_linear(x, experts.w3, plan.offsets, compute_dtype);          // (M, F)
+  ag::Var y = ag::grouped_linear(ag::swiglu(g, up), experts.w2, plan.offsets, compute_dtype);  // (M, d)
+  const int64_t pairs = plan.num_tokens * plan.top_k;
+  ag::Var w = ag::reshape(ag::gather_rows(ag::reshape(weights, {pairs, 1}), plan.pair_of_slot),
+                          {plan.pair_of_slot.numel()});                                 // (M)
+  return ag::scatter_add_rows(y, plan.token_of_slot, w, plan.num_tokens);               // (N, d)
+}
+
+ag::Var swiglu_ffn(const ag::Var& x, const ag::Var& w1, const ag::Var& w3, const ag::Var& w2,
+                   DType compute_dtype) {
+  return ag::linear(ag::swiglu(ag::linear(x, w1, compute_dtype), ag::linear(x, w3, compute_dtype)), w2,
+                    compute_dtype);
+}
+
+}  // namespace cmoe
