@@ -25,6 +25,8 @@ const OpInfo kOps[] = {
     CMOE_CPU_OP(add),
     CMOE_CPU_OP(mul),
     CMOE_CPU_OP(scale),
+    CMOE_CPU_OP(scale_rows),
+    CMOE_CPU_OP(add_bias),
     CMOE_CPU_OP(sum),
     CMOE_CPU_OP(embedding),
     CMOE_CPU_OP(linear),

@@ -20,7 +20,7 @@ struct OpInfo {
   AnyFn cuda_backward;
 };
 
-inline constexpr int kNumOps = 16;
+inline constexpr int kNumOps = 18;
 std::span<const OpInfo> op_table();
 
 }  // namespace cmoe::ag

@@ -17,6 +17,10 @@ namespace cmoe::ag {
 Var add(const Var& a, const Var& b);
 Var mul(const Var& a, const Var& b);
 Var scale(const Var& x, float s);
+// out[n, :] = s[n] * x[n, :]: x (..., D), s with one entry per row of x
+Var scale_rows(const Var& x, const Var& s);
+// out[n, :] = x[n, :] + b: x (..., C), b (C)
+Var add_bias(const Var& x, const Var& b);
 // () = sum of all elements
 Var sum(const Var& x);
 // A view with a new shape (aliases x's value; gradient reshaped back). Not a kernel op.

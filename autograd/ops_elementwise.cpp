@@ -46,6 +46,35 @@ Var scale(const Var& x, float s) {
   });
 }
 
+Var scale_rows(const Var& x, const Var& s) {
+  CMOE_CHECK(s.value().numel() == x.value().rows(), "scale_rows: ", s.value().str(), " for ", x.value().str());
+  Tensor out = like(x.value());
+  ops::scale_rows_forward(out, x.value(), s.value());
+  auto xi = x.impl(), si = s.impl();
+  Tensor xv = x.value(), sv = s.value();
+  return make_result(out, "scale_rows", {x, s}, [xi, si, xv, sv](const Tensor& g) {
+    Tensor dx = xi->requires_grad ? like(xv) : Tensor();
+    Tensor ds = si->requires_grad ? like(sv) : Tensor();
+    ops::scale_rows_backward(dx, ds, g, xv, sv);
+    if (dx.defined()) accumulate_grad(*xi, dx);
+    if (ds.defined()) accumulate_grad(*si, ds);
+  });
+}
+
+Var add_bias(const Var& x, const Var& b) {
+  CMOE_CHECK(b.value().numel() == x.value().cols(), "add_bias: ", b.value().str(), " for ", x.value().str());
+  Tensor out = like(x.value());
+  ops::add_bias_forward(out, x.value(), b.value());
+  auto xi = x.impl(), bi = b.impl();
+  return make_result(out, "add_bias", {x, b}, [xi, bi](const Tensor& g) {
+    Tensor dx;  // the gradient passes through unchanged: hand g itself to x
+    Tensor db = Tensor::zeros(bi->value.shape(), DType::kF32, g.device());
+    ops::add_bias_backward(dx, db, g);
+    accumulate_grad(*xi, g);
+    accumulate_grad(*bi, db);
+  });
+}
+
 Var sum(const Var& x) {
   Tensor out = Tensor::empty(Shape{}, DType::kF32);
   ops::sum_forward(out, x.value());

@@ -81,6 +81,54 @@ void sum_backward(Tensor& dx, const Tensor& dout) {
   dx.fill_(dout.data<float>()[0]);
 }
 
+void scale_rows_forward(Tensor& out, const Tensor& x, const Tensor& s) {
+  check_f32_same(out, x, "scale_rows");
+  CMOE_CHECK(s.dtype() == DType::kF32 && s.numel() == x.rows(), "scale_rows: s ", s.str(), " for ", x.str());
+  const int64_t N = x.rows(), D = x.cols();
+  const float *X = x.data<float>(), *S = s.data<float>();
+  float* O = out.data<float>();
+#pragma omp parallel for schedule(static) if (N * D > (1 << 15))
+  for (int64_t n = 0; n < N; ++n) scale_loop(O + n * D, X + n * D, S[n], D);
+}
+
+void scale_rows_backward(Tensor& dx, Tensor& ds, const Tensor& dout, const Tensor& x, const Tensor& s) {
+  const int64_t N = x.rows(), D = x.cols();
+  if (dx.defined()) scale_rows_forward(dx, dout, s);
+  if (ds.defined()) {
+    const float *G = dout.data<float>(), *X = x.data<float>();
+    float* dS = ds.data<float>();
+#pragma omp parallel for schedule(static) if (N * D > (1 << 15))
+    for (int64_t n = 0; n < N; ++n) {
+      double acc = 0;
+      for (int64_t c = 0; c < D; ++c) acc += static_cast<double>(G[n * D + c]) * X[n * D + c];
+      dS[n] = static_cast<float>(acc);
+    }
+  }
+}
+
+void add_bias_forward(Tensor& out, const Tensor& x, const Tensor& b) {
+  check_f32_same(out, x, "add_bias");
+  CMOE_CHECK(b.dtype() == DType::kF32 && b.numel() == x.cols(), "add_bias: b ", b.str(), " for ", x.str());
+  const int64_t N = x.rows(), C = x.cols();
+  const float *X = x.data<float>(), *B = b.data<float>();
+  float* O = out.data<float>();
+#pragma omp parallel for schedule(static) if (N * C > (1 << 15))
+  for (int64_t n = 0; n < N; ++n) add_loop(O + n * C, X + n * C, B, C);
+}
+
+void add_bias_backward(Tensor& dx, Tensor& db, const Tensor& dout) {
+  if (dx.defined()) dx.copy_from(dout);
+  const int64_t N = dout.rows(), C = dout.cols();
+  const float* G = dout.data<float>();
+  float* dB = db.data<float>();
+  // Column sums in double, rows in order: deterministic whatever the thread count.
+  for (int64_t c = 0; c < C; ++c) {
+    double acc = 0;
+    for (int64_t n = 0; n < N; ++n) acc += G[n * C + c];
+    dB[c] += static_cast<float>(acc);
+  }
+}
+
 void axpy(Tensor& y, float a, const Tensor& x) {
   check_f32_same(y, x, "axpy");
   axpy_loop(y.data<float>(), a, x.data<float>(), x.numel());

@@ -26,6 +26,16 @@ void sum_forward(Tensor& out, const Tensor& x);
 // dx[i] = dout[0]
 void sum_backward(Tensor& dx, const Tensor& dout);
 
+// out[n, :] = s[n] * x[n, :]          x, out: (N, D); s: (N)
+void scale_rows_forward(Tensor& out, const Tensor& x, const Tensor& s);
+// dx[n, :] = s[n] * dout[n, :];  ds[n] = dout[n, :] . x[n, :]   (either may be undefined)
+void scale_rows_backward(Tensor& dx, Tensor& ds, const Tensor& dout, const Tensor& x, const Tensor& s);
+
+// out[n, :] = x[n, :] + b              x, out: (N, C); b: (C)
+void add_bias_forward(Tensor& out, const Tensor& x, const Tensor& b);
+// dx = dout (skipped if undefined); db[c] += sum_n dout[n, c] (accumulated)
+void add_bias_backward(Tensor& dx, Tensor& db, const Tensor& dout);
+
 // y += a * x  (f32, same numel)
 void axpy(Tensor& y, float a, const Tensor& x);
 // sum_i x[i]^2 in f64 (gradient-norm building block)

@@ -18,6 +18,14 @@ CMOE_GRADCHECK(mul) {
 CMOE_GRADCHECK(scale) {
   return grad_check([](auto& v) { return ag::scale(v[0], -1.5f); }, {random_tensor({7}, 3)}, {true});
 }
+CMOE_GRADCHECK(scale_rows) {
+  return grad_check([](auto& v) { return ag::scale_rows(v[0], v[1]); },
+                    {random_tensor({4, 6}, 5), random_tensor({4}, 6)}, {true, true});
+}
+CMOE_GRADCHECK(add_bias) {
+  return grad_check([](auto& v) { return ag::add_bias(v[0], v[1]); },
+                    {random_tensor({5, 3}, 7), random_tensor({3}, 8)}, {true, true});
+}
 CMOE_GRADCHECK(sum) {
   return grad_check([](auto& v) { return ag::sum(v[0]); }, {random_tensor({4, 4}, 4)}, {true});
 }
