@@ -19,8 +19,13 @@ DispatchPlan dispatch_plan(const Tensor& indices, int64_t num_experts, float cap
   // Pass 1: keep each pair if its expert still has room (token order), count per expert.
   std::vector<int64_t> counts(num_experts, 0);
   std::vector<uint8_t> keep(pairs, 0);
+  int64_t empty_slots = 0;
   for (int64_t p = 0; p < pairs; ++p) {
     const int32_t e = idx[p];
+    if (e == -1) {  // top-p padding: no expert in this slot
+      ++empty_slots;
+      continue;
+    }
     CMOE_CHECK(e >= 0 && e < num_experts, "expert id ", e, " outside [0, ", num_experts, ")");
     if (counts[e] < capacity) {
       ++counts[e];
@@ -30,7 +35,7 @@ DispatchPlan dispatch_plan(const Tensor& indices, int64_t num_experts, float cap
   auto offsets = std::make_shared<std::vector<int64_t>>(num_experts + 1, 0);
   for (int64_t e = 0; e < num_experts; ++e) (*offsets)[e + 1] = (*offsets)[e] + counts[e];
   const int64_t kept = (*offsets)[num_experts];
-  plan.dropped = pairs - kept;
+  plan.dropped = pairs - empty_slots - kept;
 
   // Pass 2: stable placement — within an expert's segment, slots follow token order.
   plan.token_of_slot = Tensor::empty({kept}, DType::kI32);

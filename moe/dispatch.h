@@ -33,7 +33,8 @@ struct DispatchPlan {
   int64_t dropped = 0;                          // pairs dropped by the capacity limit
 };
 
-// indices: (N, k) i32 expert ids in [0, E). capacity_factor 0 = dropless.
+// indices: (N, k) i32 expert ids in [0, E), or -1 for an empty slot (skipped).
+// capacity_factor 0 = dropless.
 DispatchPlan dispatch_plan(const Tensor& indices, int64_t num_experts, float capacity_factor = 0.0f);
 
 // u: (N, d); weights: (N, k) routing weights (differentiable); returns (N, d).
