@@ -61,11 +61,14 @@ void* CachingAllocator::allocate(size_t bytes, Device device) {
     ++stats_.cache_hits;
   } else {
     p = raw_alloc_locked(size, device.index);
-    CMOE_CHECK(p != nullptr, "out of memory on ", device.str(), ": ", backend_.name, " of ",
-               size, " bytes (", mib(size), ", requested ", bytes, ") failed after emptying the "
-               "cache; in use ", stats_.bytes_in_use, " bytes (", mib(stats_.bytes_in_use),
-               "), reserved ", stats_.bytes_reserved, " bytes (", mib(stats_.bytes_reserved),
-               "), peak ", mib(stats_.peak_bytes), ". Hint: reduce the micro-batch size or "
+    CMOE_CHECK(p != nullptr, "out of memory on ", device.str(), ": ", backend_.name, " of ", size,
+               " bytes (", mib(size), ", requested ", bytes,
+               ") failed after emptying the "
+               "cache; in use ",
+               stats_.bytes_in_use, " bytes (", mib(stats_.bytes_in_use), "), reserved ",
+               stats_.bytes_reserved, " bytes (", mib(stats_.bytes_reserved), "), peak ",
+               mib(stats_.peak_bytes),
+               ". Hint: reduce the micro-batch size or "
                "sequence length, or enable activation checkpointing.");
   }
   live_.emplace(p, Block{size, device.index});
@@ -77,12 +80,13 @@ void* CachingAllocator::allocate(size_t bytes, Device device) {
 void CachingAllocator::deallocate(void* ptr, size_t bytes, Device device) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = live_.find(ptr);
-  CMOE_CHECK(it != live_.end(), "deallocate of ", absl::StrFormat("%p", ptr), " (", bytes, " bytes on ", device.str(),
+  CMOE_CHECK(it != live_.end(), "deallocate of ", absl::StrFormat("%p", ptr), " (", bytes,
+             " bytes on ", device.str(),
              ") that this allocator did not hand out, or a double free");
   const Block b = it->second;
   CMOE_CHECK(b.device == device.index && b.size == caching_block_size(bytes), "deallocate of ",
-             absl::StrFormat("%p", ptr), " as ", bytes, " bytes on ", device.str(), " but it was allocated as a ", b.size,
-             "-byte block on cuda:", b.device);
+             absl::StrFormat("%p", ptr), " as ", bytes, " bytes on ", device.str(),
+             " but it was allocated as a ", b.size, "-byte block on cuda:", b.device);
   live_.erase(it);
   free_[ClassKey{b.device, b.size}].push_back(ptr);
   stats_.bytes_in_use -= b.size;

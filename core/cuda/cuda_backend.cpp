@@ -3,6 +3,7 @@
 #include "core/cuda/cuda_backend.h"
 
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 
 #include <mutex>
 
@@ -71,11 +72,26 @@ std::once_flag g_register_once;
 // runtime has unloaded fails.
 CachingAllocator* g_allocator = nullptr;
 
+// True when the NVIDIA driver library can be loaded; the runtime reports a missing driver as
+// "driver version is insufficient", which misleads on a machine that has none at all.
+bool driver_present() {
+  void* lib = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (lib != nullptr) dlclose(lib);
+  return lib != nullptr;
+}
+
 }  // namespace
 
 absl::StatusOr<int> device_count() {
   int n = 0;
-  CMOE_RETURN_IF_ERROR(CUDA_CHECK(cudaGetDeviceCount(&n)));
+  absl::Status st = CUDA_CHECK(cudaGetDeviceCount(&n));
+  if (!st.ok()) {
+    if (st.code() == absl::StatusCode::kUnavailable && !driver_present()) {
+      return absl::UnavailableError(
+          absl::StrCat("no NVIDIA driver (libcuda.so.1 not found); ", st.message()));
+    }
+    return st;
+  }
   if (n == 0) return absl::UnavailableError("cudaGetDeviceCount reports 0 devices");
   return n;
 }
