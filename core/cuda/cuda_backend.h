@@ -11,10 +11,16 @@
 
 namespace cmoe::cuda {
 
+class CachingAllocator;
+
 // Number of usable GPUs; an error status with the driver's reason when there are none.
 absl::StatusOr<int> device_count();
 
 // Selects `device`, registers the caching allocator and device copy hooks. Idempotent.
 absl::Status init(int device = 0);
+
+// The caching allocator init() registered for CUDA tensors (statistics, empty_cache()).
+// Calling it before a successful init() is a bug (checked).
+CachingAllocator& caching_allocator();
 
 }  // namespace cmoe::cuda
