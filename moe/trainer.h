@@ -1,0 +1,56 @@
+// trainer.h — the single-process training loop: micro-batches with gradient accumulation,
+// clipping, AdamW with the LR schedule, metrics (console + metrics.jsonl), periodic
+// validation, and checkpoints through caller-supplied hooks.
+//
+// Metric formulas (written once, here and in docs/metrics.md):
+//   tokens_per_s = tokens in the step's micro-batches / wall seconds of the step
+//   mfu          = flops_per_token * tokens_per_s / measured matmul peak (FLOP/s)
+//   load max/mean = max_e count_e / mean_e count_e ; cv = std_e(count_e) / mean_e(count_e)
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/config/config.h"
+#include "moe/model.h"
+#include "moe/optimizer.h"
+
+namespace cmoe {
+
+struct Batch {
+  Tensor ids;      // (B, T) i32
+  Tensor targets;  // (B, T) i32, -1 = ignored
+};
+using BatchFn = std::function<absl::StatusOr<Batch>()>;
+
+struct EvalResult {
+  double loss = 0;  // mean token cross-entropy (nats)
+  double ppl = 0;   // exp(loss)
+  int64_t tokens = 0;
+  std::vector<RouterReport> routers;
+};
+
+// Mean CE over `batches` batches from next (no tape).
+absl::StatusOr<EvalResult> evaluate(Model& model, const BatchFn& next, int64_t batches, const ForwardOptions& opt);
+
+struct TrainHooks {
+  BatchFn next_train;                      // the next training micro-batch
+  std::function<BatchFn()> valid_batches;  // a fresh pass over the validation split
+  // Saves a checkpoint of (model, optimizer) after `step` completed steps.
+  std::function<absl::Status(int64_t step, Model&, AdamW&)> save;
+  std::function<bool()> stop_requested;    // SIGTERM etc.: stop cleanly at the next step
+};
+
+struct TrainSummary {
+  int64_t steps_done = 0;
+  double final_train_loss = 0;
+  EvalResult final_eval;
+};
+
+// Trains from `start_step` (0 for a fresh run) to train.steps (or train.exit_at_step), writing
+// metrics.jsonl under run_dir. The model and optimizer are the caller's (resume = load first).
+absl::StatusOr<TrainSummary> train_loop(const config::RunConfig& cfg, Model& model, AdamW& opt,
+                                        int64_t start_step, const std::string& run_dir, TrainHooks& hooks);
+
+}  // namespace cmoe
