@@ -2,9 +2,9 @@
 //
 // Router rows are short (E = 16..128), so a row is a handful of AVX-512 vectors: max, exp of
 // the shifted row, sum, scale — OpenMP over rows once there are enough of them. Top-k with
-// small k is k passes of "the best entry ranked strictly below the previous pick" under the
-// total order (value descending, index ascending), which needs no per-row scratch; NaN ranks
-// below every number so a blown-up logit is never preferred to a finite one.
+// small k is one pass per row inserting into a sorted list of the best k (value descending,
+// index ascending), written straight into the outputs; NaN ranks below every number so a
+// blown-up logit is never preferred to a finite one.
 #include "core/ops/softmax.h"
 
 #include <algorithm>
@@ -81,13 +81,6 @@ __attribute__((target("avx512f"))) void softmax_backward_row_avx512(float* dx, c
   }
 }
 
-// True when (va, ia) ranks above (vb, ib): larger value first, lower index on ties, NaN last.
-inline bool ranks_above(float va, int64_t ia, float vb, int64_t ib) {
-  const bool na = std::isnan(va), nb = std::isnan(vb);
-  if (na || nb) return na == nb ? ia < ib : nb;
-  return va > vb || (va == vb && ia < ib);
-}
-
 void check_rows(const Tensor& t, int64_t n, int64_t e, DType dt, const char* op, const char* what) {
   CMOE_CHECK(t.dtype() == dt && t.device().is_cpu() && t.rows() == n && t.cols() == e, op, ": ",
              what, " is ", t.str(), ", want ", dtype_name(dt), " (", n, ", ", e, ") on CPU");
@@ -150,28 +143,37 @@ void topk_forward(Tensor& values, Tensor& indices, const Tensor& x, int k, const
   float* pv = values.data<float>();           // (N, k)
   int32_t* pi = indices.data<int32_t>();      // (N, k)
   int64_t short_row = -1;                     // a row with fewer than k selectable entries
-#pragma omp parallel for schedule(static) if (n * e * k >= kParallelMin)
+#pragma omp parallel for schedule(static) if (n * e >= kParallelMin)
   for (int64_t r = 0; r < n; ++r) {
     const float* xr = px + r * e;
     const int32_t* mr = pm != nullptr ? pm + r * e : nullptr;
-    float prev_v = 0.0f;
-    int64_t prev_i = -1;
-    for (int j = 0; j < k; ++j) {
-      int64_t best = -1;
-      for (int64_t i = 0; i < e; ++i) {
-        if (mr != nullptr && mr[i] != 0) continue;
-        if (prev_i >= 0 && !ranks_above(prev_v, prev_i, xr[i], i)) continue;  // already taken
-        if (best < 0 || ranks_above(xr[i], i, xr[best], best)) best = i;
+    float* vr = pv + r * k;
+    int32_t* ir = pi + r * k;
+    // Insertion into the sorted best-k list, scanning indices upward: an entry equal to a
+    // listed value stops behind it, so ties keep the lower index first.
+    int cnt = 0;
+    for (int64_t i = 0; i < e; ++i) {
+      const float v = xr[i];
+      if ((mr != nullptr && mr[i] != 0) || std::isnan(v)) continue;
+      if (cnt == k && !(v > vr[k - 1])) continue;
+      int j = cnt < k ? cnt++ : k - 1;
+      for (; j > 0 && v > vr[j - 1]; --j) {
+        vr[j] = vr[j - 1];
+        ir[j] = ir[j - 1];
       }
-      if (best < 0) {
+      vr[j] = v;
+      ir[j] = static_cast<int32_t>(i);
+    }
+    // NaN ranks below every number: it fills the list only when too few numbers remain.
+    for (int64_t i = 0; i < e && cnt < k; ++i) {
+      if ((mr == nullptr || mr[i] == 0) && std::isnan(xr[i])) {
+        vr[cnt] = xr[i];
+        ir[cnt++] = static_cast<int32_t>(i);
+      }
+    }
+    if (cnt < k) {
 #pragma omp atomic write
-        short_row = r;
-        break;
-      }
-      pv[r * k + j] = xr[best];
-      pi[r * k + j] = static_cast<int32_t>(best);
-      prev_v = xr[best];
-      prev_i = best;
+      short_row = r;
     }
   }
   CMOE_CHECK(short_row < 0, "topk_forward: row ", short_row, " has fewer than k = ", k,
