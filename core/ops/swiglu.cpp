@@ -1,7 +1,7 @@
 // swiglu.cpp — CPU SwiGLU forward/backward (see swiglu.h).
 //
 // Pure elementwise work over N*F values, split into fixed chunks for OpenMP. The AVX-512 body
-// uses the polynomial exp of core/cpu/avx512_math.h (~2e-7 relative error); the portable body
+// uses the polynomial exp of core/cpu/avx512_math.h (~1e-7 relative error); the portable body
 // uses std::exp.
 #include "core/ops/swiglu.h"
 
