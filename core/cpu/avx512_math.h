@@ -2,9 +2,10 @@
 //
 // exp512 is a Cody–Waite range reduction (x = n ln2 + r, |r| <= ln2/2) with a degree-7 Taylor
 // polynomial for e^r and _mm512_scalef_ps for the 2^n factor, which handles overflow to +inf
-// and underflow through the denormals to 0 correctly. Max relative error 7.6e-8 (about 1 ulp,
-// measured by a dense sweep of the normal range against double exp); NaN propagates. GCC does not vectorise std::exp without
-// -ffast-math (libmvec is only declared under __FAST_MATH__), hence this header.
+// and underflow through the denormals to 0 correctly. Max relative error 7.6e-8 (about 1 ulp;
+// a dense sweep of the normal range against double exp); NaN propagates. GCC does not
+// vectorise std::exp without -ffast-math (libmvec is only declared under __FAST_MATH__),
+// hence this header.
 //
 // Every function here carries target("avx512f"): call them only from functions that have it
 // too, and only after cmoe::cpu::has_avx512() said yes.
