@@ -8,11 +8,16 @@
 // primitive (callers use a handful of values, so keying the cache by them is cheap).
 //
 // Dense matmuls have fixed shapes in training, so their primitives have fixed dims (oneDNN
-// picks its brgemm kernels). Grouped matmuls see new segment sizes every step, so the segment
-// dim is a oneDNN runtime dim (DNNL_RUNTIME_DIM_VAL) and one primitive serves every segment
-// size. Measured on the 2-core AVX-512 machine (N=1024, K=256, segments 64..1024 rows), the
-// runtime-dim primitives run within ~10% of fixed-dim ones (up to 25% slower only for f32
-// segments of 64 rows), while fixed dims would need a new primitive (~0.1-0.4 ms) per new size.
+// picks its brgemm kernels). Grouped matmuls see new segment sizes every step; where it costs
+// nothing the segment dim is a oneDNN runtime dim (DNNL_RUNTIME_DIM_VAL), so one primitive
+// serves every segment size. Measured on the 2-core AVX-512 (Zen 4) machine, 16 experts of
+// 32..704 rows, (K, N) = (256, 1024) and (1024, 256):
+//   * bf16 grouped_matmul: runtime-dim 351-383 GFLOP/s vs fixed-dim 316-380: runtime dims;
+//   * grouped_matmul_grad_w (runtime reduction dim), f32 and bf16: within ~5% of dense;
+//   * f32 grouped_matmul with transposed weights: runtime-dim (oneDNN's gemm:jit) 131 GFLOP/s
+//     vs fixed-dim (brgemm) 195 at K=1024, so f32 grouped_matmul keys primitives by segment
+//     size instead. A new size costs one primitive (~0.1-0.4 ms, ~40 KB) once per process;
+//     their number is bounded by the distinct segment sizes seen.
 #include "core/ops/matmul.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -198,12 +203,14 @@ void grouped_matmul(Tensor& c, const Tensor& a, const Tensor& w, std::span<const
              (trans_w ? "^T" : ""), ", c ", c.str());
   check_offsets(offsets, groups, rows, "grouped_matmul");
 
-  const GemmKey key{kRuntime, n, k, false, trans_w, a.dtype(), 1.0f, 0.0f};
+  // Runtime segment dim for bf16, one primitive per segment size for f32 (see top of file).
+  const bool runtime_rows = a.dtype() == DType::kBF16;
   const size_t es = dtype_size(a.dtype());
   float* cp = c.data<float>();
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t r0 = offsets[g], seg = offsets[g + 1] - offsets[g];
     if (seg == 0) continue;
+    const GemmKey key{runtime_rows ? kRuntime : seg, n, k, false, trans_w, a.dtype(), 1.0f, 0.0f};
     run_gemm(key, seg, k, cp + r0 * n, byte_ptr(a) + static_cast<size_t>(r0 * k) * es,
              byte_ptr(w) + static_cast<size_t>(g * k * n) * es);
   }

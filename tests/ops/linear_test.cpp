@@ -153,15 +153,30 @@ TEST(GroupedMatmul, MatchesPerSegmentNaive) {
   }
 }
 
-TEST(GroupedMatmul, OnePrimitiveServesAllSegmentSizes) {
+// bf16 grouped_matmul and grouped_matmul_grad_w (both dtypes) use one runtime-dim primitive
+// for all segment sizes; f32 grouped_matmul keys by segment size, so repeats create none.
+TEST(GroupedMatmul, SegmentSizesReusePrimitives) {
   const int64_t rows = 40, k = 12, n = 10;
-  Tensor a = random_tensor({rows, k}, 1), w = random_tensor({3, k, n}, 2);
-  Tensor c = Tensor::empty({rows, n}, DType::kF32);
-  ops::grouped_matmul(c, a, w, std::vector<int64_t>{0, 5, 25, 40}, false);
-  const int64_t count = ops::matmul_primitive_count();
-  ops::grouped_matmul(c, a, w, std::vector<int64_t>{0, 13, 14, 40}, false);
-  ops::grouped_matmul(c, a, w, std::vector<int64_t>{0, 0, 39, 40}, false);
-  EXPECT_EQ(ops::matmul_primitive_count(), count);
+  const std::vector<std::vector<int64_t>> offsets = {{0, 5, 25, 40}, {0, 13, 14, 40}, {0, 0, 39, 40}};
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    Tensor a = random_tensor({rows, k}, 1).to_dtype(dt), w = random_tensor({3, n, k}, 2).to_dtype(dt);
+    Tensor dc = random_tensor({rows, n}, 3).to_dtype(dt);
+    Tensor c = Tensor::empty({rows, n}, DType::kF32), dw = Tensor::empty({3, n, k}, DType::kF32);
+    auto step = [&](const std::vector<int64_t>& off) {
+      ops::grouped_matmul(c, a, w, off, true);
+      ops::grouped_matmul_grad_w(dw, a, dc, off, true, false);
+    };
+    step(offsets[0]);
+    const int64_t after_first = ops::matmul_primitive_count();
+    step(offsets[1]);
+    step(offsets[2]);
+    if (dt == DType::kBF16) {
+      EXPECT_EQ(ops::matmul_primitive_count(), after_first);
+    }
+    const int64_t after_all = ops::matmul_primitive_count();
+    for (const auto& off : offsets) step(off);
+    EXPECT_EQ(ops::matmul_primitive_count(), after_all) << dtype_name(dt);
+  }
 }
 
 TEST(GroupedMatmul, GradWMatchesNaive) {
