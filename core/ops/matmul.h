@@ -36,8 +36,9 @@ void grouped_matmul_grad_w(Tensor& dw, const Tensor& a, const Tensor& dc,
 int64_t matmul_primitive_count();
 
 // The CPU's measured dense matmul throughput for A/B of `dtype` (f32 or bf16), in GFLOP/s:
-// the best single 2048^3 matmul over ~0.3 s of repeats, measured on the first call and cached
-// for the process. MFU and the benches' "fraction of peak" are reported against it.
+// the best single square matmul (1024^3 on 2 threads, growing with the thread count) over
+// ~0.3 s of repeats, measured on the first call and cached for the process. MFU and the
+// benches' "fraction of peak" are reported against it.
 double matmul_peak_gflops(DType dtype);
 
 }  // namespace cmoe::ops

@@ -128,6 +128,13 @@ TEST(Matmul, RepeatedShapesCreateNoPrimitives) {
   EXPECT_EQ(ops::matmul_primitive_count(), count);
 }
 
+TEST(Matmul, PeakIsMeasuredOnceAndCached) {
+  const double peak = ops::matmul_peak_gflops(DType::kF32);  // ~0.3 s
+  EXPECT_GT(peak, 1.0);  // any AVX machine does > 1 GFLOP/s; a broken timer gives 0 or inf
+  EXPECT_TRUE(std::isfinite(peak));
+  EXPECT_EQ(ops::matmul_peak_gflops(DType::kF32), peak);
+}
+
 // Offsets with an empty group (1), a one-row group (3) and an empty last group (5).
 const std::vector<int64_t> kOffsets = {0, 7, 7, 20, 21, 33, 33};
 
