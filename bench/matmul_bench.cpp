@@ -139,12 +139,16 @@ void grouped_shapes(benchmark::internal::Benchmark* b) {
     }
 }
 BENCHMARK(BM_GroupedMatmul)->Apply(grouped_shapes)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_GroupedDenseEquivalent)->Apply(grouped_shapes)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GroupedDenseEquivalent)
+    ->Apply(grouped_shapes)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 // linear_forward with bf16 compute from f32 x and w: the matmul plus rounding both to bf16.
 void BM_LinearForwardBf16(benchmark::State& state) {
   const int64_t rows = state.range(0), out = state.range(1), in = state.range(2);
-  Tensor x = random_operand({rows, in}, DType::kF32, 1), w = random_operand({out, in}, DType::kF32, 2);
+  Tensor x = random_operand({rows, in}, DType::kF32, 1);    // (N, K)
+  Tensor w = random_operand({out, in}, DType::kF32, 2);     // (M, K)
   Tensor y = Tensor::empty({rows, out}, DType::kF32);
   ops::linear_forward(y, x, w, DType::kBF16);
   const int64_t prims = ops::matmul_primitive_count();

@@ -54,10 +54,13 @@ struct GemmKeyHash {
     std::memcpy(&alpha_bits, &key.alpha, 4);
     std::memcpy(&beta_bits, &key.beta, 4);
     size_t h = std::hash<int64_t>()(key.m);
-    auto mix = [&h](uint64_t v) { h ^= std::hash<uint64_t>()(v) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
+    auto mix = [&h](uint64_t v) {
+      h ^= std::hash<uint64_t>()(v) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    };
     mix(static_cast<uint64_t>(key.n));
     mix(static_cast<uint64_t>(key.k));
-    mix((static_cast<uint64_t>(key.trans_a) << 1) | key.trans_b | (static_cast<uint64_t>(key.dtype) << 2));
+    mix((static_cast<uint64_t>(key.dtype) << 2) | (static_cast<uint64_t>(key.trans_a) << 1) |
+        static_cast<uint64_t>(key.trans_b));
     mix((static_cast<uint64_t>(alpha_bits) << 32) | beta_bits);
     return h;
   }

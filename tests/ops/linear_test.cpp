@@ -26,7 +26,8 @@ CMOE_GRADCHECK(linear) {
 }
 CMOE_GRADCHECK(grouped_linear) {
   // Group 1 is empty, group 3 has one row.
-  auto offsets = std::make_shared<const std::vector<int64_t>>(std::vector<int64_t>{0, 3, 3, 7, 8, 11});
+  auto offsets =
+      std::make_shared<const std::vector<int64_t>>(std::vector<int64_t>{0, 3, 3, 7, 8, 11});
   return grad_check([offsets](auto& v) { return ag::grouped_linear(v[0], v[1], offsets); },
                     {random_tensor({11, 6}, 5), random_tensor({5, 4, 6}, 6)}, {true, true});
 }
@@ -46,7 +47,9 @@ std::vector<double> naive_matmul(const std::vector<float>& a, const std::vector<
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
       double s = 0;
-      for (int64_t p = 0; p < k; ++p) s += at(a, ta ? m : k, ta, i, p) * at(b, tb ? k : n, tb, p, j);
+      for (int64_t p = 0; p < k; ++p) {
+        s += at(a, ta ? m : k, ta, i, p) * at(b, tb ? k : n, tb, p, j);
+      }
       c[i * n + j] = alpha * s + (beta != 0 ? beta * c0[i * n + j] : 0.0);
     }
   }
@@ -121,7 +124,8 @@ TEST(Matmul, EmptyReductionGivesBetaTimesC) {
 }
 
 TEST(Matmul, RepeatedShapesCreateNoPrimitives) {
-  Tensor a = random_tensor({5, 7}, 1), b = random_tensor({7, 3}, 2), c = Tensor::empty({5, 3}, DType::kF32);
+  Tensor a = random_tensor({5, 7}, 1), b = random_tensor({7, 3}, 2);
+  Tensor c = Tensor::empty({5, 3}, DType::kF32);
   ops::matmul(c, a, b, false, false);
   const int64_t count = ops::matmul_primitive_count();
   for (int i = 0; i < 3; ++i) ops::matmul(c, a, b, false, false);
@@ -164,9 +168,11 @@ TEST(GroupedMatmul, MatchesPerSegmentNaive) {
 // for all segment sizes; f32 grouped_matmul keys by segment size, so repeats create none.
 TEST(GroupedMatmul, SegmentSizesReusePrimitives) {
   const int64_t rows = 40, k = 12, n = 10;
-  const std::vector<std::vector<int64_t>> offsets = {{0, 5, 25, 40}, {0, 13, 14, 40}, {0, 0, 39, 40}};
+  const std::vector<std::vector<int64_t>> offsets = {
+      {0, 5, 25, 40}, {0, 13, 14, 40}, {0, 0, 39, 40}};
   for (DType dt : {DType::kF32, DType::kBF16}) {
-    Tensor a = random_tensor({rows, k}, 1).to_dtype(dt), w = random_tensor({3, n, k}, 2).to_dtype(dt);
+    Tensor a = random_tensor({rows, k}, 1).to_dtype(dt);
+    Tensor w = random_tensor({3, n, k}, 2).to_dtype(dt);
     Tensor dc = random_tensor({rows, n}, 3).to_dtype(dt);
     Tensor c = Tensor::empty({rows, n}, DType::kF32), dw = Tensor::empty({3, n, k}, DType::kF32);
     auto step = [&](const std::vector<int64_t>& off) {
@@ -223,7 +229,8 @@ constexpr double kBf16VsF32FrobTol = 1e-2;
 
 TEST(Linear, Bf16ForwardAndBackward) {
   const int64_t n = 29, k = 48, m = 21;
-  Tensor x = random_tensor({n, k}, 1), w = random_tensor({m, k}, 2), dout = random_tensor({n, m}, 3);
+  Tensor x = random_tensor({n, k}, 1), w = random_tensor({m, k}, 2);
+  Tensor dout = random_tensor({n, m}, 3);
   std::vector<float> xr = round_bf16(x.to_floats()), wr = round_bf16(w.to_floats());
   std::vector<float> doutr = round_bf16(dout.to_floats());
 
@@ -257,12 +264,14 @@ TEST(Linear, GroupedBf16MatchesF32) {
   const int64_t rows = 33, k = 24, m = 17, g_count = 6;
   Tensor x = random_tensor({rows, k}, 1), w = random_tensor({g_count, m, k}, 2);
   Tensor dout = random_tensor({rows, m}, 3);
-  Tensor out16 = Tensor::empty({rows, m}, DType::kF32), out32 = Tensor::empty({rows, m}, DType::kF32);
+  Tensor out16 = Tensor::empty({rows, m}, DType::kF32);
+  Tensor out32 = Tensor::empty({rows, m}, DType::kF32);
   ops::grouped_linear_forward(out16, x, w, kOffsets, DType::kBF16);
   ops::grouped_linear_forward(out32, x, w, kOffsets, DType::kF32);
   EXPECT_LT(rel_frobenius(out16.to_floats(), out32.to_floats()), kBf16VsF32FrobTol);
   Tensor dx16 = Tensor::empty({rows, k}, DType::kF32), dx32 = Tensor::empty({rows, k}, DType::kF32);
-  Tensor dw16 = Tensor::zeros({g_count, m, k}, DType::kF32), dw32 = Tensor::zeros({g_count, m, k}, DType::kF32);
+  Tensor dw16 = Tensor::zeros({g_count, m, k}, DType::kF32);
+  Tensor dw32 = Tensor::zeros({g_count, m, k}, DType::kF32);
   ops::grouped_linear_backward(dx16, dw16, dout, x, w, kOffsets, DType::kBF16);
   ops::grouped_linear_backward(dx32, dw32, dout, x, w, kOffsets, DType::kF32);
   EXPECT_LT(rel_frobenius(dx16.to_floats(), dx32.to_floats()), kBf16VsF32FrobTol);
