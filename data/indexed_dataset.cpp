@@ -152,7 +152,7 @@ absl::StatusOr<IndexLayout> index_parse(const uint8_t* idx, size_t size, size_t 
                         "expected MMIDIDX (re-run Megatron's preprocess_data.py, or cmoe preprocess)");
   }
   const size_t magic_have = std::min(size, sizeof(kIdxMagic));
-  if (std::memcmp(idx, kIdxMagic, magic_have) != 0) {
+  if (magic_have > 0 && std::memcmp(idx, kIdxMagic, magic_have) != 0) {
     return format_error(idx_name, 0,
                         absl::StrCat("found magic bytes [", hex_bytes(idx, magic_have),
                                      "], expected [4d 4d 49 44 49 44 58 00 00] (\"MMIDIDX\\0\\0\"): "
