@@ -36,6 +36,17 @@ constexpr int kTileVecs = kTile / kVec;
 constexpr int kMR = 6;         // micro-kernel rows: 6 x 4 accumulators + 4 B vectors + 1 broadcast
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
+// Work a product may skip on a diagonal tile (the causal mask makes it dead):
+enum class Skip : uint8_t {
+  kNone,
+  // C (keys x lanes): lanes below 16*floor(i/16) of rows >= i are left unwritten; the caller
+  // masks them (scores) or multiplies them by P = 0 (dP), so they are never read as values.
+  kLanesBelowRow,
+  // C (keys x Dh) += A (keys x queries) B: A(i, k) = 0 for query k < key i, so row block i
+  // starts its k loop at i.
+  kKBelowRow,
+};
+
 // A-operand view for the tile products: a(i, k) = p[i * rs + k * cs].
 struct StridedA {
   const float* p;
@@ -92,16 +103,21 @@ constexpr GemmBlockFn kGemmBlocks[kMR][kTileVecs] = {CMOE_GEMM_ROW(1), CMOE_GEMM
                                                      CMOE_GEMM_ROW(5), CMOE_GEMM_ROW(6)};
 #undef CMOE_GEMM_ROW
 
+// C (M x N) (+)= A (M x K) @ B (K x N) in 64-column panels of kMR-row blocks.
 void gemm_avx512(float* c, int64_t ldc, StridedA a, const float* b, int64_t ldb, int64_t M,
-                 int64_t K, int64_t N, bool accumulate) {
+                 int64_t K, int64_t N, bool accumulate, Skip skip) {
   for (int64_t j0 = 0; j0 < N; j0 += kTile) {
-    const int64_t n = std::min(kTile, N - j0);
-    const int nv = static_cast<int>((n + kVec - 1) / kVec);
-    const __mmask16 tail = n % kVec == 0 ? 0xFFFF : static_cast<__mmask16>((1u << (n % kVec)) - 1);
+    const int64_t j1 = std::min(N, j0 + kTile);
     for (int64_t i0 = 0; i0 < M; i0 += kMR) {
       const int mr = static_cast<int>(std::min<int64_t>(kMR, M - i0));
-      kGemmBlocks[mr - 1][nv - 1](c + i0 * ldc + j0, ldc, {a.p + i0 * a.rs, a.rs, a.cs}, b + j0,
-                                  ldb, K, tail, accumulate);
+      const int64_t jb = skip == Skip::kLanesBelowRow ? std::max(j0, i0 / kVec * kVec) : j0;
+      const int64_t k0 = skip == Skip::kKBelowRow ? std::min(i0, K) : 0;
+      const int64_t n = j1 - jb;
+      if (n <= 0) continue;
+      const int nv = static_cast<int>((n + kVec - 1) / kVec);
+      const __mmask16 tail = n % kVec == 0 ? 0xFFFF : static_cast<__mmask16>((1u << (n % kVec)) - 1);
+      kGemmBlocks[mr - 1][nv - 1](c + i0 * ldc + jb, ldc, {a.p + i0 * a.rs + k0 * a.cs, a.rs, a.cs},
+                                  b + k0 * ldb + jb, ldb, K - k0, tail, accumulate);
     }
   }
 }
@@ -120,9 +136,10 @@ CMOE_AVX512_TARGET void mask_diag_avx512(float* st, int64_t cols) {
 }
 
 // Online-softmax step over a score tile st (cols x 64): updates the running max m and sum l
-// (64 lanes), turns st into exp(st - m_new) and returns alpha = exp(m_old - m_new).
+// (64 lanes), turns st into exp(st - m_new) and rescales the output ot (Dh x 64) by
+// alpha = exp(m_old - m_new).
 CMOE_AVX512_TARGET void softmax_update_avx512(float* st, int64_t cols, float* m, float* l,
-                                              float* alpha) {
+                                              float* ot, int64_t Dh) {
   for (int v = 0; v < kTileVecs; ++v) {
     float* s = st + v * kVec;
     const __m512 m_old = _mm512_loadu_ps(m + v * kVec);
@@ -135,7 +152,10 @@ CMOE_AVX512_TARGET void softmax_update_avx512(float* st, int64_t cols, float* m,
       sum = _mm512_add_ps(sum, p);
     }
     const __m512 a = cpu::exp512(_mm512_sub_ps(m_old, m_new));
-    _mm512_storeu_ps(alpha + v * kVec, a);
+    for (int64_t d = 0; d < Dh; ++d) {
+      float* o = ot + d * kTile + v * kVec;
+      _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_loadu_ps(o), a));
+    }
     _mm512_storeu_ps(l + v * kVec, _mm512_fmadd_ps(_mm512_loadu_ps(l + v * kVec), a, sum));
     _mm512_storeu_ps(m + v * kVec, m_new);
   }
@@ -166,10 +186,49 @@ CMOE_AVX512_TARGET void dscores_avx512(float* dp, const float* p, int64_t cols, 
   }
 }
 
+// dst (Dh x 64) = s * src^T for `rows` rows of one head (row stride ld); lanes past `rows` are
+// zero so padded queries contribute nothing. Each dst row is one masked gather.
+CMOE_AVX512_TARGET void pack_transposed_avx512(float* dst, const float* src, int64_t ld,
+                                               int64_t rows, int64_t Dh, float s) {
+  const __m512i idx = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int>(ld)));
+  const __m512 sv = _mm512_set1_ps(s);
+  for (int v = 0; v < kTileVecs; ++v) {
+    const int64_t n = std::clamp<int64_t>(rows - v * kVec, 0, kVec);
+    const __mmask16 live = static_cast<__mmask16>((1u << n) - 1);
+    const float* base = src + v * kVec * ld;
+    for (int64_t d = 0; d < Dh; ++d) {
+      const __m512 x = n == 0 ? _mm512_setzero_ps()
+                              : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, base + d, 4);
+      _mm512_storeu_ps(dst + d * kTile + v * kVec, _mm512_mul_ps(x, sv));
+    }
+  }
+}
+
+// dst rows r < rows (row stride ld, Dh floats) = src^T (src: Dh x 64) times row_scale[r]
+// (1 when row_scale is null). Each 16-float piece of a dst row is one gather.
+CMOE_AVX512_TARGET void unpack_transposed_avx512(float* dst, int64_t ld, const float* src,
+                                                 int64_t rows, int64_t Dh, const float* row_scale) {
+  const __m512i idx = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int>(kTile)));
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m512 sv = _mm512_set1_ps(row_scale ? row_scale[r] : 1.0f);
+    for (int64_t d0 = 0; d0 < Dh; d0 += kVec) {
+      const int64_t n = std::min<int64_t>(kVec, Dh - d0);
+      const __mmask16 live = n == kVec ? 0xFFFF : static_cast<__mmask16>((1u << n) - 1);
+      const __m512 x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, src + d0 * kTile + r, 4);
+      _mm512_mask_storeu_ps(dst + r * ld + d0, live, _mm512_mul_ps(x, sv));
+    }
+  }
+}
+
 // ---- Portable bodies (same contracts) ----
 
+// Computes every element (skip only names work that is known to be dead).
 void gemm_ref(float* c, int64_t ldc, StridedA a, const float* b, int64_t ldb, int64_t M, int64_t K,
-              int64_t N, bool accumulate) {
+              int64_t N, bool accumulate, Skip /*skip*/) {
   for (int64_t i = 0; i < M; ++i) {
     float* ci = c + i * ldc;
     if (!accumulate) std::fill(ci, ci + N, 0.0f);
@@ -185,7 +244,7 @@ void mask_diag_ref(float* st, int64_t cols) {
   for (int64_t c = 1; c < cols; ++c) std::fill(st + c * kTile, st + c * kTile + c, -kInf);
 }
 
-void softmax_update_ref(float* st, int64_t cols, float* m, float* l, float* alpha) {
+void softmax_update_ref(float* st, int64_t cols, float* m, float* l, float* ot, int64_t Dh) {
   for (int64_t r = 0; r < kTile; ++r) {
     float m_new = m[r];
     for (int64_t c = 0; c < cols; ++c) m_new = std::max(m_new, st[c * kTile + r]);
@@ -195,8 +254,9 @@ void softmax_update_ref(float* st, int64_t cols, float* m, float* l, float* alph
       s = std::exp(s - m_new);
       sum += s;
     }
-    alpha[r] = std::exp(m[r] - m_new);
-    l[r] = l[r] * alpha[r] + sum;
+    const float alpha = std::exp(m[r] - m_new);
+    for (int64_t d = 0; d < Dh; ++d) ot[d * kTile + r] *= alpha;
+    l[r] = l[r] * alpha + sum;
     m[r] = m_new;
   }
 }
@@ -216,30 +276,58 @@ void dscores_ref(float* dp, const float* p, int64_t cols, const float* D, float 
   }
 }
 
+void pack_transposed_ref(float* dst, const float* src, int64_t ld, int64_t rows, int64_t Dh,
+                         float s) {
+  std::fill(dst, dst + Dh * kTile, 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t d = 0; d < Dh; ++d) dst[d * kTile + r] = s * src[r * ld + d];
+  }
+}
+
+void unpack_transposed_ref(float* dst, int64_t ld, const float* src, int64_t rows, int64_t Dh,
+                           const float* row_scale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float sr = row_scale ? row_scale[r] : 1.0f;
+    for (int64_t d = 0; d < Dh; ++d) dst[r * ld + d] = src[d * kTile + r] * sr;
+  }
+}
+
 // ---- Dispatch ----
 
 struct TileKernels {
-  void (*gemm)(float*, int64_t, StridedA, const float*, int64_t, int64_t, int64_t, int64_t, bool);
+  void (*gemm)(float*, int64_t, StridedA, const float*, int64_t, int64_t, int64_t, int64_t, bool,
+               Skip);
   void (*mask_diag)(float*, int64_t);
-  void (*softmax_update)(float*, int64_t, float*, float*, float*);
+  void (*softmax_update)(float*, int64_t, float*, float*, float*, int64_t);
   void (*probs)(float*, int64_t, const float*);
   void (*dscores)(float*, const float*, int64_t, const float*, float);
+  void (*pack_transposed)(float*, const float*, int64_t, int64_t, int64_t, float);
+  void (*unpack_transposed)(float*, int64_t, const float*, int64_t, int64_t, const float*);
 };
 
 const TileKernels& tile_kernels() {
   static const TileKernels avx512{&gemm_avx512, &mask_diag_avx512, &softmax_update_avx512,
-                                  &probs_avx512, &dscores_avx512};
-  static const TileKernels portable{&gemm_ref, &mask_diag_ref, &softmax_update_ref, &probs_ref,
-                                    &dscores_ref};
+                                  &probs_avx512, &dscores_avx512, &pack_transposed_avx512,
+                                  &unpack_transposed_avx512};
+  static const TileKernels portable{&gemm_ref,           &mask_diag_ref,
+                                    &softmax_update_ref, &probs_ref,
+                                    &dscores_ref,        &pack_transposed_ref,
+                                    &unpack_transposed_ref};
   return cpu::has_avx512() ? avx512 : portable;
 }
 
-// dst (Dh x 64) = s * src rows r0 .. r0+rows of one head (row stride ld) transposed; lanes past
-// `rows` are zero so padded queries contribute nothing.
-void pack_transposed(float* dst, const float* src, int64_t ld, int64_t rows, int64_t Dh, float s) {
-  std::fill(dst, dst + Dh * kTile, 0.0f);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t d = 0; d < Dh; ++d) dst[d * kTile + r] = s * src[r * ld + d];
+// C (M x 64 lanes) += A (M x cols keys) @ B (cols keys x 64 lanes) where B is P or dS of a
+// tile: on the diagonal B(c, r) = 0 for key c > query r, so key block kb only reaches lanes
+// >= 16 kb (10 of 16 lane-key blocks computed).
+void gemm_keys(const TileKernels& kern, float* c, StridedA a, const float* b, int64_t M,
+               int64_t cols, bool diagonal) {
+  if (!diagonal) {
+    kern.gemm(c, kTile, a, b, kTile, M, cols, kTile, true, Skip::kNone);
+    return;
+  }
+  for (int64_t k0 = 0; k0 < cols; k0 += kVec) {
+    kern.gemm(c + k0, kTile, {a.p + k0 * a.cs, a.rs, a.cs}, b + k0 * kTile + k0, kTile, M,
+              std::min<int64_t>(kVec, cols - k0), kTile - k0, true, Skip::kNone);
   }
 }
 
@@ -272,8 +360,8 @@ void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& 
   const float *qp = q.data<float>(), *kp = k.data<float>(), *vp = v.data<float>();
   float *op = out.data<float>(), *lp = lse.data<float>();
 
-  // Per-thread tiles: QsT (Dh, 64), OT (Dh, 64), ST (64, 64), m, l, alpha (64 each).
-  const int64_t per_thread = 2 * Dh * kTile + kTile * kTile + 3 * kTile;
+  // Per-thread tiles: QsT (Dh, 64), OT (Dh, 64), ST (64, 64), m, l (64 each).
+  const int64_t per_thread = 2 * Dh * kTile + kTile * kTile + 2 * kTile;
   const int n_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), n_items)));
   Tensor scratch = Tensor::empty({n_threads, per_thread}, DType::kF32);
   float* ws_all = scratch.data<float>();
@@ -285,7 +373,6 @@ void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& 
     float* st = ot + Dh * kTile;                               // (64 keys, 64 queries)
     float* m = st + kTile * kTile;                             // (64) running max
     float* l = m + kTile;                                      // (64) running sum
-    float* alpha = l + kTile;                                  // (64) rescale of this step
 
 #pragma omp for schedule(dynamic, 1)
     for (int64_t w = 0; w < n_items; ++w) {
@@ -294,27 +381,25 @@ void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& 
       const int64_t b = bh / H, h = bh % H;
       const int64_t head = (b * T * H + h) * Dh;  // offset of (b, 0, h, 0)
       const int64_t r0 = qt * kTile, rows = std::min(kTile, T - r0);
-      pack_transposed(qst, qp + head + r0 * ld, ld, rows, Dh, scale);
+      kern.pack_transposed(qst, qp + head + r0 * ld, ld, rows, Dh, scale);
       std::fill(ot, ot + Dh * kTile, 0.0f);
       std::fill(m, m + kTile, -kInf);
       std::fill(l, l + kTile, 0.0f);
       for (int64_t kt = 0; kt <= qt; ++kt) {
         const int64_t c0 = kt * kTile, cols = std::min(kTile, T - c0);
-        kern.gemm(st, kTile, {kp + head + c0 * ld, ld, 1}, qst, kTile, cols, Dh, kTile, false);
-        if (kt == qt) kern.mask_diag(st, cols);
-        kern.softmax_update(st, cols, m, l, alpha);
-        for (int64_t d = 0; d < Dh; ++d) {
-          for (int64_t r = 0; r < kTile; ++r) ot[d * kTile + r] *= alpha[r];
-        }
-        kern.gemm(ot, kTile, {vp + head + c0 * ld, 1, ld}, st, kTile, Dh, cols, kTile, true);
+        const bool diag = kt == qt;
+        kern.gemm(st, kTile, {kp + head + c0 * ld, ld, 1}, qst, kTile, cols, Dh, kTile, false,
+                  diag ? Skip::kLanesBelowRow : Skip::kNone);
+        if (diag) kern.mask_diag(st, cols);
+        kern.softmax_update(st, cols, m, l, ot, Dh);
+        gemm_keys(kern, ot, {vp + head + c0 * ld, 1, ld}, st, Dh, cols, diag);
       }
       float* lse_row = lp + bh * T + r0;
       for (int64_t r = 0; r < rows; ++r) {
-        const float inv = 1.0f / l[r];
-        float* o = op + head + (r0 + r) * ld;
-        for (int64_t d = 0; d < Dh; ++d) o[d] = ot[d * kTile + r] * inv;
         lse_row[r] = m[r] + std::log(l[r]);
+        l[r] = 1.0f / l[r];
       }
+      kern.unpack_transposed(op + head + r0 * ld, ld, ot, rows, Dh, l);
     }
   }
 }
@@ -341,7 +426,9 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, 
   // Per-thread tiles: QsT, dOT, dQT (Dh, 64); ST, dPT (64, 64); lse, D (64).
   const int64_t per_thread = 3 * Dh * kTile + 2 * kTile * kTile + 2 * kTile;
   const int n_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), n_heads)));
-  Tensor scratch = Tensor::empty({n_threads, per_thread}, DType::kF32);
+  // Zeroed: lanes a diagonal dP tile skips (Skip::kLanesBelowRow) keep finite old values,
+  // which dscores multiplies by P = 0.
+  Tensor scratch = Tensor::zeros({n_threads, per_thread}, DType::kF32);
   float* ws_all = scratch.data<float>();
 
 #pragma omp parallel num_threads(n_threads)
@@ -366,8 +453,8 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, 
         const int64_t r0 = qt * kTile, rows = std::min(kTile, T - r0);
         const float* q_rows = qp + head + r0 * ld;
         const float* do_rows = dop + head + r0 * ld;
-        pack_transposed(qst, q_rows, ld, rows, Dh, scale);
-        pack_transposed(dot, do_rows, ld, rows, Dh, 1.0f);
+        kern.pack_transposed(qst, q_rows, ld, rows, Dh, scale);
+        kern.pack_transposed(dot, do_rows, ld, rows, Dh, 1.0f);
         // Padded lanes: lse = +inf makes their P exactly 0.
         std::fill(lse_t, lse_t + kTile, kInf);
         std::fill(dsum, dsum + kTile, 0.0f);
@@ -383,19 +470,20 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, 
         for (int64_t kt = 0; kt <= qt; ++kt) {
           const int64_t c0 = kt * kTile, cols = std::min(kTile, T - c0);
           const float* k_rows = kp + head + c0 * ld;
-          kern.gemm(st, kTile, {k_rows, ld, 1}, qst, kTile, cols, Dh, kTile, false);
-          if (kt == qt) kern.mask_diag(st, cols);
+          const bool diag = kt == qt;
+          const Skip lanes = diag ? Skip::kLanesBelowRow : Skip::kNone;
+          const Skip ks = diag ? Skip::kKBelowRow : Skip::kNone;
+          kern.gemm(st, kTile, {k_rows, ld, 1}, qst, kTile, cols, Dh, kTile, false, lanes);
+          if (diag) kern.mask_diag(st, cols);
           kern.probs(st, cols, lse_t);
-          kern.gemm(dvp + head + c0 * ld, ld, {st, kTile, 1}, do_rows, ld, cols, rows, Dh, true);
-          kern.gemm(dpt, kTile, {vp + head + c0 * ld, ld, 1}, dot, kTile, cols, Dh, kTile, false);
+          kern.gemm(dvp + head + c0 * ld, ld, {st, kTile, 1}, do_rows, ld, cols, rows, Dh, true, ks);
+          kern.gemm(dpt, kTile, {vp + head + c0 * ld, ld, 1}, dot, kTile, cols, Dh, kTile, false,
+                    lanes);
           kern.dscores(dpt, st, cols, dsum, scale);
-          kern.gemm(dkp + head + c0 * ld, ld, {dpt, kTile, 1}, q_rows, ld, cols, rows, Dh, true);
-          kern.gemm(dqt, kTile, {k_rows, 1, ld}, dpt, kTile, Dh, cols, kTile, true);
+          kern.gemm(dkp + head + c0 * ld, ld, {dpt, kTile, 1}, q_rows, ld, cols, rows, Dh, true, ks);
+          gemm_keys(kern, dqt, {k_rows, 1, ld}, dpt, Dh, cols, diag);
         }
-        for (int64_t r = 0; r < rows; ++r) {
-          float* g = dqp + head + (r0 + r) * ld;
-          for (int64_t d = 0; d < Dh; ++d) g[d] = dqt[d * kTile + r];
-        }
+        kern.unpack_transposed(dqp + head + r0 * ld, ld, dqt, rows, Dh, nullptr);
       }
     }
   }
