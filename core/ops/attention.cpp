@@ -20,7 +20,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 
 #include "core/cpu/kernels.h"
@@ -186,41 +185,92 @@ CMOE_AVX512_TARGET void dscores_avx512(float* dp, const float* p, int64_t cols, 
   }
 }
 
+// In-register transpose of a 16 x 16 f32 block: r[i] lane j <- r[j] lane i.
+CMOE_AVX512_TARGET inline void transpose16x16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]);
+    const __m512d c = _mm512_castps_pd(t[i + 2]), d = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int h = 0; h < 16; h += 8) {
+    for (int i = 0; i < 4; ++i) {
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+    }
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+
+__mmask16 first_lanes(int64_t n) {
+  return n >= kVec ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
+}
+
 // dst (Dh x 64) = s * src^T for `rows` rows of one head (row stride ld); lanes past `rows` are
-// zero so padded queries contribute nothing. Each dst row is one masked gather.
+// zero so padded queries contribute nothing. Works in 16 x 16 register transposes.
 CMOE_AVX512_TARGET void pack_transposed_avx512(float* dst, const float* src, int64_t ld,
                                                int64_t rows, int64_t Dh, float s) {
-  const __m512i idx = _mm512_mullo_epi32(
-      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-      _mm512_set1_epi32(static_cast<int>(ld)));
   const __m512 sv = _mm512_set1_ps(s);
   for (int v = 0; v < kTileVecs; ++v) {
     const int64_t n = std::clamp<int64_t>(rows - v * kVec, 0, kVec);
-    const __mmask16 live = static_cast<__mmask16>((1u << n) - 1);
-    const float* base = src + v * kVec * ld;
-    for (int64_t d = 0; d < Dh; ++d) {
-      const __m512 x = n == 0 ? _mm512_setzero_ps()
-                              : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, base + d, 4);
-      _mm512_storeu_ps(dst + d * kTile + v * kVec, _mm512_mul_ps(x, sv));
+    for (int64_t d0 = 0; d0 < Dh; d0 += kVec) {
+      const int64_t nd = std::min<int64_t>(kVec, Dh - d0);
+      const __mmask16 dm = first_lanes(nd);
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) {
+        r[i] = i < n ? _mm512_mul_ps(sv, _mm512_maskz_loadu_ps(dm, src + (v * kVec + i) * ld + d0))
+                     : _mm512_setzero_ps();
+      }
+      transpose16x16(r);
+      for (int64_t j = 0; j < nd; ++j) _mm512_storeu_ps(dst + (d0 + j) * kTile + v * kVec, r[j]);
     }
   }
 }
 
 // dst rows r < rows (row stride ld, Dh floats) = src^T (src: Dh x 64) times row_scale[r]
-// (1 when row_scale is null). Each 16-float piece of a dst row is one gather.
+// (1 when row_scale is null).
 CMOE_AVX512_TARGET void unpack_transposed_avx512(float* dst, int64_t ld, const float* src,
                                                  int64_t rows, int64_t Dh, const float* row_scale) {
-  const __m512i idx = _mm512_mullo_epi32(
-      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-      _mm512_set1_epi32(static_cast<int>(kTile)));
-  for (int64_t r = 0; r < rows; ++r) {
-    const __m512 sv = _mm512_set1_ps(row_scale ? row_scale[r] : 1.0f);
+  for (int v = 0; v < kTileVecs && v * kVec < rows; ++v) {
+    const int64_t n = std::min<int64_t>(kVec, rows - v * kVec);
     for (int64_t d0 = 0; d0 < Dh; d0 += kVec) {
-      const int64_t n = std::min<int64_t>(kVec, Dh - d0);
-      const __mmask16 live = n == kVec ? 0xFFFF : static_cast<__mmask16>((1u << n) - 1);
-      const __m512 x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, idx, src + d0 * kTile + r, 4);
-      _mm512_mask_storeu_ps(dst + r * ld + d0, live, _mm512_mul_ps(x, sv));
+      const int64_t nd = std::min<int64_t>(kVec, Dh - d0);
+      const __mmask16 dm = first_lanes(nd);
+      __m512 r[16];
+      for (int j = 0; j < 16; ++j) {
+        r[j] = j < nd ? _mm512_loadu_ps(src + (d0 + j) * kTile + v * kVec) : _mm512_setzero_ps();
+      }
+      transpose16x16(r);
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t row = v * kVec + i;
+        const __m512 x = row_scale ? _mm512_mul_ps(r[i], _mm512_set1_ps(row_scale[row])) : r[i];
+        _mm512_mask_storeu_ps(dst + row * ld + d0, dm, x);
+      }
     }
+  }
+}
+
+// dsum[r] = a[r, :] . b[r, :] for r < rows (row stride ld, Dh floats); 0 for padded lanes.
+CMOE_AVX512_TARGET void row_dots_avx512(float* dsum, const float* a, const float* b, int64_t ld,
+                                        int64_t rows, int64_t Dh) {
+  for (int64_t r = 0; r < kTile; ++r) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t d0 = 0; r < rows && d0 < Dh; d0 += kVec) {
+      const __mmask16 m = first_lanes(Dh - d0);
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + r * ld + d0),
+                            _mm512_maskz_loadu_ps(m, b + r * ld + d0), acc);
+    }
+    dsum[r] = _mm512_reduce_add_ps(acc);
   }
 }
 
@@ -292,6 +342,15 @@ void unpack_transposed_ref(float* dst, int64_t ld, const float* src, int64_t row
   }
 }
 
+void row_dots_ref(float* dsum, const float* a, const float* b, int64_t ld, int64_t rows,
+                  int64_t Dh) {
+  for (int64_t r = 0; r < kTile; ++r) {
+    float acc = 0.0f;
+    for (int64_t d = 0; r < rows && d < Dh; ++d) acc += a[r * ld + d] * b[r * ld + d];
+    dsum[r] = acc;
+  }
+}
+
 // ---- Dispatch ----
 
 struct TileKernels {
@@ -303,16 +362,17 @@ struct TileKernels {
   void (*dscores)(float*, const float*, int64_t, const float*, float);
   void (*pack_transposed)(float*, const float*, int64_t, int64_t, int64_t, float);
   void (*unpack_transposed)(float*, int64_t, const float*, int64_t, int64_t, const float*);
+  void (*row_dots)(float*, const float*, const float*, int64_t, int64_t, int64_t);
 };
 
 const TileKernels& tile_kernels() {
   static const TileKernels avx512{&gemm_avx512, &mask_diag_avx512, &softmax_update_avx512,
                                   &probs_avx512, &dscores_avx512, &pack_transposed_avx512,
-                                  &unpack_transposed_avx512};
+                                  &unpack_transposed_avx512, &row_dots_avx512};
   static const TileKernels portable{&gemm_ref,           &mask_diag_ref,
                                     &softmax_update_ref, &probs_ref,
                                     &dscores_ref,        &pack_transposed_ref,
-                                    &unpack_transposed_ref};
+                                    &unpack_transposed_ref,  &row_dots_ref};
   return cpu::has_avx512() ? avx512 : portable;
 }
 
@@ -445,10 +505,6 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, 
     for (int64_t bh = 0; bh < n_heads; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       const int64_t head = (b * T * H + h) * Dh;
-      for (int64_t t = 0; t < T; ++t) {
-        std::memset(dkp + head + t * ld, 0, Dh * sizeof(float));
-        std::memset(dvp + head + t * ld, 0, Dh * sizeof(float));
-      }
       for (int64_t qt = 0; qt < n_qt; ++qt) {
         const int64_t r0 = qt * kTile, rows = std::min(kTile, T - r0);
         const float* q_rows = qp + head + r0 * ld;
@@ -457,15 +513,8 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, 
         kern.pack_transposed(dot, do_rows, ld, rows, Dh, 1.0f);
         // Padded lanes: lse = +inf makes their P exactly 0.
         std::fill(lse_t, lse_t + kTile, kInf);
-        std::fill(dsum, dsum + kTile, 0.0f);
         std::copy(lp + bh * T + r0, lp + bh * T + r0 + rows, lse_t);
-        for (int64_t r = 0; r < rows; ++r) {
-          const float* o = op + head + (r0 + r) * ld;
-          const float* g = do_rows + r * ld;
-          float s = 0.0f;
-          for (int64_t d = 0; d < Dh; ++d) s += g[d] * o[d];
-          dsum[r] = s;
-        }
+        kern.row_dots(dsum, do_rows, op + head + r0 * ld, ld, rows, Dh);
         std::fill(dqt, dqt + Dh * kTile, 0.0f);
         for (int64_t kt = 0; kt <= qt; ++kt) {
           const int64_t c0 = kt * kTile, cols = std::min(kTile, T - c0);
@@ -476,11 +525,12 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, 
           kern.gemm(st, kTile, {k_rows, ld, 1}, qst, kTile, cols, Dh, kTile, false, lanes);
           if (diag) kern.mask_diag(st, cols);
           kern.probs(st, cols, lse_t);
-          kern.gemm(dvp + head + c0 * ld, ld, {st, kTile, 1}, do_rows, ld, cols, rows, Dh, true, ks);
+          // Key tile kt is first reached on the diagonal (qt == kt), which initialises its dK, dV.
+          kern.gemm(dvp + head + c0 * ld, ld, {st, kTile, 1}, do_rows, ld, cols, rows, Dh, !diag, ks);
           kern.gemm(dpt, kTile, {vp + head + c0 * ld, ld, 1}, dot, kTile, cols, Dh, kTile, false,
                     lanes);
           kern.dscores(dpt, st, cols, dsum, scale);
-          kern.gemm(dkp + head + c0 * ld, ld, {dpt, kTile, 1}, q_rows, ld, cols, rows, Dh, true, ks);
+          kern.gemm(dkp + head + c0 * ld, ld, {dpt, kTile, 1}, q_rows, ld, cols, rows, Dh, !diag, ks);
           gemm_keys(kern, dqt, {k_rows, 1, ld}, dpt, Dh, cols, diag);
         }
         kern.unpack_transposed(dqp + head + r0 * ld, ld, dqt, rows, Dh, nullptr);
