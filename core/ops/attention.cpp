@@ -10,10 +10,12 @@
 //             l = l e^(m - m') + colsum PT;  OT = OT e^(m - m') + V^T PT
 //   backward: ST = K Qs^T;  PT = exp(ST - lse);  dV += PT dO;  dPT = V dO^T;
 //             dST = scale * PT (dPT - D);  dK += dST Q;  dQT += K^T dST
-// Key tiles past the diagonal are skipped (fully masked); the diagonal tile masks keys > query.
+// Key tiles past the diagonal are skipped (fully masked); on the diagonal tile keys > query are
+// masked and the products skip the 16 x 16 blocks the mask makes dead (see Skip).
 // Forward runs in parallel over (b, h, query tile), heaviest tiles first. Backward runs in
 // parallel over heads (b, h): one thread owns a head's dQ, dK, dV rows, so there are no races
-// and the summation order is fixed (deterministic for any thread count).
+// and the summation order is fixed (deterministic for any thread count). Each tile primitive
+// has an AVX-512 body and a portable one with the same contract, picked once at run time.
 #include "core/ops/attention.h"
 
 #include <omp.h>
@@ -369,10 +371,9 @@ const TileKernels& tile_kernels() {
   static const TileKernels avx512{&gemm_avx512, &mask_diag_avx512, &softmax_update_avx512,
                                   &probs_avx512, &dscores_avx512, &pack_transposed_avx512,
                                   &unpack_transposed_avx512, &row_dots_avx512};
-  static const TileKernels portable{&gemm_ref,           &mask_diag_ref,
-                                    &softmax_update_ref, &probs_ref,
-                                    &dscores_ref,        &pack_transposed_ref,
-                                    &unpack_transposed_ref,  &row_dots_ref};
+  static const TileKernels portable{&gemm_ref, &mask_diag_ref, &softmax_update_ref, &probs_ref,
+                                    &dscores_ref, &pack_transposed_ref, &unpack_transposed_ref,
+                                    &row_dots_ref};
   return cpu::has_avx512() ? avx512 : portable;
 }
 
