@@ -51,10 +51,20 @@ absl::StatusOr<RunCounters> load_train_state(const LoadedCheckpoint& ck, const c
                                              AdamW* opt) {
   auto saved = config_parse(ck.manifest.config(), ck.dir + "/manifest.pb (config)");
   if (!saved.ok()) return saved.status();
+  // Only what shapes the parameters or the routing must agree; training hyperparameters
+  // (balance-loss coefficients, capacity, sequence length, RoPE base...) may change on resume.
+  auto architecture = [](config::ModelConfig m) {
+    config_materialise(m);
+    for (auto* f : {"seq_len", "rope_theta", "norm_eps", "init_std"}) m.GetReflection()->ClearField(&m, m.GetDescriptor()->FindFieldByName(f));
+    config::MoeConfig* moe = m.mutable_moe();
+    for (auto* f : {"top_p", "aux_loss_coef", "z_loss_coef", "aux_free_bias_rate", "capacity_factor"})
+      moe->GetReflection()->ClearField(moe, moe->GetDescriptor()->FindFieldByName(f));
+    return m;
+  };
   google::protobuf::util::MessageDifferencer diff;
   std::string report;
   diff.ReportDifferencesToString(&report);
-  if (!diff.Compare(saved->model(), cfg.model())) {
+  if (!diff.Compare(architecture(saved->model()), architecture(cfg.model()))) {
     return absl::InvalidArgumentError(absl::StrCat(ck.dir, ": the checkpoint's model config differs from this run's:\n",
                                                    report));
   }

@@ -92,6 +92,7 @@ absl::StatusOr<TrainSummary> train_loop(const config::RunConfig& cfg, Model& mod
   if (!metrics) return absl::InternalError(absl::StrCat("cannot open ", run_dir, "/metrics.jsonl for writing"));
 
   TrainSummary summary;
+  summary.steps_done = start_step;
   auto run_eval = [&](int64_t step) -> absl::Status {
     if (!hooks.valid_batches) return absl::OkStatus();
     CMOE_ASSIGN_OR_RETURN(EvalResult ev, evaluate(model, hooks.valid_batches(), t.eval_batches(), fopt));

@@ -295,16 +295,14 @@ absl::StatusOr<RunConfig> config_load(const std::string& path, const std::vector
   return cfg;
 }
 
-namespace {
-// Sets every unset singular field to its default so the printed config is fully explicit.
-void materialise_defaults(pb::Message& msg) {
+void config_materialise(pb::Message& msg) {
   const pb::Descriptor* d = msg.GetDescriptor();
   const pb::Reflection* r = msg.GetReflection();
   for (int i = 0; i < d->field_count(); ++i) {
     const pb::FieldDescriptor* f = d->field(i);
     if (f->is_repeated()) continue;
     switch (f->cpp_type()) {
-      case pb::FieldDescriptor::CPPTYPE_MESSAGE: materialise_defaults(*r->MutableMessage(&msg, f)); break;
+      case pb::FieldDescriptor::CPPTYPE_MESSAGE: config_materialise(*r->MutableMessage(&msg, f)); break;
       case pb::FieldDescriptor::CPPTYPE_INT32: r->SetInt32(&msg, f, r->GetInt32(msg, f)); break;
       case pb::FieldDescriptor::CPPTYPE_INT64: r->SetInt64(&msg, f, r->GetInt64(msg, f)); break;
       case pb::FieldDescriptor::CPPTYPE_UINT32: r->SetUInt32(&msg, f, r->GetUInt32(msg, f)); break;
@@ -317,11 +315,10 @@ void materialise_defaults(pb::Message& msg) {
     }
   }
 }
-}  // namespace
 
 std::string config_to_text(const RunConfig& cfg) {
   RunConfig full = cfg;
-  materialise_defaults(full);
+  config_materialise(full);
   std::string out;
   pb::TextFormat::Printer printer;
   printer.PrintToString(full, &out);

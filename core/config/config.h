@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/config/cmoe_config.pb.h"
+#include "google/protobuf/message.h"
 
 namespace cmoe {
 
@@ -23,6 +24,8 @@ absl::StatusOr<RunConfig> config_load(const std::string& path, const std::vector
 absl::Status config_set(RunConfig& cfg, const std::string& assignment);
 // Checks every field's range and the cross-field rules (heads divide d_model, ep divides dp...).
 absl::Status config_validate(const RunConfig& cfg);
+// Sets every unset singular field to its default (so two configs compare by value).
+void config_materialise(google::protobuf::Message& msg);
 // The resolved config as text format, every field written (defaults included).
 std::string config_to_text(const RunConfig& cfg);
 
