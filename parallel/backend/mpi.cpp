@@ -58,6 +58,11 @@ MPI_Op mpi_op(ReduceOp op) {
   return MPI_OP_NULL;
 }
 
+// How long a waiting rank polls without giving up its core: as plain MPI does (busy
+// polling) when every rank has a core of its own, but only briefly on an oversubscribed node,
+// where the peer it waits for may need that core. Set by mpi_init.
+Clock::duration g_spin_time = std::chrono::milliseconds(100);
+
 void finalize_at_exit() {
   if (mpi_running()) MPI_Finalize();
 }
@@ -85,6 +90,13 @@ absl::Status mpi_init(int* argc, char*** argv) {
   }
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   std::atexit(finalize_at_exit);
+  MPI_Comm node = MPI_COMM_NULL;
+  int node_ranks = 1;
+  if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    MPI_Comm_size(node, &node_ranks);
+    MPI_Comm_free(&node);
+  }
+  if (node_ranks > static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))) g_spin_time = Clock::duration::zero();
   return absl::OkStatus();
 }
 
@@ -167,6 +179,7 @@ class MpiCommunicator::Work final : public CommWorkImpl {
       if (polls < 256) continue;  // short operations finish while spinning
       Clock::time_point now = Clock::now();
       if (now > deadline) timed_out(now);
+      if (now - start < g_spin_time) continue;
       if (now - start < std::chrono::seconds(1)) {
         sched_yield();
       } else {

@@ -3,8 +3,9 @@
 //
 // Every operation is posted nonblocking (MPI_Iallreduce, MPI_Ialltoallv, MPI_Isend, ...) and
 // completed by polling MPI_Testall against a deadline of timeout_s() seconds from posting:
-// spinning first, then yielding the core, then sleeping 1 ms between polls once the wait
-// exceeds a second, so a rank waiting on a slow peer does not starve an oversubscribed node.
+// spinning for the first 100 ms (as blocking MPI does; not at all when the node has more
+// ranks than cores), then yielding the core, then sleeping 1 ms between polls once the wait
+// exceeds a second, so a rank waiting on a slow peer does not starve its neighbours.
 // When the deadline passes the rank prints who it is (host, world rank), the operation, the
 // group and the elapsed time, and calls MPI_Abort(MPI_COMM_WORLD, kCommTimeoutExitCode):
 // the launcher then ends every rank, so nothing hangs.
