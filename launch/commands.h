@@ -4,5 +4,6 @@
 namespace cmoe {
 
 int cmd_params(int argc, char** argv);  // cmoe params --config FILE [--set k=v]... [--json]
+int cmd_data(int argc, char** argv);    // cmoe data inspect|samples ...
 
 }  // namespace cmoe
