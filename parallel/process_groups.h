@@ -1,0 +1,71 @@
+// process_groups.h — the (pp, dp, ep) layout: which ranks form which groups.
+//
+// world = pp * dp ranks, ordered pipeline-major (Megatron's order, tensor parallelism absent):
+//
+//     rank = pp_rank * dp + dp_rank          dp_rank = ep_block * ep + ep_rank
+//
+// - data-parallel group (dense parameters replicated): same pp_rank, all dp_rank.
+// - pipeline group (one model replica's stages): same dp_rank, all pp_rank.
+// - expert-parallel group (experts sharded): within a dp group, ep consecutive ranks (same
+//   pp_rank and ep_block); ep divides dp.
+// - expert-data-parallel group (ranks holding the same expert slice, whose expert gradients
+//   are reduced together): same pp_rank and ep_rank, across the dp / ep blocks.
+// The picture for world 8 = pp 2 x dp 4, ep 2 is in docs/parallelism.md.
+//
+// place_rank is a pure function of (layout, world, rank), so every layout is testable without
+// launching its ranks; make_process_groups builds the communicators by splitting the world.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "parallel/communicator.h"
+
+namespace cmoe::parallel {
+
+struct ParallelLayout {
+  int pp = 1;  // pipeline stages
+  int dp = 1;  // data-parallel replicas (per stage)
+  int ep = 1;  // expert-parallel ranks, carved out of dp
+};
+
+// OK when pp, dp, ep >= 1, world == pp * dp and ep divides dp; else InvalidArgument naming
+// the values.
+absl::Status validate_layout(const ParallelLayout& layout, int world);
+
+// Where one rank sits; every group lists world ranks in group-rank order.
+struct RankPlacement {
+  int rank = 0;
+  int pp_rank = 0, dp_rank = 0, ep_rank = 0;
+  int edp_rank = 0;  // = ep_block, the index of this rank's block of ep ranks in its dp group
+  std::vector<int> dp_group, pp_group, ep_group, edp_group;
+};
+
+absl::StatusOr<RankPlacement> place_rank(const ParallelLayout& layout, int world, int rank);
+
+// Experts [begin, end) owned by ep_rank: [ep_rank * E / ep, (ep_rank + 1) * E / ep) with
+// integer division, so every expert has exactly one owner and shares differ by at most one
+// when ep does not divide E.
+struct ExpertRange {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+ExpertRange owned_experts(int64_t n_experts, int ep, int ep_rank);
+// The ep_rank owning expert e (the inverse of owned_experts).
+int expert_owner(int64_t n_experts, int ep, int64_t e);
+
+// The communicators of one rank. Each group communicator is a split of `world`, named
+// "dp", "pp", "ep" and "edp" in messages.
+struct ProcessGroups {
+  ParallelLayout layout;
+  RankPlacement place;
+  std::unique_ptr<Communicator> world, dp, pp, ep, edp;
+};
+
+// Collective over `world`: validates the layout against world->size() and splits.
+absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> world,
+                                                  const ParallelLayout& layout);
+
+}  // namespace cmoe::parallel
