@@ -4,5 +4,6 @@
 namespace cmoe {
 
 int cmd_params(int argc, char** argv);  // cmoe params --config FILE [--set k=v]... [--json]
+int cmd_tokenizer(int argc, char** argv);  // cmoe tokenizer train|encode|decode ...
 
 }  // namespace cmoe

@@ -24,6 +24,7 @@ constexpr const char* kUsage =
     "  version   print the cmoe version\n"
     "  info      print the machine facts cmoe uses (CPU features, threads, oneDNN, CUDA)\n"
     "  params    total and activated parameter counts of a config, per component\n"
+    "  tokenizer train a byte-level BPE tokenizer, encode text to ids, decode ids\n"
     "\n"
     "See docs/cli.md for every command and flag.\n";
 
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "info") return cmd_info();
   if (cmd == "params") return cmoe::cmd_params(argc, argv);
+  if (cmd == "tokenizer") return cmoe::cmd_tokenizer(argc, argv);
   std::fprintf(stderr, "cmoe: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }
