@@ -7,5 +7,6 @@ int cmd_params(int argc, char** argv);  // cmoe params --config FILE [--set k=v]
 int cmd_data(int argc, char** argv);    // cmoe data inspect|samples ...
 int cmd_train(int argc, char** argv);   // cmoe train --config FILE --run-dir DIR [--set k=v]... [--resume DIR]
 int cmd_eval(int argc, char** argv);    // cmoe eval --config FILE --checkpoint DIR [--disable-top1] [--json]
+int cmd_tokenizer(int argc, char** argv);  // cmoe tokenizer train|encode|decode ...
 
 }  // namespace cmoe

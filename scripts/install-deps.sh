@@ -12,6 +12,7 @@ pkgs=(
   libbenchmark-dev
   libdnnl-dev ocl-icd-opencl-dev opencl-c-headers opencl-clhpp-headers
   libzstd-dev
+  libicu-dev
 )
 
 missing=()
