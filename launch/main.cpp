@@ -28,6 +28,7 @@ constexpr const char* kUsage =
     "  train     train a model: --config FILE --run-dir DIR [--set k=v]... [--resume DIR]\n"
     "  eval      validation loss and perplexity of a checkpoint: --config FILE --checkpoint DIR\n"
     "  tokenizer train a byte-level BPE tokenizer, encode text to ids, decode ids\n"
+    "  preprocess tokenize .txt/.jsonl/.jsonl.zst into Megatron .bin/.idx datasets\n"
     "\n"
     "See docs/cli.md for every command and flag.\n";
 
@@ -70,6 +71,7 @@ int main(int argc, char** argv) {
   if (cmd == "train") return cmoe::cmd_train(argc, argv);
   if (cmd == "eval") return cmoe::cmd_eval(argc, argv);
   if (cmd == "tokenizer") return cmoe::cmd_tokenizer(argc, argv);
+  if (cmd == "preprocess") return cmoe::cmd_preprocess(argc, argv);
   std::fprintf(stderr, "cmoe: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }
