@@ -16,4 +16,7 @@ build/bin/cmoe params --config configs/cpu-small.textproto
 build/bin/cmoe train --config configs/cpu-small.textproto --run-dir "$run_dir" "$@"
 echo
 build/bin/cmoe eval --config configs/cpu-small.textproto --checkpoint "$run_dir/checkpoints"
+# The bar: a model that ignores context scores the unigram entropy of the corpus.
+build/bin/cmoe data inspect data-cache/mini-pile/train_text_document --unigram | grep '^unigram' \
+  | sed 's/^unigram: */main job: unigram entropy of the training corpus (the no-context baseline): /'
 echo "main job: metrics in $run_dir/metrics.jsonl, checkpoints in $run_dir/checkpoints"
