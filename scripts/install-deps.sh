@@ -12,6 +12,7 @@ pkgs=(
   libbenchmark-dev
   libdnnl-dev ocl-icd-opencl-dev opencl-c-headers opencl-clhpp-headers
   libzstd-dev
+  python3 python3-torch python3-numpy  # the PyTorch cross-check test and bench/torch_peer.py
 )
 
 missing=()
