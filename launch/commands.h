@@ -4,5 +4,7 @@
 namespace cmoe {
 
 int cmd_params(int argc, char** argv);  // cmoe params --config FILE [--set k=v]... [--json]
+// cmoe export --checkpoint DIR [--format safetensors] --out FILE [--dtype f32|bf16]
+int cmd_export(int argc, char** argv);
 
 }  // namespace cmoe

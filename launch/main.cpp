@@ -1,6 +1,6 @@
 // main.cpp — the `cmoe` command-line entry point: dispatches subcommands.
 //
-// Subcommands present now: `version`, `info`, `params`. Training, evaluation, data and checkpoint
+// Subcommands present now: `version`, `info`, `params`, `export`. Training, evaluation, data and checkpoint
 // commands arrive with their modules; docs/cli.md lists what exists.
 #include <omp.h>
 
@@ -24,6 +24,7 @@ constexpr const char* kUsage =
     "  version   print the cmoe version\n"
     "  info      print the machine facts cmoe uses (CPU features, threads, oneDNN, CUDA)\n"
     "  params    total and activated parameter counts of a config, per component\n"
+    "  export    a checkpoint's weights as safetensors with Hugging Face names\n"
     "\n"
     "See docs/cli.md for every command and flag.\n";
 
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "info") return cmd_info();
   if (cmd == "params") return cmoe::cmd_params(argc, argv);
+  if (cmd == "export") return cmoe::cmd_export(argc, argv);
   std::fprintf(stderr, "cmoe: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }
