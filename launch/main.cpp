@@ -24,6 +24,7 @@ constexpr const char* kUsage =
     "  version   print the cmoe version\n"
     "  info      print the machine facts cmoe uses (CPU features, threads, oneDNN, CUDA)\n"
     "  params    total and activated parameter counts of a config, per component\n"
+    "  data      inspect datasets (Megatron .bin/.idx, llm.c shards) and dump Megatron sample order\n"
     "  export    a checkpoint's weights as safetensors with Hugging Face names\n"
     "\n"
     "See docs/cli.md for every command and flag.\n";
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "info") return cmd_info();
   if (cmd == "params") return cmoe::cmd_params(argc, argv);
+  if (cmd == "data") return cmoe::cmd_data(argc, argv);
   if (cmd == "export") return cmoe::cmd_export(argc, argv);
   std::fprintf(stderr, "cmoe: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;

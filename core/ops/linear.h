@@ -12,7 +12,7 @@ namespace cmoe::ops {
 
 // out = x @ w^T          x: (N, K) f32; w: (M, K) f32; out: (N, M) f32
 void linear_forward(Tensor& out, const Tensor& x, const Tensor& w, DType compute_dtype);
-// dx = dout @ w (overwritten, skipped if undefined); dw += dout^T @ x (accumulated)
+// dx = dout @ w (overwritten); dw += dout^T @ x (accumulated); each skipped if undefined
 void linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const Tensor& x, const Tensor& w,
                      DType compute_dtype);
 
@@ -20,7 +20,7 @@ void linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const Tensor& x
 // x: (R, K) f32; w: (G, M, K) f32; out: (R, M) f32; offsets: G+1 row offsets
 void grouped_linear_forward(Tensor& out, const Tensor& x, const Tensor& w,
                             std::span<const int64_t> offsets, DType compute_dtype);
-// dx (R, K) overwritten (skipped if undefined); dw (G, M, K) accumulated
+// dx (R, K) overwritten; dw (G, M, K) accumulated; each skipped if undefined
 void grouped_linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const Tensor& x,
                              const Tensor& w, std::span<const int64_t> offsets,
                              DType compute_dtype);

@@ -31,4 +31,14 @@ void grouped_matmul(Tensor& c, const Tensor& a, const Tensor& w, std::span<const
 void grouped_matmul_grad_w(Tensor& dw, const Tensor& a, const Tensor& dc,
                            std::span<const int64_t> offsets, bool trans_w, bool accumulate);
 
+// Number of oneDNN matmul primitives created so far (the cache's size): tests and benches use
+// it to show that steady-state steps create none.
+int64_t matmul_primitive_count();
+
+// The CPU's measured dense matmul throughput for A/B of `dtype` (f32 or bf16), in GFLOP/s:
+// the best single square matmul (1024^3 on 2 threads, growing with the thread count) over
+// ~0.3 s of repeats, measured on the first call and cached for the process. MFU and the
+// benches' "fraction of peak" are reported against it.
+double matmul_peak_gflops(DType dtype);
+
 }  // namespace cmoe::ops

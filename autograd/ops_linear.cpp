@@ -1,0 +1,61 @@
+// ops_linear.cpp — autograd wrappers for linear and grouped_linear.
+//
+// linear flattens x's leading dims to the kernel's 2-D (N, K) view and restores them on the
+// result; backward computes dx and dw only for inputs that require grad.
+#include "autograd/ops.h"
+#include "core/ops/linear.h"
+
+namespace cmoe::ag {
+
+namespace {
+// dx for the kernel to overwrite, or undefined when x gets no gradient.
+Tensor dx_buffer(const VarImpl& x, const Tensor& value) {
+  return x.requires_grad ? Tensor::empty(value.shape(), DType::kF32, value.device()) : Tensor();
+}
+// dw for the kernel to accumulate into (so zeroed), or undefined when w gets no gradient.
+Tensor dw_buffer(const VarImpl& w, const Tensor& value) {
+  return w.requires_grad ? Tensor::zeros(value.shape(), DType::kF32, value.device()) : Tensor();
+}
+}  // namespace
+
+Var linear(const Var& x, const Var& w, DType compute_dtype) {
+  const Shape& xs = x.shape();
+  CMOE_CHECK(xs.rank() >= 1 && w.shape().rank() == 2 && xs[xs.rank() - 1] == w.shape()[1],
+             "linear: x (..., K) and w (M, K), got ", x.value().str(), ", ", w.value().str());
+  const int64_t m = w.shape()[0], k = w.shape()[1], n = x.value().rows();
+  Shape out_shape = xs;  // (..., M)
+  out_shape[xs.rank() - 1] = m;
+  Tensor x2 = x.value().view({n, k});                            // (N, K)
+  Tensor out = Tensor::empty({n, m}, DType::kF32, x2.device());  // (N, M)
+  ops::linear_forward(out, x2, w.value(), compute_dtype);
+  auto xi = x.impl(), wi = w.impl();
+  Tensor wv = w.value();  // (M, K)
+  return make_result(out.view(out_shape), "linear", {x, w},
+                     [xi, wi, x2, wv, xs, n, m, compute_dtype](const Tensor& g) {
+                       Tensor dx = dx_buffer(*xi, x2), dw = dw_buffer(*wi, wv);
+                       ops::linear_backward(dx, dw, g.view({n, m}), x2, wv, compute_dtype);
+                       if (dx.defined()) accumulate_grad(*xi, dx.view(xs));
+                       if (dw.defined()) accumulate_grad(*wi, dw);
+                     });
+}
+
+Var grouped_linear(const Var& x, const Var& w, std::shared_ptr<const std::vector<int64_t>> offsets,
+                   DType compute_dtype) {
+  CMOE_CHECK(offsets != nullptr, "grouped_linear: offsets are null");
+  CMOE_CHECK(x.shape().rank() == 2 && w.shape().rank() == 3 && x.shape()[1] == w.shape()[2],
+             "grouped_linear: x (R, K) and w (G, M, K), got ", x.value().str(), ", ",
+             w.value().str());
+  Tensor xv = x.value(), wv = w.value();  // (R, K), (G, M, K)
+  Tensor out = Tensor::empty({xv.dim(0), wv.dim(1)}, DType::kF32, xv.device());  // (R, M)
+  ops::grouped_linear_forward(out, xv, wv, *offsets, compute_dtype);
+  auto xi = x.impl(), wi = w.impl();
+  return make_result(out, "grouped_linear", {x, w},
+                     [xi, wi, xv, wv, offsets, compute_dtype](const Tensor& g) {
+                       Tensor dx = dx_buffer(*xi, xv), dw = dw_buffer(*wi, wv);
+                       ops::grouped_linear_backward(dx, dw, g, xv, wv, *offsets, compute_dtype);
+                       if (dx.defined()) accumulate_grad(*xi, dx);
+                       if (dw.defined()) accumulate_grad(*wi, dw);
+                     });
+}
+
+}  // namespace cmoe::ag

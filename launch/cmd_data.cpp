@@ -1,0 +1,258 @@
+// cmd_data.cpp — `cmoe data inspect|samples`: a dataset's header facts and documents, and the
+// Megatron-compatible sample order with each sample's tokens (to compare with Megatron runs).
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "data/gpt_dataset.h"
+#include "data/indexed_dataset.h"
+#include "launch/commands.h"
+#include "launch/flags.h"
+
+namespace cmoe {
+
+namespace {
+
+constexpr const char* kDataUsage =
+    "usage: cmoe data <subcommand> [flags]\n"
+    "\n"
+    "subcommands:\n"
+    "  inspect PREFIX [--json] [--docs N]\n"
+    "      header facts of a Megatron dataset (PREFIX.bin/.idx) or an llm.c shard (FILE.bin);\n"
+    "      --docs N also prints the first N documents' token ids as JSON\n"
+    "  samples PREFIX --seq-length T --num-samples N [--seed R] [--split 969,30,1]\n"
+    "          [--split-name train] [--json] [--max-samples K]\n"
+    "      the Megatron GPT dataset's sample order and each sample's T+1 tokens\n";
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+bool file_exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+int fail(const std::string& cmd, const absl::Status& s) {
+  std::fprintf(stderr, "cmoe data %s: %s\n", cmd.c_str(), std::string(s.message()).c_str());
+  return 1;
+}
+
+bool parse_int(const ParsedFlags& f, const std::string& name, int64_t fallback, int64_t* out) {
+  if (!f.has(name)) {
+    *out = fallback;
+    return true;
+  }
+  if (!absl::SimpleAtoi(f.get(name), out)) {
+    std::fprintf(stderr, "cmoe data: --%s '%s' is not an integer\n", name.c_str(), f.get(name).c_str());
+    return false;
+  }
+  return true;
+}
+
+int inspect_llmc(const std::string& path, bool json, int64_t ndocs) {
+  auto shard = data::LlmcShard::open(path);
+  if (!shard.ok()) return fail("inspect", shard.status());
+  const char* kind = shard->kind() == data::LlmcShard::Kind::kGpt2 ? "gpt2" : "llama3";
+  std::string docs_json;
+  if (ndocs > 0) {
+    // Each document starts with the delimiter token.
+    std::vector<int32_t> all(static_cast<size_t>(shard->num_tokens()));
+    if (auto s = shard->read(0, shard->num_tokens(), all.data()); !s.ok()) return fail("inspect", s);
+    std::vector<std::string> docs;
+    std::vector<int32_t> cur;
+    for (size_t i = 0; i <= all.size() && static_cast<int64_t>(docs.size()) < ndocs; ++i) {
+      if (i == all.size() || (all[i] == shard->document_delimiter() && i > 0)) {
+        docs.push_back(absl::StrCat("[", absl::StrJoin(cur, ", "), "]"));
+        cur.clear();
+      }
+      if (i < all.size()) cur.push_back(all[i]);
+    }
+    docs_json = absl::StrCat("[", absl::StrJoin(docs, ", "), "]");
+  }
+  if (json) {
+    std::printf("{\"format\": \"llmc\", \"path\": %s, \"kind\": \"%s\", \"version\": %d, \"tokens\": %lld%s%s}\n",
+                json_string(path).c_str(), kind, shard->version(), static_cast<long long>(shard->num_tokens()),
+                ndocs > 0 ? ", \"documents\": " : "", docs_json.c_str());
+  } else {
+    std::printf("format:   llm.c shard (%s)\npath:     %s\nversion:  %d\ntokens:   %lld\n", kind, path.c_str(),
+                shard->version(), static_cast<long long>(shard->num_tokens()));
+    if (ndocs > 0) std::printf("documents: %s\n", docs_json.c_str());
+  }
+  return 0;
+}
+
+int cmd_data_inspect(int argc, char** argv) {
+  const std::vector<FlagSpec> specs = {
+      {"json", false, false, "print JSON"},
+      {"docs", true, false, "also print the first N documents' token ids"},
+  };
+  auto flags = flags_parse("data inspect", specs, argc, argv, 3);
+  if (!flags.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
+    return 2;
+  }
+  if (flags->positional.size() != 1) {
+    std::fprintf(stderr, "cmoe data inspect: expected one PREFIX\n%s", kDataUsage);
+    return 2;
+  }
+  int64_t ndocs = 0;
+  if (!parse_int(*flags, "docs", 0, &ndocs) || ndocs < 0) return 2;
+  const std::string prefix = flags->positional[0];
+  const bool json = flags->has("json");
+  if (!file_exists(prefix + ".idx") && prefix.size() > 4 && prefix.ends_with(".bin") && file_exists(prefix)) {
+    return inspect_llmc(prefix, json, ndocs);
+  }
+  auto ds = data::IndexedDataset::open(prefix);
+  if (!ds.ok()) return fail("inspect", ds.status());
+  int64_t min_len = 0, max_len = 0;
+  for (int64_t i = 0; i < ds->num_sequences(); ++i) {
+    const int64_t l = ds->sequence_length(i);
+    min_len = i == 0 ? l : std::min(min_len, l);
+    max_len = std::max(max_len, l);
+  }
+  std::string docs_json;
+  if (ndocs > 0) {
+    std::vector<std::string> docs;
+    for (int64_t j = 0; j < std::min(ndocs, ds->num_documents()); ++j) {
+      std::vector<int32_t> toks;
+      for (int64_t i = ds->document_index(j); i < ds->document_index(j + 1); ++i) {
+        const size_t at = toks.size();
+        toks.resize(at + static_cast<size_t>(ds->sequence_length(i)));
+        if (auto s = ds->read(i, 0, ds->sequence_length(i), toks.data() + at); !s.ok()) return fail("inspect", s);
+      }
+      docs.push_back(absl::StrCat("[", absl::StrJoin(toks, ", "), "]"));
+    }
+    docs_json = absl::StrCat("[", absl::StrJoin(docs, ", "), "]");
+  }
+  if (json) {
+    std::printf(
+        "{\"format\": \"megatron\", \"prefix\": %s, \"dtype\": \"%s\", \"sequences\": %lld, \"documents\": %lld, "
+        "\"tokens\": %lld, \"bin_bytes\": %zu, \"min_sequence_length\": %lld, \"max_sequence_length\": %lld%s%s}\n",
+        json_string(prefix).c_str(), data::token_dtype_name(ds->dtype()), static_cast<long long>(ds->num_sequences()),
+        static_cast<long long>(ds->num_documents()), static_cast<long long>(ds->num_tokens()), ds->bin_size(),
+        static_cast<long long>(min_len), static_cast<long long>(max_len), ndocs > 0 ? ", \"document_tokens\": " : "",
+        docs_json.c_str());
+  } else {
+    std::printf("format:     Megatron indexed dataset (MMIDIDX v1)\nprefix:     %s\ndtype:      %s\n"
+                "sequences:  %lld\ndocuments:  %lld\ntokens:     %lld\nbin bytes:  %zu\n"
+                "seq length: min %lld, max %lld\n",
+                prefix.c_str(), data::token_dtype_name(ds->dtype()), static_cast<long long>(ds->num_sequences()),
+                static_cast<long long>(ds->num_documents()), static_cast<long long>(ds->num_tokens()), ds->bin_size(),
+                static_cast<long long>(min_len), static_cast<long long>(max_len));
+    if (ndocs > 0) std::printf("documents:  %s\n", docs_json.c_str());
+  }
+  return 0;
+}
+
+int cmd_data_samples(int argc, char** argv) {
+  const std::vector<FlagSpec> specs = {
+      {"seq-length", true, false, "sequence length T (samples hold T+1 tokens)"},
+      {"num-samples", true, false, "samples requested N (sets the number of epochs)"},
+      {"seed", true, false, "shuffle seed (Megatron's --seed, default 1234)"},
+      {"split", true, false, "split weights, default 969,30,1"},
+      {"split-name", true, false, "train, valid or test (default train)"},
+      {"max-samples", true, false, "print at most K samples (default N)"},
+      {"json", false, false, "print JSON"},
+  };
+  auto flags = flags_parse("data samples", specs, argc, argv, 3);
+  if (!flags.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
+    return 2;
+  }
+  if (flags->positional.size() != 1 || !flags->has("seq-length") || !flags->has("num-samples")) {
+    std::fprintf(stderr, "cmoe data samples: expected PREFIX, --seq-length and --num-samples\n%s", kDataUsage);
+    return 2;
+  }
+  int64_t T = 0, N = 0, seed = 0, max_samples = 0;
+  if (!parse_int(*flags, "seq-length", 0, &T) || !parse_int(*flags, "num-samples", 0, &N) ||
+      !parse_int(*flags, "seed", 1234, &seed) || !parse_int(*flags, "max-samples", N, &max_samples)) {
+    return 2;
+  }
+  if (seed < 0 || seed > 0xffffffffLL) {
+    std::fprintf(stderr, "cmoe data samples: --seed %lld must be in [0, 2^32)\n", static_cast<long long>(seed));
+    return 2;
+  }
+  auto split = data::split_from_name(flags->get("split-name", "train"));
+  if (!split.ok()) return fail("samples", split.status());
+  const std::string prefix = flags->positional[0];
+  auto opened = data::IndexedDataset::open(prefix);
+  if (!opened.ok()) return fail("samples", opened.status());
+  auto ds = std::make_shared<const data::IndexedDataset>(std::move(*opened));
+  const std::string split_spec = flags->get("split", "969,30,1");
+  auto ranges = data::split_ranges(split_spec, ds->num_sequences());
+  if (!ranges.ok()) return fail("samples", ranges.status());
+  const auto& range = (*ranges)[static_cast<int>(*split)];
+  if (!range.has_value()) {
+    return fail("samples", absl::InvalidArgumentError(absl::StrCat("split '", split_spec, "' has no ",
+                                                                   data::split_name(*split), " part")));
+  }
+  auto g = data::GptDataset::build(ds, *range, data::GptDatasetConfig{T, N, static_cast<uint32_t>(seed)});
+  if (!g.ok()) return fail("samples", g.status());
+  const int64_t count = std::clamp<int64_t>(max_samples, 0, N);
+  const bool json = flags->has("json");
+  if (json) {
+    std::printf("{\"prefix\": %s, \"split\": \"%s\", \"sequence_range\": [%lld, %lld], \"seq_length\": %lld, "
+                "\"num_samples\": %lld, \"seed\": %lld, \"epochs\": %lld, \"separate_final_epoch\": %s, "
+                "\"total_samples\": %lld, \"samples\": [",
+                json_string(prefix).c_str(), data::split_name(*split), static_cast<long long>(range->begin),
+                static_cast<long long>(range->end), static_cast<long long>(T), static_cast<long long>(N),
+                static_cast<long long>(seed), static_cast<long long>(g->num_epochs()),
+                g->separate_final_epoch() ? "true" : "false", static_cast<long long>(g->size()));
+  } else {
+    std::printf("# %s %s [%lld, %lld): T=%lld N=%lld seed=%lld epochs=%lld separate_final_epoch=%d samples=%lld\n",
+                prefix.c_str(), data::split_name(*split), static_cast<long long>(range->begin),
+                static_cast<long long>(range->end), static_cast<long long>(T), static_cast<long long>(N),
+                static_cast<long long>(seed), static_cast<long long>(g->num_epochs()), g->separate_final_epoch(),
+                static_cast<long long>(g->size()));
+  }
+  std::vector<int32_t> s(static_cast<size_t>(T + 1));
+  for (int64_t k = 0; k < count; ++k) {
+    if (auto st = g->sample(k, s); !st.ok()) return fail("samples", st);
+    const long long j = static_cast<long long>(g->shuffle_index()[k]);
+    if (json) {
+      std::printf("%s\n  {\"k\": %lld, \"sample\": %lld, \"tokens\": [%s]}", k ? "," : "", static_cast<long long>(k), j,
+                  absl::StrJoin(s, ", ").c_str());
+    } else {
+      std::printf("%lld %lld: %s\n", static_cast<long long>(k), j, absl::StrJoin(s, " ").c_str());
+    }
+  }
+  if (json) std::printf("\n]}\n");
+  return 0;
+}
+
+}  // namespace
+
+int cmd_data(int argc, char** argv) {
+  if (argc < 3 || !std::strcmp(argv[2], "--help") || !std::strcmp(argv[2], "-h")) {
+    std::fputs(kDataUsage, argc < 3 ? stderr : stdout);
+    return argc < 3 ? 2 : 0;
+  }
+  const std::string sub = argv[2];
+  if (sub == "inspect") return cmd_data_inspect(argc, argv);
+  if (sub == "samples") return cmd_data_samples(argc, argv);
+  std::fprintf(stderr, "cmoe data: unknown subcommand '%s'\n%s", sub.c_str(), kDataUsage);
+  return 2;
+}
+
+}  // namespace cmoe
