@@ -1,6 +1,6 @@
 // main.cpp — the `cmoe` command-line entry point: dispatches subcommands.
 //
-// Subcommands present now: `version`, `info`, `params`, `export`. Training, evaluation, data and checkpoint
+// Subcommands present now: `version`, `info`, `params`, `data`, `export`. Training, evaluation and checkpoint
 // commands arrive with their modules; docs/cli.md lists what exists.
 #include <omp.h>
 
