@@ -5,6 +5,8 @@ namespace cmoe {
 
 int cmd_params(int argc, char** argv);  // cmoe params --config FILE [--set k=v]... [--json]
 int cmd_data(int argc, char** argv);    // cmoe data inspect|samples ...
+int cmd_train(int argc, char** argv);   // cmoe train --config FILE --run-dir DIR [--set k=v]... [--resume DIR]
+int cmd_eval(int argc, char** argv);    // cmoe eval --config FILE --checkpoint DIR [--disable-top1] [--json]
 // cmoe export --checkpoint DIR [--format safetensors] --out FILE [--dtype f32|bf16]
 int cmd_export(int argc, char** argv);
 

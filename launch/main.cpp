@@ -1,6 +1,6 @@
 // main.cpp — the `cmoe` command-line entry point: dispatches subcommands.
 //
-// Subcommands present now: `version`, `info`, `params`, `data`, `export`. Training, evaluation and checkpoint
+// Subcommands: `version`, `info`, `params`, `data`, `train`, `eval`, `export` (docs/cli.md lists them all). Checkpoint
 // commands arrive with their modules; docs/cli.md lists what exists.
 #include <omp.h>
 
@@ -25,6 +25,8 @@ constexpr const char* kUsage =
     "  info      print the machine facts cmoe uses (CPU features, threads, oneDNN, CUDA)\n"
     "  params    total and activated parameter counts of a config, per component\n"
     "  data      inspect datasets (Megatron .bin/.idx, llm.c shards) and dump Megatron sample order\n"
+    "  train     train a model: --config FILE --run-dir DIR [--set k=v]... [--resume DIR]\n"
+    "  eval      validation loss and perplexity of a checkpoint: --config FILE --checkpoint DIR\n"
     "  export    a checkpoint's weights as safetensors with Hugging Face names\n"
     "\n"
     "See docs/cli.md for every command and flag.\n";
@@ -65,6 +67,8 @@ int main(int argc, char** argv) {
   if (cmd == "info") return cmd_info();
   if (cmd == "params") return cmoe::cmd_params(argc, argv);
   if (cmd == "data") return cmoe::cmd_data(argc, argv);
+  if (cmd == "train") return cmoe::cmd_train(argc, argv);
+  if (cmd == "eval") return cmoe::cmd_eval(argc, argv);
   if (cmd == "export") return cmoe::cmd_export(argc, argv);
   std::fprintf(stderr, "cmoe: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;

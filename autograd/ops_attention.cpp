@@ -1,0 +1,51 @@
+// ops_attention.cpp — autograd wrappers for the two fused, memory-saving ops: causal
+// attention and the chunked LM-head cross-entropy. Each saves only what its backward kernel
+// reads (attention: q, k, v, out and the (B, H, T) log-sum-exp; cross-entropy: h, w, targets
+// and the (N) log-sum-exp), never a (T x T) score or (N x V) logit matrix.
+#include "autograd/ops.h"
+#include "core/ops/attention.h"
+#include "core/ops/cross_entropy.h"
+
+namespace cmoe::ag {
+
+Var attention(const Var& q, const Var& k, const Var& v, float scale) {
+  CMOE_CHECK(q.value().rank() == 4 && k.shape() == q.shape() && v.shape() == q.shape(),
+             "attention: q ", q.value().str(), ", k ", k.value().str(), ", v ", v.value().str(),
+             " must share one (B, T, H, Dh) shape");
+  const Shape& s = q.shape();
+  Tensor out = Tensor::empty(s, DType::kF32);
+  Tensor lse = Tensor::empty({s[0], s[2], s[1]}, DType::kF32);  // (B, H, T)
+  ops::attention_forward(out, lse, q.value(), k.value(), v.value(), scale);
+  auto qi = q.impl(), ki = k.impl(), vi = v.impl();
+  Tensor qv = q.value(), kv = k.value(), vv = v.value();
+  return make_result(out, "attention", {q, k, v},
+                     [qi, ki, vi, qv, kv, vv, out, lse, scale](const Tensor& g) {
+                       Tensor dq = Tensor::empty(qv.shape(), DType::kF32);
+                       Tensor dk = Tensor::empty(qv.shape(), DType::kF32);
+                       Tensor dv = Tensor::empty(qv.shape(), DType::kF32);
+                       ops::attention_backward(dq, dk, dv, g, qv, kv, vv, out, lse, scale);
+                       if (qi->requires_grad) accumulate_grad(*qi, dq);
+                       if (ki->requires_grad) accumulate_grad(*ki, dk);
+                       if (vi->requires_grad) accumulate_grad(*vi, dv);
+                     });
+}
+
+Var cross_entropy(const Var& h, const Var& w, const Tensor& targets, int64_t chunk,
+                  DType compute_dtype) {
+  Tensor loss = Tensor::empty(Shape{}, DType::kF32);
+  Tensor lse = Tensor::empty({h.shape()[0]}, DType::kF32);  // (N)
+  ops::cross_entropy_forward(loss, lse, h.value(), w.value(), targets, chunk, compute_dtype);
+  auto hi = h.impl(), wi = w.impl();
+  Tensor hv = h.value(), wv = w.value();
+  return make_result(loss, "cross_entropy", {h, w},
+                     [hi, wi, hv, wv, targets, lse, chunk, compute_dtype](const Tensor& g) {
+                       Tensor dh = Tensor::empty(hv.shape(), DType::kF32);
+                       Tensor dw = Tensor::zeros(wv.shape(), DType::kF32);
+                       ops::cross_entropy_backward(dh, dw, g, hv, wv, targets, lse, chunk,
+                                                   compute_dtype);
+                       if (hi->requires_grad) accumulate_grad(*hi, dh);
+                       if (wi->requires_grad) accumulate_grad(*wi, dw);
+                     });
+}
+
+}  // namespace cmoe::ag
