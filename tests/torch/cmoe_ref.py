@@ -28,8 +28,7 @@ import struct
 import torch
 import torch.nn.functional as F
 
-_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "I32": torch.int32, "I64": torch.int64,
-           "U16": torch.int16, "F64": torch.float64}
+_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "I32": torch.int32, "I64": torch.int64, "F64": torch.float64}
 
 
 def load_safetensors(path):
