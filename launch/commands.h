@@ -9,5 +9,7 @@ int cmd_train(int argc, char** argv);   // cmoe train --config FILE --run-dir DI
 int cmd_eval(int argc, char** argv);    // cmoe eval --config FILE --checkpoint DIR [--disable-top1] [--json]
 int cmd_preprocess(int argc, char** argv);  // cmoe preprocess --input FILE... --tokenizer FILE --output-prefix P ...
 int cmd_tokenizer(int argc, char** argv);  // cmoe tokenizer train|encode|decode ...
+// cmoe export --checkpoint DIR [--format safetensors] --out FILE [--dtype f32|bf16]
+int cmd_export(int argc, char** argv);
 
 }  // namespace cmoe

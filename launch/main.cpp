@@ -1,6 +1,6 @@
 // main.cpp — the `cmoe` command-line entry point: dispatches subcommands.
 //
-// Subcommands: `version`, `info`, `params`, `train`, `eval` (and those docs/cli.md lists). Training, evaluation, data and checkpoint
+// Subcommands: `version`, `info`, `params`, `data`, `train`, `eval`, `export` (docs/cli.md lists them all). Checkpoint
 // commands arrive with their modules; docs/cli.md lists what exists.
 #include <omp.h>
 
@@ -29,6 +29,7 @@ constexpr const char* kUsage =
     "  eval      validation loss and perplexity of a checkpoint: --config FILE --checkpoint DIR\n"
     "  tokenizer train a byte-level BPE tokenizer, encode text to ids, decode ids\n"
     "  preprocess tokenize .txt/.jsonl/.jsonl.zst into Megatron .bin/.idx datasets\n"
+    "  export    a checkpoint's weights as safetensors with Hugging Face names\n"
     "\n"
     "See docs/cli.md for every command and flag.\n";
 
@@ -72,6 +73,7 @@ int main(int argc, char** argv) {
   if (cmd == "eval") return cmoe::cmd_eval(argc, argv);
   if (cmd == "tokenizer") return cmoe::cmd_tokenizer(argc, argv);
   if (cmd == "preprocess") return cmoe::cmd_preprocess(argc, argv);
+  if (cmd == "export") return cmoe::cmd_export(argc, argv);
   std::fprintf(stderr, "cmoe: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }
