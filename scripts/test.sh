@@ -9,7 +9,12 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 start=$SECONDS
 bash scripts/build.sh
 echo "== ctest (Release)"
-ctest --test-dir build --output-on-failure -j 2 --timeout 900
+ctest --test-dir build --output-on-failure -j 2 --timeout 900 | tee build/ctest.log
+# GPU tests skip where no GPU is present; say so plainly, with the driver's reason.
+skipped=$(grep -c '\*\*\*Skipped' build/ctest.log || true)
+if ((skipped > 0)); then
+  echo "== $skipped tests skipped: no GPU ($(build/bin/cmoe info | sed -n 's/^cuda: //p'))"
+fi
 if [[ ${1:-} != --no-asan ]]; then
   bash scripts/build.sh --asan
   echo "== ctest (ASan+UBSan)"
