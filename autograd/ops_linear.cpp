@@ -9,12 +9,12 @@ namespace cmoe::ag {
 
 namespace {
 // dx for the kernel to overwrite, or undefined when x gets no gradient.
-Tensor dx_buffer(const VarImpl& x, const Tensor& value) {
-  return x.requires_grad ? Tensor::empty(value.shape(), DType::kF32, value.device()) : Tensor();
+Tensor dx_buffer(const VarImpl& x, const Tensor& like) {
+  return x.requires_grad ? Tensor::empty(like.shape(), DType::kF32, like.device()) : Tensor();
 }
 // dw for the kernel to accumulate into (so zeroed), or undefined when w gets no gradient.
-Tensor dw_buffer(const VarImpl& w, const Tensor& value) {
-  return w.requires_grad ? Tensor::zeros(value.shape(), DType::kF32, value.device()) : Tensor();
+Tensor dw_buffer(const VarImpl& w, const Tensor& like) {
+  return w.requires_grad ? Tensor::zeros(like.shape(), DType::kF32, like.device()) : Tensor();
 }
 }  // namespace
 
@@ -25,11 +25,12 @@ Var linear(const Var& x, const Var& w, DType compute_dtype) {
   const int64_t m = w.shape()[0], k = w.shape()[1], n = x.value().rows();
   Shape out_shape = xs;  // (..., M)
   out_shape[xs.rank() - 1] = m;
-  Tensor x2 = x.value().view({n, k});                            // (N, K)
+  // Rounded once here and kept for backward (bf16 compute): (N, K) and (M, K).
+  Tensor x2 = ops::to_compute(x.value().view({n, k}), compute_dtype);
+  Tensor wv = ops::to_compute(w.value(), compute_dtype);
   Tensor out = Tensor::empty({n, m}, DType::kF32, x2.device());  // (N, M)
-  ops::linear_forward(out, x2, w.value(), compute_dtype);
+  ops::linear_forward(out, x2, wv, compute_dtype);
   auto xi = x.impl(), wi = w.impl();
-  Tensor wv = w.value();  // (M, K)
   return make_result(out.view(out_shape), "linear", {x, w},
                      [xi, wi, x2, wv, xs, n, m, compute_dtype](const Tensor& g) {
                        Tensor dx = dx_buffer(*xi, x2), dw = dw_buffer(*wi, wv);
@@ -45,7 +46,8 @@ Var grouped_linear(const Var& x, const Var& w, std::shared_ptr<const std::vector
   CMOE_CHECK(x.shape().rank() == 2 && w.shape().rank() == 3 && x.shape()[1] == w.shape()[2],
              "grouped_linear: x (R, K) and w (G, M, K), got ", x.value().str(), ", ",
              w.value().str());
-  Tensor xv = x.value(), wv = w.value();  // (R, K), (G, M, K)
+  // Rounded once here and kept for backward (bf16 compute): (R, K) and (G, M, K).
+  Tensor xv = ops::to_compute(x.value(), compute_dtype), wv = ops::to_compute(w.value(), compute_dtype);
   Tensor out = Tensor::empty({xv.dim(0), wv.dim(1)}, DType::kF32, xv.device());  // (R, M)
   ops::grouped_linear_forward(out, xv, wv, *offsets, compute_dtype);
   auto xi = x.impl(), wi = w.impl();

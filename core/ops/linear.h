@@ -10,6 +10,10 @@
 
 namespace cmoe::ops {
 
+// t unchanged when it already has the compute dtype; else its bf16 rounding (t must be f32).
+Tensor to_compute(const Tensor& t, DType compute_dtype);
+
+// x and w below are f32, or already in the compute dtype (see to_compute).
 // out = x @ w^T          x: (N, K) f32; w: (M, K) f32; out: (N, M) f32
 void linear_forward(Tensor& out, const Tensor& x, const Tensor& w, DType compute_dtype);
 // dx = dout @ w (overwritten); dw += dout^T @ x (accumulated); each skipped if undefined
