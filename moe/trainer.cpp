@@ -267,7 +267,13 @@ absl::StatusOr<TrainSummary> train_loop(const config::RunConfig& cfg, Model& mod
         if (!pipe.first()) CMOE_RETURN_IF_ERROR(pipe_p2p(pipe, {{parallel::P2POp::kSend, grad_in, prev, kTagGradient}}));
       }
     }
-    if (reducer) CMOE_RETURN_IF_ERROR(reducer->finish());
+    if (reducer) {
+      CMOE_RETURN_IF_ERROR(reducer->finish());
+      if (rank0 && step == start_step) {
+        std::printf("data parallel: %d gradient buckets, %d launched during backward\n", reducer->num_buckets(),
+                    reducer->launched_during_backward());
+      }
+    }
 
     // Global gradient norm: a replicated parameter counted once over its dp copies, an expert
     // slice once over its dp / ep copies, summed over the stages.

@@ -46,6 +46,34 @@ for kind in CARTESIAN SMOE; do
   done
 done
 
+# Resharding through a checkpoint: (2,2,2) trains 5 steps and saves (global tensors gathered to
+# rank 0); one rank resumes it to step 10, and (1,2,2) resumes that one rank's checkpoint at
+# step 5: both must reproduce the uninterrupted single-rank losses.
+kind_set=(--set model.moe.kind=CARTESIAN)
+ck_common=("${common[@]/checkpoint.interval=0/checkpoint.interval=5}")
+"$mpiexec" "${mpi_flags[@]}" -np 4 "$cmoe" train "${ck_common[@]}" "${kind_set[@]}" --set train.micro_batch_size=$micro \
+  --set parallel.pp=2 --set parallel.dp=2 --set parallel.ep=2 --set train.exit_at_step=5 --run-dir "$work/reshard" \
+  > "$work/reshard1.log" 2>&1 || { echo "FAIL: (2,2,2) to step 5"; tail -20 "$work/reshard1.log"; fail=1; }
+"$cmoe" train "${ck_common[@]}" "${kind_set[@]}" --set train.micro_batch_size=$((micro * 2)) --run-dir "$work/reshard" \
+  > "$work/reshard2.log" 2>&1 || { echo "FAIL: one rank resuming (2,2,2)"; tail -20 "$work/reshard2.log"; fail=1; }
+"$cmoe" train "${ck_common[@]}" "${kind_set[@]}" --set train.micro_batch_size=$((micro * 2)) --set train.exit_at_step=5 \
+  --run-dir "$work/reshard_b" > "$work/reshard3.log" 2>&1 || { echo "FAIL: one rank to step 5"; fail=1; }
+"$mpiexec" "${mpi_flags[@]}" -np 2 "$cmoe" train "${ck_common[@]}" "${kind_set[@]}" --set train.micro_batch_size=$micro \
+  --set parallel.dp=2 --set parallel.ep=2 --run-dir "$work/reshard_b" > "$work/reshard4.log" 2>&1 \
+  || { echo "FAIL: (1,2,2) resuming one rank's checkpoint"; tail -20 "$work/reshard4.log"; fail=1; }
+for log in reshard2 reshard4; do
+  grep -q "resuming from .*step_00000005 at step 5" "$work/$log.log" || { echo "FAIL: $log: no resume message"; fail=1; }
+done
+for r in reshard reshard_b; do
+  if ! worst=$(paste <(losses "$work/ref_CARTESIAN_2") <(losses "$work/$r") | awk '
+      { r = ($1 - $2) / $1; if (r < 0) r = -r; if (r > w) w = r; n++ }
+      END { printf "%.2e", w; exit !(w <= 1e-5 && n == 10) }'); then
+    echo "FAIL: $r: resumed losses differ from the single-rank run ($worst)"; paste <(losses "$work/ref_CARTESIAN_2") <(losses "$work/$r"); fail=1
+  else
+    echo "ok: $r: checkpoint resharded across layouts, 10 losses within $worst of one rank"
+  fi
+done
+
 # 3 ranks for pp * dp = 4: refused, naming both numbers.
 if "$mpiexec" "${mpi_flags[@]}" -np 3 "$cmoe" train "${common[@]}" --set parallel.dp=4 --run-dir "$work/bad" \
      > "$work/bad.log" 2>&1; then
