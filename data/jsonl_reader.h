@@ -1,9 +1,7 @@
 // jsonl_reader.h — Pile records from JSON Lines: {"text": ..., "meta": {"pile_set_name": ...}}.
 //
-// The interface preprocessing uses to pull the two strings it needs out of one line. The
-// implementation is a small strict scanner (objects, arrays, strings with every JSON escape
-// including surrogate pairs, numbers, literals); it is meant to be swapped for cmoe's full JSON
-// parser (data/json.h) without changing this interface.
+// The interface preprocessing uses to pull the two strings it needs out of one line, parsed
+// with cmoe's strict JSON parser (data/json.h); lone surrogate escapes become U+FFFD.
 #pragma once
 
 #include <cstdint>
@@ -19,8 +17,8 @@ struct PileRecord {
   std::string pile_set_name;  // "" when the line has no meta.pile_set_name
 };
 
-// Parses one line. `file` and `line_no` (1-based) only name the place in error messages, which
-// also give the byte column, what was found and what was expected.
+// Parses one line. `file` and `line_no` (1-based) name the place in error messages, which also
+// give the byte offset and column, what was found and what was expected.
 absl::StatusOr<PileRecord> jsonl_parse_record(std::string_view line, const std::string& file, int64_t line_no);
 
 }  // namespace cmoe::data

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -10,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "data/gpt_dataset.h"
 #include "data/indexed_dataset.h"
@@ -106,6 +108,7 @@ int cmd_data_inspect(int argc, char** argv) {
   const std::vector<FlagSpec> specs = {
       {"json", false, false, "print JSON"},
       {"docs", true, false, "also print the first N documents' token ids"},
+      {"unigram", false, false, "also compute the unigram entropy of the tokens (one pass over the data)"},
   };
   auto flags = flags_parse("data inspect", specs, argc, argv, 3);
   if (!flags.ok()) {
@@ -145,14 +148,35 @@ int cmd_data_inspect(int argc, char** argv) {
     }
     docs_json = absl::StrCat("[", absl::StrJoin(docs, ", "), "]");
   }
+  // Unigram entropy H = -sum_v p_v ln p_v (nats/token): the loss of the best model that
+  // ignores context, the bar a trained LM's validation loss must fall well below.
+  std::string unigram;
+  if (flags->has("unigram")) {
+    std::vector<int64_t> counts;
+    std::vector<int32_t> toks;
+    for (int64_t i = 0; i < ds->num_sequences(); ++i) {
+      toks.resize(static_cast<size_t>(ds->sequence_length(i)));
+      if (auto s = ds->read(i, 0, ds->sequence_length(i), toks.data()); !s.ok()) return fail("inspect", s);
+      for (int32_t t : toks) {
+        if (t < 0) continue;
+        if (static_cast<size_t>(t) >= counts.size()) counts.resize(static_cast<size_t>(t) + 1, 0);
+        ++counts[static_cast<size_t>(t)];
+      }
+    }
+    double h = 0, n = static_cast<double>(ds->num_tokens());
+    for (int64_t c : counts)
+      if (c > 0) h -= c / n * std::log(c / n);
+    unigram = json ? absl::StrFormat(", \"unigram_entropy_nats\": %.6f", h)
+                   : absl::StrFormat("unigram:    %.4f nats/token (perplexity %.1f)\n", h, std::exp(h));
+  }
   if (json) {
     std::printf(
         "{\"format\": \"megatron\", \"prefix\": %s, \"dtype\": \"%s\", \"sequences\": %lld, \"documents\": %lld, "
-        "\"tokens\": %lld, \"bin_bytes\": %zu, \"min_sequence_length\": %lld, \"max_sequence_length\": %lld%s%s}\n",
+        "\"tokens\": %lld, \"bin_bytes\": %zu, \"min_sequence_length\": %lld, \"max_sequence_length\": %lld%s%s%s}\n",
         json_string(prefix).c_str(), data::token_dtype_name(ds->dtype()), static_cast<long long>(ds->num_sequences()),
         static_cast<long long>(ds->num_documents()), static_cast<long long>(ds->num_tokens()), ds->bin_size(),
         static_cast<long long>(min_len), static_cast<long long>(max_len), ndocs > 0 ? ", \"document_tokens\": " : "",
-        docs_json.c_str());
+        docs_json.c_str(), unigram.c_str());
   } else {
     std::printf("format:     Megatron indexed dataset (MMIDIDX v1)\nprefix:     %s\ndtype:      %s\n"
                 "sequences:  %lld\ndocuments:  %lld\ntokens:     %lld\nbin bytes:  %zu\n"
@@ -160,6 +184,7 @@ int cmd_data_inspect(int argc, char** argv) {
                 prefix.c_str(), data::token_dtype_name(ds->dtype()), static_cast<long long>(ds->num_sequences()),
                 static_cast<long long>(ds->num_documents()), static_cast<long long>(ds->num_tokens()), ds->bin_size(),
                 static_cast<long long>(min_len), static_cast<long long>(max_len));
+    std::printf("%s", unigram.c_str());
     if (ndocs > 0) std::printf("documents:  %s\n", docs_json.c_str());
   }
   return 0;

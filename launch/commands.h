@@ -7,5 +7,9 @@ int cmd_params(int argc, char** argv);  // cmoe params --config FILE [--set k=v]
 int cmd_data(int argc, char** argv);    // cmoe data inspect|samples ...
 int cmd_train(int argc, char** argv);   // cmoe train --config FILE --run-dir DIR [--set k=v]... [--resume DIR]
 int cmd_eval(int argc, char** argv);    // cmoe eval --config FILE --checkpoint DIR [--disable-top1] [--json]
+int cmd_preprocess(int argc, char** argv);  // cmoe preprocess --input FILE... --tokenizer FILE --output-prefix P ...
+int cmd_tokenizer(int argc, char** argv);  // cmoe tokenizer train|encode|decode ...
+// cmoe export --checkpoint DIR [--format safetensors] --out FILE [--dtype f32|bf16]
+int cmd_export(int argc, char** argv);
 
 }  // namespace cmoe

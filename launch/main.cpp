@@ -1,6 +1,6 @@
 // main.cpp — the `cmoe` command-line entry point: dispatches subcommands.
 //
-// Subcommands: `version`, `info`, `params`, `train`, `eval` (and those docs/cli.md lists). Training, evaluation, data and checkpoint
+// Subcommands: `version`, `info`, `params`, `data`, `train`, `eval`, `export` (docs/cli.md lists them all). Checkpoint
 // commands arrive with their modules; docs/cli.md lists what exists.
 #include <omp.h>
 
@@ -27,6 +27,9 @@ constexpr const char* kUsage =
     "  data      inspect datasets (Megatron .bin/.idx, llm.c shards) and dump Megatron sample order\n"
     "  train     train a model: --config FILE --run-dir DIR [--set k=v]... [--resume DIR]\n"
     "  eval      validation loss and perplexity of a checkpoint: --config FILE --checkpoint DIR\n"
+    "  tokenizer train a byte-level BPE tokenizer, encode text to ids, decode ids\n"
+    "  preprocess tokenize .txt/.jsonl/.jsonl.zst into Megatron .bin/.idx datasets\n"
+    "  export    a checkpoint's weights as safetensors with Hugging Face names\n"
     "\n"
     "See docs/cli.md for every command and flag.\n";
 
@@ -68,6 +71,9 @@ int main(int argc, char** argv) {
   if (cmd == "data") return cmoe::cmd_data(argc, argv);
   if (cmd == "train") return cmoe::cmd_train(argc, argv);
   if (cmd == "eval") return cmoe::cmd_eval(argc, argv);
+  if (cmd == "tokenizer") return cmoe::cmd_tokenizer(argc, argv);
+  if (cmd == "preprocess") return cmoe::cmd_preprocess(argc, argv);
+  if (cmd == "export") return cmoe::cmd_export(argc, argv);
   std::fprintf(stderr, "cmoe: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }

@@ -12,6 +12,9 @@ pkgs=(
   libbenchmark-dev
   libdnnl-dev ocl-icd-opencl-dev opencl-c-headers opencl-clhpp-headers
   libzstd-dev
+  libicu-dev
+  python3 python3-torch python3-numpy  # the PyTorch cross-check test and bench/torch_peer.py
+  libopenblas0-openmp  # an optimised BLAS for PyTorch's f32 matmuls (Debian's default is the reference BLAS)
 )
 
 missing=()

@@ -9,7 +9,8 @@ pile_set_name:
   GCIDE       dict-gcide: dictionary entries in index order, ~16 KB per document, capped
 
 Writes OUT/train.jsonl and OUT/val.jsonl (every 50th document of each source goes to
-validation) and prints statistics. Deterministic: sorted inputs, no randomness.
+validation), OUT/train.txt (the training documents as plain text, for tokenizer training)
+and prints statistics. Deterministic: sorted inputs, no randomness.
 Usage: mini_pile.py OUT_DIR [--gcide-mb N]
 """
 import base64
@@ -127,6 +128,13 @@ def main():
                 else:
                     tr.write(rec + "\n")
             stats[name] = (len(docs), n_val, sum(len(d.encode("utf-8")) for d in docs))
+    # Plain text of the training documents, for tokenizer training.
+    with open(os.path.join(out_dir, "train.txt.tmp"), "w", encoding="utf-8") as f:
+        for name, docs in sources:
+            for i, text in enumerate(docs):
+                if i % 50 != 49:
+                    f.write(text + "\n\n")
+    os.replace(os.path.join(out_dir, "train.txt.tmp"), os.path.join(out_dir, "train.txt"))
     os.replace(os.path.join(out_dir, "train.jsonl.tmp"), os.path.join(out_dir, "train.jsonl"))
     os.replace(os.path.join(out_dir, "val.jsonl.tmp"), os.path.join(out_dir, "val.jsonl"))
     for name, (n, nv, b) in stats.items():

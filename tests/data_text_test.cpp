@@ -36,16 +36,16 @@ TEST(JsonlRecord, MalformedLinesNameFileLineAndColumn) {
     const char* needle;
   };
   for (const Case& c : std::vector<Case>{
-           {R"({"text": "abc)", "f.jsonl:7: at column 14: found the end of the line"},
+           {R"({"text": "abc)", "column 10): unterminated string"},
            {R"({"text": 5})", "expected a string value for \"text\""},
            {R"({"meta": {}})", "no \"text\""},
-           {R"({"text": "a" "b"})", "expected ',' or '}'"},
-           {R"({"text": "a\q"})", "at column 13: found 'q'"},
-           {R"({"text": "a", "n": 01})", "expected ',' or '}'"},
-           {R"({"text": "a"} x)", "expected the end of the line"},
-           {"{\"text\": \"a\tb\"}", "raw control characters"},
-           {R"([1, 2])", "expected '{'"},
-           {"", "found the end of the line, expected '{'"},
+           {R"({"text": "a" "b"})", "column 14"},
+           {R"({"text": "a\q"})", "column 13): invalid escape"},
+           {R"({"text": "a", "n": 01})", "leading zeros"},
+           {R"({"text": "a"} x)", "column 15): expected end of input"},
+           {"{\"text\": \"a\tb\"}", "control characters must be escaped"},
+           {R"([1, 2])", "expected a JSON object"},
+           {"", "column 1): expected a value, found end of input"},
        }) {
     auto r = jsonl_parse_record(c.line, "f.jsonl", 7);
     ASSERT_FALSE(r.ok()) << c.line;

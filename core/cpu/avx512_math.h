@@ -1,4 +1,5 @@
-// avx512_math.h — inline AVX-512 vector math shared by the row kernels (swiglu, softmax).
+// avx512_math.h — inline AVX-512 vector math shared by the row kernels (swiglu, softmax,
+// attention, cross-entropy): one exp for all of them.
 //
 // exp512 is a Cody–Waite range reduction (x = n ln2 + r, |r| <= ln2/2) with a degree-7 Taylor
 // polynomial for e^r and _mm512_scalef_ps for the 2^n factor, which handles overflow to +inf
@@ -7,8 +8,10 @@
 // vectorise std::exp without -ffast-math (libmvec is only declared under __FAST_MATH__),
 // hence this header.
 //
+// exp512(-inf) is exactly 0 (masked attention scores rely on it).
+//
 // Every function here carries target("avx512f"): call them only from functions that have it
-// too, and only after cmoe::cpu::has_avx512() said yes.
+// too (CMOE_AVX512_TARGET below), and only after cmoe::cpu::has_avx512() said yes.
 #pragma once
 
 // GCC 12 reports false "(may be) used uninitialized" warnings inside avx512fintrin.h
@@ -16,6 +19,9 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
+
+// Target attribute for the AVX-512 bodies chosen at run time by cpu::has_avx512().
+#define CMOE_AVX512_TARGET __attribute__((target("avx512f,avx512bw")))
 
 namespace cmoe::cpu {
 

@@ -25,7 +25,7 @@
 #include <limits>
 
 #include "core/cpu/kernels.h"
-#include "core/cpu/vec_exp.h"
+#include "core/cpu/avx512_math.h"
 
 namespace cmoe::ops {
 

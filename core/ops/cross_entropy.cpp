@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "core/cpu/kernels.h"
-#include "core/cpu/vec_exp.h"
+#include "core/cpu/avx512_math.h"
 #include "core/ops/matmul.h"
 
 namespace cmoe::ops {

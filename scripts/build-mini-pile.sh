@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the embedded mini-Pile (see docs/data.md): installs the Debian packages it is drawn
+# from, extracts Pile-format jsonl.zst (one pile_set_name per source), trains the default
+# byte-level BPE tokenizer (vocabulary 8192) and preprocesses train/validation Megatron
+# datasets. Idempotent: each stage is skipped when its output exists.
+# Usage: scripts/build-mini-pile.sh [OUT_DIR]   (default data-cache/mini-pile; needs build/bin/cmoe)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-data-cache/mini-pile}
+cmoe=build/bin/cmoe
+[[ -x $cmoe ]] || { echo "build-mini-pile: $cmoe not found; run scripts/build.sh first" >&2; exit 1; }
+
+pkgs=(bible-kjv fortunes python3.11-doc dict-gcide zstd python3)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo_cmd=()
+  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  echo "build-mini-pile: installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+mkdir -p "$out"
+if [[ ! -s $out/train.jsonl.zst || ! -s $out/val.jsonl.zst ]]; then
+  /usr/bin/python3 scripts/mini_pile.py "$out/raw"
+  for s in train val; do
+    zstd -q -f -19 -T0 "$out/raw/$s.jsonl" -o "$out/$s.jsonl.zst.tmp" && mv "$out/$s.jsonl.zst.tmp" "$out/$s.jsonl.zst"
+  done
+fi
+if [[ ! -s $out/tokenizer.json ]]; then
+  "$cmoe" tokenizer train --input "$out/raw/train.txt" --vocab-size 8192 --output "$out/tokenizer.json"
+fi
+for s in train val; do
+  if [[ ! -s $out/${s}_text_document.idx ]]; then
+    "$cmoe" preprocess --input "$out/$s.jsonl.zst" --tokenizer "$out/tokenizer.json" \
+      --output-prefix "$out/${s}_text_document" --append-eod
+  fi
+done
+echo "build-mini-pile: $out ready"
+"$cmoe" data inspect "$out/train_text_document" | sed 's/^/  /'
