@@ -5,6 +5,12 @@
 // A run directory holds config.textproto (the resolved config), metrics.jsonl and
 // checkpoints/ (step_NNNNNNNN/ directories and a `latest` pointer). `train` on a run directory
 // that has checkpoints resumes from latest, and says so.
+//
+// Parallel: `mpirun -np N cmoe train ... --set parallel.pp=P --set parallel.dp=Q --set
+// parallel.ep=E` with N = P * Q. Every rank builds its shard of the model (pipeline stage,
+// expert slice), reads its data-parallel slice of each global micro-batch, and trains; world
+// rank 0 prints, writes config.textproto, metrics.jsonl and the checkpoints (global tensors,
+// so any layout can resume any checkpoint). An error on any rank ends the whole job.
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -19,6 +25,7 @@
 #include "launch/train_state.h"
 #include "moe/params.h"
 #include "moe/trainer.h"
+#include "parallel/process_groups.h"
 
 namespace cmoe {
 
@@ -41,7 +48,8 @@ std::vector<data::LoaderSource> train_sources(const config::DataConfig& d) {
 
 // A loader over the train split (train = true) or the validation data.
 absl::StatusOr<std::unique_ptr<data::Loader>> open_loader(const config::RunConfig& cfg, bool train,
-                                                          int64_t num_samples, int64_t consumed) {
+                                                          int64_t num_samples, int64_t consumed, int dp_size = 1,
+                                                          int dp_rank = 0) {
   data::LoaderConfig lc;
   const auto& d = cfg.data();
   if (train || d.valid_prefix().empty()) {
@@ -58,6 +66,8 @@ absl::StatusOr<std::unique_ptr<data::Loader>> open_loader(const config::RunConfi
   lc.split_name = train ? data::Split::kTrain : data::Split::kValid;
   lc.seq_length = cfg.model().seq_len();
   lc.micro_batch = cfg.train().micro_batch_size();
+  lc.dp_size = dp_size;
+  lc.dp_rank = dp_rank;
   lc.num_samples = num_samples;
   lc.seed = static_cast<uint32_t>(cfg.train().seed());
   lc.prefetch = cfg.data().prefetch();
@@ -94,59 +104,113 @@ int cmd_train(int argc, char** argv) {
   }
   auto cfg = config_load(flags->get("config"), flags->all("set"));
   if (!cfg.ok()) return fail("train", cfg.status());
-  if (cfg->parallel().pp() * cfg->parallel().dp() != 1) {
-    return fail("train", absl::UnimplementedError(absl::StrCat(
-                             "parallel.pp = ", cfg->parallel().pp(), ", parallel.dp = ", cfg->parallel().dp(),
-                             ": multi-rank training is not available in this build yet (single process only)")));
+
+  // The job: one process, or the ranks of an MPI launch split into (pp, dp, ep) groups.
+  const parallel::ParallelLayout layout{cfg->parallel().pp(), cfg->parallel().dp(), cfg->parallel().ep()};
+  auto world = parallel::make_world_communicator();
+  if (!world.ok()) return fail("train", world.status());
+  const int world_size = (*world)->size();
+  if (absl::Status v = parallel::validate_layout(layout, world_size); !v.ok()) {
+    absl::Status s(v.code(), absl::StrCat(v.message(), world_size == 1 && layout.pp * layout.dp > 1
+                                                           ? " (start the ranks with mpirun -np N, N = pp * dp)"
+                                                           : ""));
+    if (world_size > 1) parallel::abort_job(s, 2);
+    return fail("train", s);
   }
+  std::unique_ptr<parallel::ProcessGroups> groups;
+  if (world_size > 1) {
+    auto g = parallel::make_process_groups(std::move(*world), layout);
+    if (!g.ok()) parallel::abort_job(g.status());
+    groups = std::make_unique<parallel::ProcessGroups>(std::move(*g));
+  }
+  const bool rank0 = groups == nullptr || groups->world->rank() == 0;
+  // An error on one rank ends the job (its peers would otherwise wait in a collective).
+  auto die = [&](const absl::Status& s) {
+    if (groups != nullptr) parallel::abort_job(absl::Status(s.code(), absl::StrCat("cmoe train: ", s.message())));
+    return fail("train", s);
+  };
+  const auto& moe_cfg = cfg->model().moe();
+  if (layout.ep > 1) {
+    const int64_t E = moe_cfg.kind() == config::FINE_GRAINED ? 2 * moe_cfg.num_experts() : moe_cfg.num_experts();
+    if (moe_cfg.kind() == config::DENSE || E % layout.ep != 0) {
+      return die(absl::InvalidArgumentError(absl::StrCat("parallel.ep = ", layout.ep, " must divide the ", E,
+                                                         " experts of each expert set")));
+    }
+    if (moe_cfg.capacity_factor() > 0) {
+      return die(absl::InvalidArgumentError(absl::StrCat(
+          "model.moe.capacity_factor = ", moe_cfg.capacity_factor(),
+          " with parallel.ep > 1: expert parallelism is dropless (set capacity_factor to 0)")));
+    }
+  }
+  if (layout.pp > cfg->model().n_layers()) {
+    return die(absl::InvalidArgumentError(absl::StrCat("parallel.pp = ", layout.pp, " > model.n_layers = ",
+                                                       cfg->model().n_layers())));
+  }
+  if (!rank0 && std::freopen("/dev/null", "w", stdout) == nullptr) return die(absl::InternalError("cannot silence stdout"));  // only rank 0 reports
+
   const std::string run_dir = flags->get("run-dir"), ckpt_root = run_dir + "/checkpoints";
-  std::error_code ec;
-  std::filesystem::create_directories(run_dir, ec);
-  if (ec) return fail("train", absl::InternalError(absl::StrCat("cannot create run directory ", run_dir, ": ", ec.message())));
-  {
+  if (rank0) {
+    std::error_code ec;
+    std::filesystem::create_directories(run_dir, ec);
+    if (ec) return die(absl::InternalError(absl::StrCat("cannot create run directory ", run_dir, ": ", ec.message())));
     std::ofstream out(run_dir + "/config.textproto");
     out << config_to_text(*cfg);
-    if (!out) return fail("train", absl::InternalError(absl::StrCat("cannot write ", run_dir, "/config.textproto")));
+    if (!out) return die(absl::InternalError(absl::StrCat("cannot write ", run_dir, "/config.textproto")));
+  }
+  if (groups != nullptr) {
+    if (absl::Status b = groups->world->barrier(); !b.ok()) return die(b);  // run dir exists
   }
 
   const auto& t = cfg->train();
   const uint64_t seed = t.seed();
   std::printf("cmoe train: seed %llu (parameters: Philox(seed, stream = name); data order: numpy MT19937(seed %u))\n",
               static_cast<unsigned long long>(seed), static_cast<uint32_t>(seed));
-  Model model(cfg->model(), seed);
+  const int pp_rank = groups ? groups->place.pp_rank : 0, dp_rank = groups ? groups->place.dp_rank : 0;
+  const int ep_rank = groups ? groups->place.ep_rank : 0;
+  Model model(cfg->model(), seed, pipeline_shard(cfg->model().n_layers(), layout.pp, pp_rank, layout.ep, ep_rank));
+  if (groups != nullptr) model.set_parallel({groups->dp.get(), groups->ep.get()});
   AdamW opt(&model.params(), {t.beta1(), t.beta2(), t.adam_eps(), t.weight_decay()});
   ParamCounts pc = count_params(cfg->model());
   std::printf("model: %s, %.2fM parameters (%.2fM activated), %s\n",
               config::FfnKind_Name(cfg->model().moe().kind()).c_str(), pc.total / 1e6, pc.activated / 1e6,
               t.precision().c_str());
+  if (groups != nullptr) {
+    std::printf("parallel: %d ranks = pp %d x dp %d, ep %d; global batch %lld sequences (micro-batch %lld per rank x dp %d "
+                "x grad_accum %lld)\n",
+                world_size, layout.pp, layout.dp, layout.ep,
+                static_cast<long long>(t.micro_batch_size() * layout.dp * t.grad_accum()),
+                static_cast<long long>(t.micro_batch_size()), layout.dp, static_cast<long long>(t.grad_accum()));
+  }
 
   RunCounters counters;
   std::string resume = flags->get("resume");
   if (resume.empty()) {
     auto latest = checkpoint_latest(ckpt_root);
     if (latest.ok()) resume = *latest;
-    else if (!absl::IsNotFound(latest.status())) return fail("train", latest.status());
+    else if (!absl::IsNotFound(latest.status())) return die(latest.status());
   }
   if (!resume.empty()) {
     auto ck = checkpoint_load(resume);
-    if (!ck.ok()) return fail("train", ck.status());
+    if (!ck.ok()) return die(ck.status());
     auto c = load_train_state(*ck, *cfg, model, &opt);
-    if (!c.ok()) return fail("train", c.status());
+    if (!c.ok()) return die(c.status());
     counters = *c;
     std::printf("resuming from %s at step %lld (%lld samples consumed)\n", resume.c_str(),
                 static_cast<long long>(counters.step), static_cast<long long>(counters.consumed_samples));
   }
 
-  const int64_t samples_per_step = t.grad_accum() * t.micro_batch_size();
-  auto train_loader = open_loader(*cfg, true, t.steps() * samples_per_step, counters.consumed_samples);
-  if (!train_loader.ok()) return fail("train", train_loader.status());
+  const int64_t samples_per_step = t.grad_accum() * t.micro_batch_size() * layout.dp;
+  auto train_loader =
+      open_loader(*cfg, true, t.steps() * samples_per_step, counters.consumed_samples, layout.dp, dp_rank);
+  if (!train_loader.ok()) return die(train_loader.status());
   std::shared_ptr<data::Loader> loader = std::move(*train_loader);
 
   TrainHooks hooks;
   hooks.next_train = batches_of(loader);
   const config::RunConfig& rc = *cfg;
-  hooks.valid_batches = [&rc]() -> BatchFn {
-    auto l = open_loader(rc, false, rc.train().eval_batches() * rc.train().micro_batch_size(), 0);
+  hooks.valid_batches = [&rc, &layout, dp_rank]() -> BatchFn {
+    auto l = open_loader(rc, false, rc.train().eval_batches() * rc.train().micro_batch_size() * layout.dp, 0,
+                         layout.dp, dp_rank);
     if (!l.ok()) {
       absl::Status st = l.status();
       return [st]() -> absl::StatusOr<Batch> { return st; };
@@ -155,15 +219,20 @@ int cmd_train(int argc, char** argv) {
   };
   hooks.save = [&](int64_t step, Model& m, AdamW& o) -> absl::Status {
     RunCounters c{step, step * samples_per_step * rc.model().seq_len(), loader->state().consumed_samples};
-    CMOE_ASSIGN_OR_RETURN(std::string dir, save_train_state(ckpt_root, rc, m, o, c));
-    std::printf("checkpoint: %s\n", dir.c_str());
+    std::string dir;
+    if (groups != nullptr) {
+      CMOE_ASSIGN_OR_RETURN(dir, save_train_state_parallel(ckpt_root, rc, m, o, c, *groups));
+    } else {
+      CMOE_ASSIGN_OR_RETURN(dir, save_train_state(ckpt_root, rc, m, o, c));
+    }
+    if (rank0) std::printf("checkpoint: %s\n", dir.c_str());
     return absl::OkStatus();
   };
   std::signal(SIGTERM, on_sigterm);
   hooks.stop_requested = [] { return g_stop != 0; };
 
-  auto summary = train_loop(*cfg, model, opt, counters.step, run_dir, hooks);
-  if (!summary.ok()) return fail("train", summary.status());
+  auto summary = train_loop(*cfg, model, opt, counters.step, run_dir, hooks, groups.get());
+  if (!summary.ok()) return die(summary.status());
   if (summary->steps_done == counters.step) {
     std::printf("nothing to train: the run is already at step %lld of %lld\n",
                 static_cast<long long>(counters.step), static_cast<long long>(t.steps()));

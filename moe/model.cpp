@@ -5,7 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/rng.h"
+#include "moe/distributed.h"
 #include "moe/params.h"
+#include "parallel/process_groups.h"
 
 namespace cmoe {
 
@@ -22,16 +24,61 @@ std::pair<ag::Var, ag::Var> split_gate(const ag::Var& c, int64_t N) {
 }
 }  // namespace
 
+ModelShard pipeline_shard(int n_layers, int pp, int stage, int ep, int ep_rank) {
+  CMOE_CHECK(pp >= 1 && stage >= 0 && stage < pp, "pipeline stage ", stage, " of ", pp);
+  ModelShard s;
+  const int base = n_layers / pp, extra = n_layers % pp;
+  s.layer_begin = stage * base + std::min(stage, extra);
+  s.layer_end = s.layer_begin + base + (stage < extra ? 1 : 0);
+  s.first = stage == 0;
+  s.last = stage == pp - 1;
+  s.ep = ep;
+  s.ep_rank = ep_rank;
+  return s;
+}
+
 ag::Var Model::make_param(const std::string& name, const Shape& shape, float std, bool decay, uint64_t seed) {
   Tensor t = Tensor::empty(shape, DType::kF32);
-  rng_fill_normal(t, 0.0f, std, seed, rng_stream_id(name));
+  if (init_) rng_fill_normal(t, 0.0f, std, seed, rng_stream_id(name));
   ag::Var v(t, true, name);
+  param_index_[v.impl().get()] = params_.size();
   params_.push_back({name, v, decay});
   return v;
 }
 
+// Rows [e0, e1) of a global (E, rows, cols) tensor, drawn at their global Philox offsets.
+ag::Var Model::make_expert_param(const std::string& name, int64_t E, int64_t rows, int64_t cols, float std,
+                                 uint64_t seed) {
+  const parallel::ExpertRange r = parallel::owned_experts(E, shard_.ep, shard_.ep_rank);
+  Tensor t = Tensor::empty({r.size(), rows, cols}, DType::kF32);
+  if (init_) rng_fill_normal(t, 0.0f, std, seed, rng_stream_id(name), static_cast<uint64_t>(r.begin * rows * cols));
+  ag::Var v(t, true, name);
+  param_index_[v.impl().get()] = params_.size();
+  params_.push_back({name, v, true, shard_.ep > 1, r.begin, E});
+  return v;
+}
+
+ag::Var Model::P(const ag::Var& leaf) const {
+  auto it = hooks_.find(leaf.impl().get());
+  return it == hooks_.end() ? leaf : it->second;
+}
+
+Model::Layer Model::hooked(const Layer& L) const {
+  if (hooks_.empty()) return L;
+  Layer H = L;
+  for (ag::Var* v : {&H.ln_in, &H.ln_post, &H.ln_b, &H.wq, &H.wk, &H.wv, &H.wo, &H.w1, &H.w3, &H.w2})
+    if (v->defined()) *v = P(*v);
+  for (SubLayer& S : H.moe) {
+    for (ag::Var* v : {&S.router, &S.gate_w, &S.gate_b, &S.experts.w1, &S.experts.w3, &S.experts.w2})
+      if (v->defined()) *v = P(*v);
+    for (ExpertWeights& w : S.shared) w = {P(w.w1), P(w.w3), P(w.w2)};
+  }
+  return H;
+}
+
 ag::Var Model::make_const(const std::string& name, const Shape& shape, float value, bool decay) {
   ag::Var v(Tensor::full(shape, value), true, name);
+  param_index_[v.impl().get()] = params_.size();
   params_.push_back({name, v, decay});
   return v;
 }
@@ -44,9 +91,9 @@ Model::SubLayer Model::make_sublayer(const std::string& name, uint64_t seed) {
   SubLayer s;
   s.name = name;
   if (moe.kind() != config::HASH) s.router = make_param(name + ".router", {E, d}, std, true, seed);
-  s.experts.w1 = make_param(name + ".experts.w1", {E, eh, d}, std, true, seed);
-  s.experts.w3 = make_param(name + ".experts.w3", {E, eh, d}, std, true, seed);
-  s.experts.w2 = make_param(name + ".experts.w2", {E, d, eh}, std, true, seed);
+  s.experts.w1 = make_expert_param(name + ".experts.w1", E, eh, d, std, seed);
+  s.experts.w3 = make_expert_param(name + ".experts.w3", E, eh, d, std, seed);
+  s.experts.w2 = make_expert_param(name + ".experts.w2", E, d, eh, std, seed);
   if (moe.shared_expert()) {
     // Shared expert width: D/2 for cartesian and fine-grained (two of them), D otherwise.
     const bool halves = moe.kind() == config::CARTESIAN || moe.kind() == config::FINE_GRAINED;
@@ -67,11 +114,15 @@ Model::SubLayer Model::make_sublayer(const std::string& name, uint64_t seed) {
   return s;
 }
 
-Model::Model(const config::ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
+Model::Model(const config::ModelConfig& cfg, uint64_t seed, const ModelShard& shard, bool init)
+    : cfg_(cfg), shard_(shard), init_(init) {
+  if (shard_.layer_end < 0) shard_.layer_end = cfg.n_layers();
+  CMOE_CHECK(0 <= shard_.layer_begin && shard_.layer_begin <= shard_.layer_end && shard_.layer_end <= cfg.n_layers(),
+             "model shard layers [", shard_.layer_begin, ", ", shard_.layer_end, ") of ", cfg.n_layers());
   const int64_t V = cfg.vocab_size(), d = cfg.d_model(), D = cfg.ffn_hidden();
   const float std = cfg.init_std();
-  embed_ = make_param("embed.weight", {V, d}, std, true, seed);
-  for (int l = 0; l < cfg.n_layers(); ++l) {
+  if (shard_.first) embed_ = make_param("embed.weight", {V, d}, std, true, seed);
+  for (int l = shard_.layer_begin; l < shard_.layer_end; ++l) {
     const std::string p = absl::StrCat("layers.", l);
     Layer L;
     L.ln_in = make_const(p + ".ln_in", {d}, 1.0f, false);
@@ -93,8 +144,10 @@ Model::Model(const config::ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
     }
     layers_.push_back(std::move(L));
   }
-  norm_f_ = make_const("norm.weight", {d}, 1.0f, false);
-  head_ = make_param("lm_head.weight", {V, d}, std, true, seed);
+  if (shard_.last) {
+    norm_f_ = make_const("norm.weight", {d}, 1.0f, false);
+    head_ = make_param("lm_head.weight", {V, d}, std, true, seed);
+  }
 
   const auto& moe = cfg.moe();
   router_opt_.kind = moe.kind() == config::HASH   ? RouterKind::kHash
@@ -108,9 +161,10 @@ Model::Model(const config::ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
   router_opt_.hash_seed = static_cast<uint64_t>(moe.hash_seed());
 }
 
-ag::Var Model::attention_block(const Layer& L, const ag::Var& x, int64_t B, int64_t T, const ForwardOptions& opt) {
+ag::Var Model::attention_block(Layer L, const ag::Var& x, int64_t B, int64_t T, const ForwardOptions& opt) {
   const int64_t d = cfg_.d_model(), H = cfg_.n_heads(), Dh = d / H;
-  auto block = [this, &L, B, T, d, H, Dh, opt](const std::vector<ag::Var>& in) {
+  // L by value: recompute() runs the block again during backward, after forward returned.
+  auto block = [this, L, B, T, d, H, Dh, opt](const std::vector<ag::Var>& in) {
     ag::Var a = ag::rmsnorm(in[0], L.ln_in, cfg_.norm_eps());
     ag::Var q = ag::rope(ag::reshape(ag::linear(a, L.wq, opt.compute_dtype), {B, T, H, Dh}), cfg_.rope_theta());
     ag::Var k = ag::rope(ag::reshape(ag::linear(a, L.wk, opt.compute_dtype), {B, T, H, Dh}), cfg_.rope_theta());
@@ -130,19 +184,27 @@ ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& i
   RouterOptions ro = router_opt_;
   ro.disable_top1 = opt.disable_top1 && ro.kind != RouterKind::kHash;
   Tensor bias = S.bias_index >= 0 ? biases_[S.bias_index].var.value() : Tensor();
+  ro.stats_group = ctx_.dp;
   RouterOutput r = route(u, S.router, ids, ro, bias);
-  DispatchPlan plan = dispatch_plan(r.indices, ro.num_experts, cfg_.moe().capacity_factor());
+  const bool ep = ctx_.ep != nullptr && ctx_.ep->size() > 1;
 
   RouterReport rep;
   rep.name = S.name;
   rep.counts = r.counts;
   for (int64_t c : r.counts) rep.pairs += c;
-  rep.dropped = plan.dropped;
   rep.aux = r.aux_value;
-  res.routers.push_back(std::move(rep));
   if (r.loss.defined()) aux = aux.defined() ? ag::add(aux, r.loss) : r.loss;
 
-  ag::Var routed = dispatch_experts(u, plan, r.weights, S.experts, opt.compute_dtype);
+  ag::Var routed;
+  if (ep) {
+    // Dropless across ranks (a capacity limit per rank would depend on the layout).
+    routed = ep_dispatch_experts(u, r.indices, r.weights, S.experts, ro.num_experts, *ctx_.ep, opt.compute_dtype);
+  } else {
+    DispatchPlan plan = dispatch_plan(r.indices, ro.num_experts, cfg_.moe().capacity_factor());
+    rep.dropped = plan.dropped;
+    routed = dispatch_experts(u, plan, r.weights, S.experts, opt.compute_dtype);
+  }
+  res.routers.push_back(std::move(rep));
   if (S.shared.empty()) return routed;
   ag::Var shared = swiglu_ffn(u, S.shared[0].w1, S.shared[0].w3, S.shared[0].w2, opt.compute_dtype);
   if (S.shared.size() == 2) {
@@ -155,15 +217,38 @@ ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& i
 }
 
 ForwardResult Model::forward(const Tensor& ids, const Tensor& targets, const ForwardOptions& opt) {
+  CMOE_CHECK(shard_.first && shard_.last, "Model::forward needs the whole model; use forward_stage");
+  return forward_stage(ids, ag::Var(), targets, opt);
+}
+
+ForwardResult Model::forward_stage(const Tensor& ids, const ag::Var& x_in, const Tensor& targets,
+                                   const ForwardOptions& opt) {
   CMOE_CHECK(ids.rank() == 2 && ids.dtype() == DType::kI32 && targets.shape() == ids.shape(),
              "forward: ids ", ids.str(), ", targets ", targets.str());
   const int64_t B = ids.dim(0), T = ids.dim(1), N = B * T;
   CMOE_CHECK(T <= cfg_.seq_len(), "sequence of ", T, " tokens > model.seq_len ", cfg_.seq_len());
+  CMOE_CHECK(shard_.first || (x_in.defined() && x_in.value().dim(0) == N), "forward_stage: stage input ",
+             x_in.defined() ? x_in.value().str() : std::string("missing"), " for ", N, " tokens");
+  // Grad-ready hooks: one identity node per parameter between the leaf and all its uses; its
+  // backward runs once every use has contributed (topological order), i.e. when the
+  // parameter's gradient for this micro-batch is complete.
+  hooks_.clear();
+  if (grad_ready_ && opt.final_micro_batch && ag::grad_enabled()) {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      auto leaf = params_[i].var.impl();
+      auto ready = grad_ready_;
+      hooks_[leaf.get()] = ag::make_result(leaf->value, "grad_ready", {params_[i].var}, [leaf, ready, i](const Tensor& g) {
+        ag::accumulate_grad(*leaf, g);
+        ready(i);
+      });
+    }
+  }
   Tensor flat_ids = ids.view({N});
   ForwardResult res;
   ag::Var aux;
-  ag::Var x = ag::embedding(embed_, flat_ids);  // (N, d)
-  for (const Layer& L : layers_) {
+  ag::Var x = shard_.first ? ag::embedding(P(embed_), flat_ids) : x_in;  // (N, d)
+  for (const Layer& layer : layers_) {
+    const Layer L = hooked(layer);
     ag::Var h = attention_block(L, x, B, T, opt);
     ag::Var u = ag::rmsnorm(h, L.ln_post, cfg_.norm_eps());
     if (L.moe.empty()) {
@@ -176,18 +261,34 @@ ForwardResult Model::forward(const Tensor& ids, const Tensor& targets, const For
       x = ag::add(h1, moe_sublayer(L.moe[1], ub, flat_ids, opt, res, aux));
     }
   }
-  ag::Var hf = ag::rmsnorm(x, norm_f_, cfg_.norm_eps());
+  if (aux.defined()) res.aux = aux.value().data<float>()[0];
+  if (!shard_.last) {
+    res.hidden = x;
+    res.loss = aux;
+    hooks_.clear();
+    return res;
+  }
+  ag::Var hf = ag::rmsnorm(x, P(norm_f_), cfg_.norm_eps());
   Tensor flat_targets = targets.view({N});
   for (int64_t n = 0; n < N; ++n) res.tokens += flat_targets.data<int32_t>()[n] >= 0;
-  CMOE_CHECK(res.tokens > 0, "forward: the batch has no target tokens");
-  ag::Var ce_sum = ag::cross_entropy(hf, head_, flat_targets, kLossChunk, opt.compute_dtype);
-  ag::Var loss = ag::scale(ce_sum, 1.0f / static_cast<float>(res.tokens));
-  res.ce = loss.value().data<float>()[0];
-  if (aux.defined()) {
-    res.aux = aux.value().data<float>()[0];
-    loss = ag::add(loss, aux);
+  // Global token count of this micro-batch over the data-parallel group.
+  int64_t global_tokens = res.tokens;
+  int dp = 1;
+  if (ctx_.dp != nullptr && ctx_.dp->size() > 1) {
+    dp = ctx_.dp->size();
+    Tensor t = Tensor::empty({1}, DType::kI64);
+    t.data<int64_t>()[0] = res.tokens;
+    parallel::comm_or_abort(ctx_.dp->all_reduce(t), "token count");
+    global_tokens = t.data<int64_t>()[0];
   }
+  CMOE_CHECK(global_tokens > 0, "forward: the batch has no target tokens");
+  res.global_tokens = global_tokens;
+  ag::Var ce_sum = ag::cross_entropy(hf, P(head_), flat_targets, kLossChunk, opt.compute_dtype);
+  ag::Var loss = ag::scale(ce_sum, static_cast<float>(dp) / static_cast<float>(global_tokens));
+  res.ce = static_cast<double>(ce_sum.value().data<float>()[0]) / static_cast<double>(global_tokens);
+  if (aux.defined()) loss = ag::add(loss, aux);
   res.loss = loss;
+  hooks_.clear();
   return res;
 }
 

@@ -12,15 +12,25 @@
 //
 // Parameters are leaves named like "layers.3.moeA.experts.w1"; each is initialised from the
 // Philox stream of its name, so a value never depends on the parallel layout.
+//
+// Parallel training builds a Model per rank from a ModelShard: a pipeline stage holds layers
+// [layer_begin, layer_end) (the embedding on the first stage, the final norm and head on the
+// last), and with expert parallelism the expert tensors hold only this rank's experts — rows
+// [e0, e1) of dim 0, drawn from the same Philox stream at the global offsets, so they equal
+// the single-rank model's rows. A ParallelContext supplies the groups the forward pass talks
+// to: router statistics and token counts are summed over `dp`, token rows travel over `ep`.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "autograd/ops.h"
 #include "core/config/config.h"
 #include "moe/dispatch.h"
 #include "moe/router.h"
+#include "parallel/communicator.h"
 
 namespace cmoe {
 
@@ -28,12 +38,37 @@ struct Param {
   std::string name;
   ag::Var var;        // f32 master weight; grad accumulates here
   bool decay = true;  // AdamW weight decay (off for norms and gate biases)
+  // Expert-parallel slice: var holds rows [row0, row0 + dim 0) of a global tensor of
+  // global_rows rows (0 = not sliced; the tensor is the whole parameter).
+  bool expert = false;
+  int64_t row0 = 0, global_rows = 0;
+};
+
+// The part of the model one rank builds (the default is the whole model).
+struct ModelShard {
+  int layer_begin = 0, layer_end = -1;  // -1 = n_layers
+  bool first = true, last = true;       // embedding here / final norm, head and loss here
+  int ep = 1, ep_rank = 0;              // expert slice: parallel::owned_experts(E, ep, ep_rank)
+};
+
+// Layer range of pipeline stage `stage` of `pp`: n_layers split into pp contiguous runs whose
+// sizes differ by at most one, the earlier stages taking the larger runs (the embedding lookup
+// is cheap; the head's matmul and loss make the last stage the heaviest without an extra layer).
+ModelShard pipeline_shard(int n_layers, int pp, int stage, int ep, int ep_rank);
+
+// Groups the forward pass uses; null (or size 1) = this rank alone.
+struct ParallelContext {
+  parallel::Communicator* dp = nullptr;  // router statistics, global token count
+  parallel::Communicator* ep = nullptr;  // token all-to-all to the expert owners
 };
 
 struct ForwardOptions {
   DType compute_dtype = DType::kF32;  // matmul inputs: f32 or bf16 (f32 accumulation)
   bool disable_top1 = false;          // evaluation: exclude each token's top-1 expert
   bool recompute_attention = false;   // activation recomputation of each attention block
+  // Fire the grad-ready hook (Model::set_grad_ready) during this forward's backward: set on
+  // the last micro-batch of a step, whose backward completes each parameter's gradient.
+  bool final_micro_batch = true;
 };
 
 struct RouterReport {
@@ -44,20 +79,38 @@ struct RouterReport {
   double aux = 0;                // unscaled balance term (1.0 = balanced)
 };
 
+// With data parallelism (ParallelContext::dp of size R), each rank's loss is R times its share
+// of the global micro-batch's loss, so averaging gradients over dp gives the global gradient:
+// CE = R * sum_local ce / global_tokens; ce below is the share sum_local ce / global_tokens
+// (summed over dp it is the global mean). With one rank both are the plain mean.
 struct ForwardResult {
-  ag::Var loss;       // () mean CE + balance losses: what backward starts from
-  double ce = 0;      // mean token cross-entropy (nats)
-  int64_t tokens = 0; // tokens with a target
-  double aux = 0;     // total scaled balance loss
+  ag::Var loss;       // () CE + balance losses (last stage) or balance losses only (undefined if none)
+  ag::Var hidden;     // (N, d) the stage's output, for the next pipeline stage (not on the last)
+  double ce = 0;      // this rank's share of the mean token cross-entropy (nats)
+  int64_t tokens = 0; // tokens with a target on this rank
+  int64_t global_tokens = 0;  // ... in the micro-batch over the data-parallel group
+  double aux = 0;     // this rank's scaled balance losses (means over its own tokens)
   std::vector<RouterReport> routers;
 };
 
 class Model {
  public:
-  Model(const config::ModelConfig& cfg, uint64_t seed);
+  // init = false leaves the parameters uninitialised (a buffer of the right names and shapes,
+  // e.g. to receive another stage's tensors for a checkpoint).
+  Model(const config::ModelConfig& cfg, uint64_t seed, const ModelShard& shard = {}, bool init = true);
 
-  // ids, targets: (B, T) i32; targets < 0 are ignored.
+  // ids, targets: (B, T) i32; targets < 0 are ignored. The whole model (first and last stage).
   ForwardResult forward(const Tensor& ids, const Tensor& targets, const ForwardOptions& opt);
+  // One pipeline stage: input = embedding(ids) on the first stage, else x_in (N, d); the loss
+  // on the last stage (targets read there only), else the output in ForwardResult::hidden.
+  ForwardResult forward_stage(const Tensor& ids, const ag::Var& x_in, const Tensor& targets,
+                              const ForwardOptions& opt);
+
+  void set_parallel(const ParallelContext& ctx) { ctx_ = ctx; }
+  // fn(i) is called during backward of a forward with final_micro_batch, as soon as
+  // params()[i]'s gradient is complete (data-parallel bucketed reduction starts there).
+  void set_grad_ready(std::function<void(size_t)> fn) { grad_ready_ = std::move(fn); }
+  const ModelShard& shard() const { return shard_; }
 
   std::vector<Param>& params() { return params_; }
   const config::ModelConfig& config() const { return cfg_; }
@@ -83,13 +136,23 @@ class Model {
   };
 
   ag::Var make_param(const std::string& name, const Shape& shape, float std, bool decay, uint64_t seed);
+  ag::Var make_expert_param(const std::string& name, int64_t E, int64_t rows, int64_t cols, float std, uint64_t seed);
+  // The forward pass's handle on a parameter: the leaf itself, or its grad-ready hook node.
+  ag::Var P(const ag::Var& leaf) const;
+  Layer hooked(const Layer& L) const;
   ag::Var make_const(const std::string& name, const Shape& shape, float value, bool decay);
   SubLayer make_sublayer(const std::string& name, uint64_t seed);
-  ag::Var attention_block(const Layer& L, const ag::Var& x, int64_t B, int64_t T, const ForwardOptions& opt);
+  ag::Var attention_block(Layer L, const ag::Var& x, int64_t B, int64_t T, const ForwardOptions& opt);
   ag::Var moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& ids, const ForwardOptions& opt,
                        ForwardResult& res, ag::Var& aux);
 
   config::ModelConfig cfg_;
+  ModelShard shard_;
+  bool init_ = true;
+  ParallelContext ctx_;
+  std::function<void(size_t)> grad_ready_;
+  std::unordered_map<const ag::VarImpl*, ag::Var> hooks_;  // leaf -> hook node, during forward
+  std::unordered_map<const ag::VarImpl*, size_t> param_index_;
   std::vector<Param> params_, biases_;
   ag::Var embed_, norm_f_, head_;
   std::vector<Layer> layers_;

@@ -166,15 +166,29 @@ RouterOutput route(const ag::Var& u, const ag::Var& w_router, const Tensor& toke
 
   // Balance loss: coef * E * sum_e f_e * P_e, written as sum(s * F) * coef * E / N with
   // F[n, e] = f_e, so its gradient flows into the router through the softmax.
+  std::vector<double> psum(E, 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t e = 0; e < E; ++e) psum[e] += S[n * E + e];
+  int64_t total_tokens = N;
+  if (opt.stats_group != nullptr && opt.stats_group->size() > 1) {
+    // Counts exactly (i64); probability sums in f32 (they only enter the reported value).
+    Tensor c = Tensor::empty({E + 2}, DType::kI64);
+    for (int64_t e = 0; e < E; ++e) c.data<int64_t>()[e] = out.counts[e];
+    c.data<int64_t>()[E] = routed;
+    c.data<int64_t>()[E + 1] = N;
+    Tensor p = Tensor::empty({E}, DType::kF32);
+    for (int64_t e = 0; e < E; ++e) p.data<float>()[e] = static_cast<float>(psum[e]);
+    parallel::comm_or_abort(opt.stats_group->all_reduce(c), "router counts");
+    parallel::comm_or_abort(opt.stats_group->all_reduce(p), "router probability sums");
+    for (int64_t e = 0; e < E; ++e) out.counts[e] = c.data<int64_t>()[e], psum[e] = p.data<float>()[e];
+    routed = c.data<int64_t>()[E];
+    total_tokens = c.data<int64_t>()[E + 1];
+  }
   std::vector<float> f(E);
   for (int64_t e = 0; e < E; ++e) f[e] = routed ? static_cast<float>(out.counts[e]) / routed : 0.0f;
   {
     double acc = 0;
-    for (int64_t e = 0; e < E; ++e) {
-      double pe = 0;
-      for (int64_t n = 0; n < N; ++n) pe += S[n * E + e];
-      acc += f[e] * pe / N;
-    }
+    for (int64_t e = 0; e < E; ++e) acc += f[e] * psum[e] / total_tokens;
     out.aux_value = E * acc;
   }
   if (opt.aux_coef > 0) {

@@ -13,6 +13,10 @@
 //   aux  = coef * E * sum_e f_e * P_e,   f_e = share of routed pairs sent to e (constant),
 //                                        P_e = mean over tokens of s[:, e]   (GShard/Switch)
 //   z    = z_coef * mean_n logsumexp(W_g u_n)^2                            (ST-MoE)
+// With data parallelism (stats_group of R ranks) f_e and P_e are those of the global batch:
+// the per-expert counts and probability sums are all-reduced over the group, so the balance
+// term equals the single-rank one; each rank's loss carries coef * E / N_local * sum s F
+// (its tokens' part, times R), whose gradients averaged over the group are the global ones.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +24,7 @@
 
 #include "autograd/ops.h"
 #include "core/config/config.h"
+#include "parallel/communicator.h"
 
 namespace cmoe {
 
@@ -34,6 +39,7 @@ struct RouterOptions {
   float z_coef = 0.0f;
   bool disable_top1 = false;
   uint64_t hash_seed = 0;
+  parallel::Communicator* stats_group = nullptr;  // sum counts and P_e over it (data parallel)
 };
 
 struct RouterOutput {
@@ -41,7 +47,7 @@ struct RouterOutput {
   Tensor indices;    // (N, k) i32 expert ids; -1 = no expert in this slot (top-p padding)
   ag::Var loss;      // () aux + z loss, already scaled by their coefficients; undefined if none
   double aux_value = 0;  // the unscaled balance term E * sum f_e P_e (1.0 = perfectly balanced)
-  std::vector<int64_t> counts;  // (E) routed pairs per expert
+  std::vector<int64_t> counts;  // (E) routed pairs per expert (over stats_group when given)
 };
 
 // u: (N, d); w_router: (E, d) (unused for hash); token_ids: (N) i32 (hash only);

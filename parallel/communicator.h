@@ -156,4 +156,8 @@ bool launched_by_mpi();
 // otherwise), so peers blocked in collectives do not wait for their timeout.
 [[noreturn]] void abort_job(const absl::Status& status, int exit_code = 1);
 
+// For communication inside a forward or backward pass, where no Status can be returned: an
+// error ends the job through abort_job, prefixed with `what`.
+void comm_or_abort(const absl::Status& status, const char* what);
+
 }  // namespace cmoe::parallel

@@ -122,6 +122,10 @@ void abort_job(const absl::Status& status, int exit_code) {
   std::exit(exit_code);
 }
 
+void comm_or_abort(const absl::Status& status, const char* what) {
+  if (!status.ok()) abort_job(absl::Status(status.code(), absl::StrCat(what, ": ", status.message())));
+}
+
 bool launched_by_mpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"}) {
     if (std::getenv(v) != nullptr) return true;
