@@ -3,11 +3,14 @@
 # from, extracts Pile-format jsonl.zst (one pile_set_name per source), trains the default
 # byte-level BPE tokenizer (vocabulary 8192) and preprocesses train/validation Megatron
 # datasets. Idempotent: each stage is skipped when its output exists.
-# Usage: scripts/build-mini-pile.sh [OUT_DIR]   (default data-cache/mini-pile; needs build/bin/cmoe)
+# Usage: scripts/build-mini-pile.sh [OUT_DIR]   (default data-cache/mini-pile; needs build/bin/cmoe,
+# or the binary $CMOE_BIN names). Relative paths: OUT_DIR from the repository root, CMOE_BIN from
+# the caller's directory.
 set -euo pipefail
+cmoe=build/bin/cmoe
+if [[ -n ${CMOE_BIN:-} ]]; then cmoe=$(realpath "$CMOE_BIN"); fi
 cd "$(dirname "$0")/.."
 out=${1:-data-cache/mini-pile}
-cmoe=build/bin/cmoe
 [[ -x $cmoe ]] || { echo "build-mini-pile: $cmoe not found; run scripts/build.sh first" >&2; exit 1; }
 
 pkgs=(bible-kjv fortunes python3.11-doc dict-gcide zstd python3)
@@ -27,7 +30,7 @@ mkdir -p "$out"
 if [[ ! -s $out/train.jsonl.zst || ! -s $out/val.jsonl.zst ]]; then
   /usr/bin/python3 scripts/mini_pile.py "$out/raw"
   for s in train val; do
-    zstd -q -f -19 -T0 "$out/raw/$s.jsonl" -o "$out/$s.jsonl.zst.tmp" && mv "$out/$s.jsonl.zst.tmp" "$out/$s.jsonl.zst"
+    zstd -q -f -10 -T0 "$out/raw/$s.jsonl" -o "$out/$s.jsonl.zst.tmp" && mv "$out/$s.jsonl.zst.tmp" "$out/$s.jsonl.zst"
   done
 fi
 if [[ ! -s $out/tokenizer.json ]]; then
