@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "checkpoint/crc32c.h"
+#include "checkpoint/file_io.h"
 #include "google/protobuf/text_format.h"
 
 namespace cmoe {
@@ -24,53 +25,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-absl::Status errno_error(const std::string& what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
-}
-
-// RAII file descriptor.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-absl::Status write_all(int fd, const void* data, size_t n, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return errno_error("cannot write", path);
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status write_file_synced(const std::string& path, const std::string& bytes) {
-  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (fd.get() < 0) return errno_error("cannot create", path);
-  CMOE_RETURN_IF_ERROR(write_all(fd.get(), bytes.data(), bytes.size(), path));
-  if (::fsync(fd.get()) != 0) return errno_error("cannot fsync", path);
-  return absl::OkStatus();
-}
-
-absl::Status fsync_dir(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0) return errno_error("cannot open directory", path);
-  if (::fsync(fd.get()) != 0) return errno_error("cannot fsync directory", path);
-  return absl::OkStatus();
-}
+using fileio::errno_error;
+using fileio::Fd;
+using fileio::fsync_dir;
+using fileio::write_all;
+using fileio::write_file_synced;
 
 std::string step_dir_name(int64_t step) { return absl::StrFormat("step_%08d", step); }
 

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "data/json.h"
 #include "data/gpt_dataset.h"
 #include "data/indexed_dataset.h"
 #include "launch/commands.h"
@@ -34,20 +35,9 @@ constexpr const char* kDataUsage =
     "      the Megatron GPT dataset's sample order and each sample's T+1 tokens\n";
 
 std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
+  std::string out;
+  json::append_quoted(&out, s);
+  return out;
 }
 
 bool file_exists(const std::string& p) {
