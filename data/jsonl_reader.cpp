@@ -3,7 +3,7 @@
 #include "data/jsonl_reader.h"
 
 #include "absl/strings/str_cat.h"
-#include "data/json.h"
+#include "core/json.h"
 
 namespace cmoe::data {
 

@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/check.h"
-#include "data/json.h"
+#include "core/json.h"
 #include "data/tokenizer.h"
 
 namespace cmoe {

@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "data/json.h"
+#include "core/json.h"
 #include "data/gpt_dataset.h"
 #include "data/indexed_dataset.h"
 #include "launch/commands.h"

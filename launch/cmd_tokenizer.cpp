@@ -11,7 +11,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "data/json.h"
+#include "core/json.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_train.h"
 #include "launch/commands.h"

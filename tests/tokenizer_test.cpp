@@ -14,7 +14,7 @@
 #include <set>
 #include <sstream>
 
-#include "data/json.h"
+#include "core/json.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_pretokenize.h"
 #include "data/tokenizer_train.h"

@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "core/check.h"
-#include "data/json.h"
+#include "core/json.h"
 #include "data/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

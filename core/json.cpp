@@ -1,5 +1,5 @@
 // json.cpp — recursive-descent JSON parser with positioned errors, and the serializer.
-#include "data/json.h"
+#include "core/json.h"
 
 #include <algorithm>
 #include <charconv>
@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/check.h"
-#include "data/unicode.h"
+#include "core/utf8.h"
 
 namespace cmoe::json {
 
