@@ -236,10 +236,13 @@ int cmd_train(int argc, char** argv) {
   if (summary->steps_done == counters.step) {
     std::printf("nothing to train: the run is already at step %lld of %lld\n",
                 static_cast<long long>(counters.step), static_cast<long long>(t.steps()));
+    std::printf("done: step %lld | val loss %.4f | val ppl %.2f\n", static_cast<long long>(summary->steps_done),
+                summary->final_eval.loss, summary->final_eval.ppl);
+  } else {
+    std::printf("done: step %lld | final train loss %.4f | val loss %.4f | val ppl %.2f\n",
+                static_cast<long long>(summary->steps_done), summary->final_train_loss, summary->final_eval.loss,
+                summary->final_eval.ppl);
   }
-  std::printf("done: step %lld | final train loss %.4f | val loss %.4f | val ppl %.2f\n",
-              static_cast<long long>(summary->steps_done), summary->final_train_loss, summary->final_eval.loss,
-              summary->final_eval.ppl);
   std::printf("metrics: %s/metrics.jsonl | checkpoints: %s (latest: %s/latest)\n", run_dir.c_str(), ckpt_root.c_str(),
               ckpt_root.c_str());
   return 0;
