@@ -33,6 +33,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/crc32c.h"
+#include "checkpoint/file_io.h"
 #include "core/config/config.h"
 #include "google/protobuf/text_format.h"
 #include "moe/model.h"
@@ -59,15 +60,15 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 // Drops a file's (clean) pages from the page cache; returns the fraction still resident.
 double evict(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) die("open " + path);
+  const fileio::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) die("open " + path);
   struct stat st;
-  if (::fstat(fd, &st) != 0) die("fstat " + path);
-  ::fdatasync(fd);
-  if (::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) die("posix_fadvise " + path);
+  if (::fstat(fd.get(), &st) != 0) die("fstat " + path);
+  ::fdatasync(fd.get());
+  if (::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED) != 0) die("posix_fadvise " + path);
   double resident = 0;
   if (st.st_size > 0) {
-    void* map = ::mmap(nullptr, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    void* map = ::mmap(nullptr, st.st_size, PROT_READ, MAP_SHARED, fd.get(), 0);
     if (map == MAP_FAILED) die("mmap " + path);
     const long page = ::sysconf(_SC_PAGESIZE);
     std::vector<unsigned char> vec((st.st_size + page - 1) / page);
@@ -76,37 +77,38 @@ double evict(const std::string& path) {
                static_cast<double>(vec.size());
     ::munmap(map, st.st_size);
   }
-  ::close(fd);
   return resident;
 }
 
 // Sequential write of `bytes` then fsync; seconds.
 double disk_write(const std::string& path, uint64_t bytes, const std::vector<char>& chunk) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) die("create " + path);
-  for (uint64_t done = 0; done < bytes;) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size(), bytes - done));
-    const ssize_t w = ::write(fd, chunk.data(), n);
-    if (w <= 0) die("write " + path);
-    done += static_cast<uint64_t>(w);
+  {
+    const fileio::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (fd.get() < 0) die("create " + path);
+    for (uint64_t done = 0; done < bytes;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size(), bytes - done));
+      const ssize_t w = ::write(fd.get(), chunk.data(), n);
+      if (w <= 0) die("write " + path);
+      done += static_cast<uint64_t>(w);
+    }
+    if (::fsync(fd.get()) != 0) die("fsync " + path);
   }
-  if (::fsync(fd) != 0) die("fsync " + path);
-  ::close(fd);
   return seconds_since(t0);
 }
 
 // Sequential read of the whole file; seconds.
 double disk_read(const std::string& path, std::vector<char>& buf) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) die("open " + path);
-  while (true) {
-    const ssize_t r = ::read(fd, buf.data(), buf.size());
-    if (r < 0) die("read " + path);
-    if (r == 0) break;
+  {
+    const fileio::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) die("open " + path);
+    while (true) {
+      const ssize_t r = ::read(fd.get(), buf.data(), buf.size());
+      if (r < 0) die("read " + path);
+      if (r == 0) break;
+    }
   }
-  ::close(fd);
   return seconds_since(t0);
 }
 
