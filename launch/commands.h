@@ -11,5 +11,6 @@ int cmd_preprocess(int argc, char** argv);  // cmoe preprocess --input FILE... -
 int cmd_tokenizer(int argc, char** argv);  // cmoe tokenizer train|encode|decode ...
 // cmoe export --checkpoint DIR [--format safetensors] --out FILE [--dtype f32|bf16]
 int cmd_export(int argc, char** argv);
+int cmd_checkpoint(int argc, char** argv);  // cmoe checkpoint inspect|verify DIR [--json] [--tensors]
 
 }  // namespace cmoe

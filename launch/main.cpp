@@ -30,6 +30,7 @@ constexpr const char* kUsage =
     "  tokenizer train a byte-level BPE tokenizer, encode text to ids, decode ids\n"
     "  preprocess tokenize .txt/.jsonl/.jsonl.zst into Megatron .bin/.idx datasets\n"
     "  export    a checkpoint's weights as safetensors with Hugging Face names\n"
+    "  checkpoint inspect|verify a checkpoint directory (manifest, tensors, every CRC)\n"
     "\n"
     "See docs/cli.md for every command and flag.\n";
 
@@ -74,6 +75,7 @@ int main(int argc, char** argv) {
   if (cmd == "tokenizer") return cmoe::cmd_tokenizer(argc, argv);
   if (cmd == "preprocess") return cmoe::cmd_preprocess(argc, argv);
   if (cmd == "export") return cmoe::cmd_export(argc, argv);
+  if (cmd == "checkpoint") return cmoe::cmd_checkpoint(argc, argv);
   std::fprintf(stderr, "cmoe: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return 2;
 }

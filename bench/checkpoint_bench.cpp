@@ -1,0 +1,237 @@
+// checkpoint_bench.cpp — checkpoint save and load throughput against the disk's own sequential
+// write and read speed, measured in the same run on the same directory.
+//
+// Checkpoint: the cpu-small model's parameters (real names and shapes, initialised) plus both
+// AdamW moments for each, saved with checkpoint_save and read back with checkpoint_load (every
+// CRC-32C verified) — what `cmoe train` writes every checkpoint.interval steps.
+// Disk baselines, per repetition, with the same byte count:
+//   write: write() in 8 MiB chunks to a new file, then fsync (what `dd bs=8M conv=fsync` does);
+//   read:  the page cache is emptied for that file (fsync'd pages dropped with
+//          posix_fadvise(POSIX_FADV_DONTNEED); mincore() confirms how much stayed resident),
+//          then read() in 8 MiB chunks.
+// Before each checkpoint_load the checkpoint's files are dropped from the cache the same way, so
+// load and read both come from the disk. Each repetition saves a new step directory and deletes
+// it after the load, so deleting old checkpoints (retention) is not timed. Reported: each repetition and the median, MB/s
+// (1 MB = 1e6 bytes), save/write and load/read ratios, the time to delete a checkpoint directory
+// (retention's cost inside a real save) and CRC-32C throughput in memory.
+//
+// usage: checkpoint_bench [--dir DIR (default: the build directory)] [--reps 3]
+//                         [--config configs/cpu-small.textproto]
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/crc32c.h"
+#include "checkpoint/file_io.h"
+#include "core/config/config.h"
+#include "google/protobuf/text_format.h"
+#include "moe/model.h"
+
+namespace cmoe {
+namespace {
+
+constexpr size_t kChunk = 8u << 20;
+
+struct Args {
+  std::string dir = CMOE_BINARY_DIR "/checkpoint_bench_tmp";
+  std::string config = CMOE_SOURCE_DIR "/configs/cpu-small.textproto";
+  int reps = 3;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "checkpoint_bench: %s: %s\n", what.c_str(), std::strerror(errno));
+  std::exit(1);
+}
+
+// Drops a file's (clean) pages from the page cache; returns the fraction still resident.
+double evict(const std::string& path) {
+  const fileio::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) die("open " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) die("fstat " + path);
+  ::fdatasync(fd.get());
+  if (::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED) != 0) die("posix_fadvise " + path);
+  double resident = 0;
+  if (st.st_size > 0) {
+    void* map = ::mmap(nullptr, st.st_size, PROT_READ, MAP_SHARED, fd.get(), 0);
+    if (map == MAP_FAILED) die("mmap " + path);
+    const long page = ::sysconf(_SC_PAGESIZE);
+    std::vector<unsigned char> vec((st.st_size + page - 1) / page);
+    if (::mincore(map, st.st_size, vec.data()) != 0) die("mincore " + path);
+    resident = static_cast<double>(std::count_if(vec.begin(), vec.end(), [](unsigned char c) { return c & 1; })) /
+               static_cast<double>(vec.size());
+    ::munmap(map, st.st_size);
+  }
+  return resident;
+}
+
+// Sequential write of `bytes` then fsync; seconds.
+double disk_write(const std::string& path, uint64_t bytes, const std::vector<char>& chunk) {
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    const fileio::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (fd.get() < 0) die("create " + path);
+    for (uint64_t done = 0; done < bytes;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size(), bytes - done));
+      const ssize_t w = ::write(fd.get(), chunk.data(), n);
+      if (w <= 0) die("write " + path);
+      done += static_cast<uint64_t>(w);
+    }
+    if (::fsync(fd.get()) != 0) die("fsync " + path);
+  }
+  return seconds_since(t0);
+}
+
+// Sequential read of the whole file; seconds.
+double disk_read(const std::string& path, std::vector<char>& buf) {
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    const fileio::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) die("open " + path);
+    while (true) {
+      const ssize_t r = ::read(fd.get(), buf.data(), buf.size());
+      if (r < 0) die("read " + path);
+      if (r == 0) break;
+    }
+  }
+  return seconds_since(t0);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int run(const Args& a) {
+  auto cfg = config_load(a.config, {});
+  if (!cfg.ok()) {
+    std::fprintf(stderr, "checkpoint_bench: %s\n", std::string(cfg.status().message()).c_str());
+    return 1;
+  }
+  Model model(cfg->model(), cfg->train().seed());
+  std::vector<NamedTensor> tensors;
+  int64_t params = 0;
+  for (const Param& p : model.params()) {
+    const Tensor& w = p.var.value();
+    params += w.numel();
+    tensors.push_back({p.name, w});
+  }
+  // AdamW moments of the weights' shapes; values unlike the weights (a scaled copy).
+  for (const Param& p : model.params()) {
+    const std::pair<const char*, float> moments[] = {{"optim.exp_avg.", 0.1f}, {"optim.exp_avg_sq.", 0.01f}};
+    for (const auto& [kind, scale] : moments) {
+      Tensor m = Tensor::empty(p.var.value().shape(), DType::kF32);
+      const float* src = p.var.value().data<float>();
+      float* dst = m.data<float>();
+      for (int64_t i = 0; i < m.numel(); ++i) dst[i] = src[i] * src[i] * scale + 1e-8f;
+      tensors.push_back({std::string(kind) + p.name, m});
+    }
+  }
+  uint64_t bytes = 0;
+  for (const NamedTensor& t : tensors) bytes += t.tensor.nbytes();
+
+  std::filesystem::remove_all(a.dir);
+  std::filesystem::create_directories(a.dir);
+  const std::string raw = a.dir + "/disk_baseline.bin", root = a.dir + "/checkpoints";
+  checkpoint::Manifest meta;
+  meta.set_seed(cfg->train().seed());
+  google::protobuf::TextFormat::PrintToString(*cfg, meta.mutable_config());
+
+  std::vector<char> chunk(kChunk);
+  for (size_t i = 0; i < chunk.size(); ++i) chunk[i] = static_cast<char>(i * 2654435761u >> 13);
+  std::printf("checkpoint_bench: %s, %.2fM parameters + 2 AdamW moments = %zu tensors, %.1f MB, dir %s\n",
+              a.config.c_str(), params / 1e6, tensors.size(), bytes / 1e6, a.dir.c_str());
+
+  // CRC-32C in memory over the same bytes (an upper bound on verified load throughput).
+  const auto tc = std::chrono::steady_clock::now();
+  uint32_t crc = 0;
+  for (const NamedTensor& t : tensors) crc ^= crc32c(t.tensor.raw_data(), t.tensor.nbytes());
+  const double crc_s = seconds_since(tc);
+
+  std::vector<double> w_mbs, r_mbs, s_mbs, l_mbs, d_s;
+  double worst_resident = 0;
+  std::printf("%-4s %14s %14s %14s %14s\n", "rep", "disk write", "ckpt save", "disk read", "ckpt load");
+  for (int rep = 0; rep < a.reps; ++rep) {
+    const double w = disk_write(raw, bytes, chunk);
+    auto t0 = std::chrono::steady_clock::now();
+    meta.set_step(rep + 1);  // a new directory: no old checkpoint is replaced or retired inside the timing
+    auto saved = checkpoint_save(root, meta, tensors, /*keep_last=*/a.reps + 1);
+    const double s = seconds_since(t0);
+    if (!saved.ok()) {
+      std::fprintf(stderr, "checkpoint_bench: %s\n", std::string(saved.status().message()).c_str());
+      return 1;
+    }
+    worst_resident = std::max(worst_resident, evict(raw));
+    const double r = disk_read(raw, chunk);
+    for (const char* f : {"/tensors.bin", "/manifest.pb"}) worst_resident = std::max(worst_resident, evict(*saved + f));
+    t0 = std::chrono::steady_clock::now();
+    auto loaded = checkpoint_load(*saved);
+    const double l = seconds_since(t0);
+    if (!loaded.ok() || loaded->tensors.size() != tensors.size()) {
+      std::fprintf(stderr, "checkpoint_bench: load failed: %s\n",
+                   loaded.ok() ? "tensor count differs" : std::string(loaded.status().message()).c_str());
+      return 1;
+    }
+    w_mbs.push_back(bytes / 1e6 / w);
+    s_mbs.push_back(bytes / 1e6 / s);
+    r_mbs.push_back(bytes / 1e6 / r);
+    l_mbs.push_back(bytes / 1e6 / l);
+    std::printf("%-4d %9.0f MB/s %9.0f MB/s %9.0f MB/s %9.0f MB/s\n", rep, w_mbs.back(), s_mbs.back(), r_mbs.back(),
+                l_mbs.back());
+    std::filesystem::remove(raw);
+    t0 = std::chrono::steady_clock::now();
+    std::filesystem::remove_all(*saved);
+    d_s.push_back(seconds_since(t0));
+  }
+  const double W = median(w_mbs), S = median(s_mbs), R = median(r_mbs), L = median(l_mbs);
+  std::printf("median: save %.0f MB/s vs disk write %.0f MB/s = %.0f%% | load (CRC-verified) %.0f MB/s vs disk read "
+              "%.0f MB/s = %.0f%%\n",
+              S, W, 100 * S / W, L, R, 100 * L / R);
+  std::printf("deleting one checkpoint directory (what retention does inside checkpoint_save): median %.3f s\n",
+              median(d_s));
+  std::printf("CRC-32C in memory: %.0f MB/s (crc xor %08x); page cache before reads: at most %.1f%% of a file "
+              "resident\n",
+              bytes / 1e6 / crc_s, crc, 100 * worst_resident);
+  std::filesystem::remove_all(a.dir);
+  return 0;
+}
+
+}  // namespace
+}  // namespace cmoe
+
+int main(int argc, char** argv) {
+  cmoe::Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "usage: checkpoint_bench [--dir DIR] [--reps N] [--config FILE]\n");
+      return 2;
+    }
+    if (f == "--dir") {
+      a.dir = argv[++i];
+    } else if (f == "--reps") {
+      a.reps = std::max(1, std::atoi(argv[++i]));
+    } else if (f == "--config") {
+      a.config = argv[++i];
+    } else {
+      std::fprintf(stderr, "checkpoint_bench: unknown flag %s\n", f.c_str());
+      return 2;
+    }
+  }
+  return cmoe::run(a);
+}

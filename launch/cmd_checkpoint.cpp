@@ -1,0 +1,200 @@
+// cmd_checkpoint.cpp — `cmoe checkpoint inspect|verify`: look inside a checkpoint directory
+// without a run, and check it end to end before a long job relies on it.
+//
+//   cmoe checkpoint inspect DIR [--json] [--tensors]
+//       manifest facts (format version, step, tokens, seed, counters), tensor count and bytes,
+//       the model section of the saved config; every tensor's name/dtype/shape/bytes with
+//       --tensors (always in --json). Reads only manifest.pb.
+//   cmoe checkpoint verify DIR
+//       runs checkpoint_load (file sizes, shape/dtype against bytes, every CRC-32C) and parses
+//       the saved config: "OK: N tensors, B bytes verified", or exit 1 with the error naming
+//       the tensor, the file and the offset.
+// DIR is a step directory (step_NNNNNNNN) or a checkpoints root whose `latest` names one.
+// Layout: docs/checkpoint-format.md.
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "checkpoint/checkpoint.h"
+#include "core/config/config.h"
+#include "data/json.h"
+#include "launch/commands.h"
+#include "launch/flags.h"
+
+namespace cmoe {
+
+namespace {
+
+constexpr const char* kCheckpointUsage =
+    "usage: cmoe checkpoint <subcommand> DIR [flags]\n"
+    "\n"
+    "DIR: a checkpoint step directory, or a checkpoints root with a 'latest' file.\n"
+    "subcommands:\n"
+    "  inspect DIR [--json] [--tensors]   manifest facts, config summary, tensor index\n"
+    "  verify DIR                         check every file size and CRC-32C; exit 1 on damage\n";
+
+int fail(const char* sub, const absl::Status& s) {
+  std::fprintf(stderr, "cmoe checkpoint %s: %s\n", sub, std::string(s.message()).c_str());
+  return 1;
+}
+
+std::string json_quoted(const std::string& s) {
+  std::string out;
+  json::append_quoted(&out, s);
+  return out;
+}
+
+// The step directory DIR names: itself, or <DIR>/latest's target for a checkpoints root.
+absl::StatusOr<std::string> resolve_dir(const std::string& arg) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(arg)) return absl::NotFoundError(absl::StrCat(arg, ": no such directory"));
+  std::string dir = arg;
+  if (fs::exists(arg + "/latest")) {
+    CMOE_ASSIGN_OR_RETURN(dir, checkpoint_latest(arg));
+  }
+  if (!fs::exists(dir + "/manifest.pb")) {
+    return absl::DataLossError(absl::StrCat(dir, "/manifest.pb: missing (not a checkpoint step directory, or an "
+                                            "incomplete one)"));
+  }
+  return dir;
+}
+
+absl::StatusOr<checkpoint::Manifest> read_manifest(const std::string& dir) {
+  const std::string path = dir + "/manifest.pb";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  checkpoint::Manifest m;
+  if (!m.ParseFromString(ss.str())) {
+    return absl::DataLossError(absl::StrCat(path, ": not a valid checkpoint manifest (", ss.str().size(), " bytes)"));
+  }
+  return m;
+}
+
+std::string shape_str(const checkpoint::TensorEntry& e, const char* open, const char* close) {
+  return absl::StrCat(open, absl::StrJoin(e.shape(), ", "), close);
+}
+
+bool is_optimizer(const std::string& name) { return name.rfind("optim.", 0) == 0; }
+
+int cmd_checkpoint_inspect(int argc, char** argv) {
+  const std::vector<FlagSpec> specs = {
+      {"json", false, false, "print JSON (includes every tensor)"},
+      {"tensors", false, false, "list every tensor: name, dtype, shape, bytes"},
+  };
+  auto flags = flags_parse("checkpoint inspect", specs, argc, argv, 3);
+  if (!flags.ok()) return std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str()), 2;
+  if (flags->positional.size() != 1) {
+    std::fprintf(stderr, "cmoe checkpoint inspect: expected one DIR\n%s", kCheckpointUsage);
+    return 2;
+  }
+  auto dir = resolve_dir(flags->positional[0]);
+  if (!dir.ok()) return fail("inspect", dir.status());
+  auto m = read_manifest(*dir);
+  if (!m.ok()) return fail("inspect", m.status());
+  auto cfg = config_parse(m->config(), *dir + "/manifest.pb (config)");
+  if (!cfg.ok()) return fail("inspect", cfg.status());
+
+  uint64_t total_bytes = 0;
+  int64_t weight_params = 0, optim_values = 0;
+  for (const auto& e : m->tensors()) {
+    total_bytes += e.nbytes();
+    int64_t n = 1;
+    for (int64_t d : e.shape()) n *= d;
+    (is_optimizer(e.name()) ? optim_values : weight_params) += n;
+  }
+  const auto& mc = cfg->model();
+  const std::string moe_kind = config::FfnKind_Name(mc.moe().kind());
+  const bool json_out = flags->has("json");
+  if (json_out) {
+    std::string out = absl::StrCat("{\"dir\": ", json_quoted(*dir), ", \"format_version\": ", m->format_version(),
+                                   ", \"step\": ", m->step(), ", \"tokens_seen\": ", m->tokens_seen(),
+                                   ", \"seed\": ", m->seed(), ", \"counters\": {");
+    for (int i = 0; i < m->counters_size(); ++i) {
+      absl::StrAppend(&out, i ? ", " : "", json_quoted(m->counters(i).name()), ": ", m->counters(i).value());
+    }
+    absl::StrAppend(&out, "}, \"num_tensors\": ", m->tensors_size(), ", \"total_bytes\": ", total_bytes,
+                    ", \"weight_params\": ", weight_params, ", \"optimizer_values\": ", optim_values,
+                    ", \"model\": {\"vocab_size\": ", mc.vocab_size(), ", \"d_model\": ", mc.d_model(),
+                    ", \"n_layers\": ", mc.n_layers(), ", \"n_heads\": ", mc.n_heads(),
+                    ", \"ffn_hidden\": ", mc.ffn_hidden(), ", \"seq_len\": ", mc.seq_len());
+    absl::StrAppend(&out, ", \"moe\": {\"kind\": ", json_quoted(moe_kind), ", \"interval\": ", mc.moe().interval(),
+                    ", \"num_experts\": ", mc.moe().num_experts(), ", \"top_k\": ", mc.moe().top_k(),
+                    ", \"shared_expert\": ", mc.moe().shared_expert() ? "true" : "false", "}}, \"tensors\": [");
+    for (int i = 0; i < m->tensors_size(); ++i) {
+      const auto& e = m->tensors(i);
+      absl::StrAppend(&out, i ? ",\n  " : "\n  ", "{\"name\": ", json_quoted(e.name()), ", \"dtype\": ", json_quoted(e.dtype()),
+                      ", \"shape\": ", shape_str(e, "[", "]"), ", \"nbytes\": ", e.nbytes(), ", \"file\": ",
+                      json_quoted(e.file()), ", \"offset\": ", e.offset(), "}");
+    }
+    absl::StrAppend(&out, "]}\n");
+    std::fputs(out.c_str(), stdout);
+    return 0;
+  }
+  std::printf("checkpoint %s\n", dir->c_str());
+  std::printf("format_version %u | step %lld | tokens_seen %lld | seed %llu\n", m->format_version(),
+              static_cast<long long>(m->step()), static_cast<long long>(m->tokens_seen()),
+              static_cast<unsigned long long>(m->seed()));
+  for (const auto& c : m->counters()) {
+    std::printf("counter %s = %lld\n", c.name().c_str(), static_cast<long long>(c.value()));
+  }
+  std::printf("tensors: %d, %llu bytes (%.2f MB) | weights %.3fM params | optimizer moments %.3fM values\n",
+              m->tensors_size(), static_cast<unsigned long long>(total_bytes), total_bytes / 1e6, weight_params / 1e6,
+              optim_values / 1e6);
+  std::printf("model: vocab %d, d_model %d, %d layers, %d heads, ffn_hidden %d, seq_len %d | moe %s: interval %d, "
+              "%d experts, top-%d, shared expert %s\n",
+              mc.vocab_size(), mc.d_model(), mc.n_layers(), mc.n_heads(), mc.ffn_hidden(), mc.seq_len(),
+              moe_kind.c_str(), mc.moe().interval(), mc.moe().num_experts(), mc.moe().top_k(),
+              mc.moe().shared_expert() ? "yes" : "no");
+  if (flags->has("tensors")) {
+    for (const auto& e : m->tensors()) {
+      std::printf("  %-48s %-4s %-16s %12llu bytes  %s@%llu\n", e.name().c_str(), e.dtype().c_str(),
+                  shape_str(e, "(", ")").c_str(), static_cast<unsigned long long>(e.nbytes()), e.file().c_str(),
+                  static_cast<unsigned long long>(e.offset()));
+    }
+  }
+  return 0;
+}
+
+int cmd_checkpoint_verify(int argc, char** argv) {
+  auto flags = flags_parse("checkpoint verify", {}, argc, argv, 3);
+  if (!flags.ok()) return std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str()), 2;
+  if (flags->positional.size() != 1) {
+    std::fprintf(stderr, "cmoe checkpoint verify: expected one DIR\n%s", kCheckpointUsage);
+    return 2;
+  }
+  auto dir = resolve_dir(flags->positional[0]);
+  if (!dir.ok()) return fail("verify", dir.status());
+  auto ck = checkpoint_load(*dir);
+  if (!ck.ok()) return fail("verify", ck.status());
+  auto cfg = config_parse(ck->manifest.config(), *dir + "/manifest.pb (config)");
+  if (!cfg.ok()) return fail("verify", cfg.status());
+  if (absl::Status st = config_validate(*cfg); !st.ok()) return fail("verify", st);
+  uint64_t bytes = 0;
+  for (const auto& e : ck->manifest.tensors()) bytes += e.nbytes();
+  std::printf("OK: %d tensors, %llu bytes verified (%s, step %lld)\n", ck->manifest.tensors_size(),
+              static_cast<unsigned long long>(bytes), dir->c_str(), static_cast<long long>(ck->manifest.step()));
+  return 0;
+}
+
+}  // namespace
+
+int cmd_checkpoint(int argc, char** argv) {
+  if (argc < 3 || !std::strcmp(argv[2], "--help") || !std::strcmp(argv[2], "help")) {
+    std::fputs(kCheckpointUsage, argc < 3 ? stderr : stdout);
+    return argc < 3 ? 2 : 0;
+  }
+  const std::string sub = argv[2];
+  if (sub == "inspect") return cmd_checkpoint_inspect(argc, argv);
+  if (sub == "verify") return cmd_checkpoint_verify(argc, argv);
+  std::fprintf(stderr, "cmoe checkpoint: unknown subcommand '%s'\n%s", sub.c_str(), kCheckpointUsage);
+  return 2;
+}
+
+}  // namespace cmoe

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# `cmoe checkpoint inspect|verify` through the binary, on a checkpoint a short `cmoe train` wrote.
+#  - inspect (text, --tensors, --json) reports the manifest's step, counters, tensor count and
+#    bytes, which must equal the sum of the tensors' nbytes and fit in tensors.bin;
+#  - verify accepts the fresh checkpoint (by step directory and by checkpoints root);
+#  - verify refuses, exit 1, with the message naming what is wrong: a flipped byte (CRC-32C,
+#    tensor, file, offset), a truncated tensors.bin (the tensor and "truncated"), a deleted
+#    manifest.pb, a deleted tensors.bin, and a root whose `latest` names a missing directory.
+# Usage: checkpoint_cli_test.sh CMOE MAKE_DATASET CONFIG
+set -euo pipefail
+cmoe=$1 make_dataset=$2 config=$3
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$make_dataset" "$work/data" 512 200 11
+"$cmoe" train --config "$config" --set data.prefix="$work/data" --set train.steps=3 --set checkpoint.interval=3 \
+  --set train.eval_interval=3 --run-dir "$work/run" > "$work/train.log"
+root="$work/run/checkpoints"
+[ "$(cat "$root/latest")" = step_00000003 ] || fail "latest is not step_00000003: $(cat "$root/latest")"
+ck="$root/step_00000003"
+
+# inspect: text with --tensors.
+"$cmoe" checkpoint inspect "$root" --tensors > "$work/inspect.txt"
+grep -q "^format_version 1 | step 3 | tokens_seen 384 | seed 1234$" "$work/inspect.txt" \
+  || { cat "$work/inspect.txt"; fail "inspect: wrong header line (tiny: 3 steps x 4 x 32 tokens)"; }
+grep -q "^counter data.consumed_samples = 12$" "$work/inspect.txt" || fail "inspect: consumed_samples counter"
+grep -q "model: vocab 512, d_model 64, 2 layers, 4 heads, ffn_hidden 128, seq_len 32 | moe CARTESIAN" \
+  "$work/inspect.txt" || fail "inspect: model summary"
+grep -Eq "^  embed.weight +f32 +\(512, 64\) +131072 bytes  tensors.bin@0$" "$work/inspect.txt" \
+  || fail "inspect --tensors: embed.weight row"
+
+# inspect --json: the total equals the sum of entries, every tensor fits in tensors.bin, and
+# every weight has both AdamW moments.
+"$cmoe" checkpoint inspect "$ck" --json > "$work/inspect.json"
+/usr/bin/python3 - "$work/inspect.json" "$ck/tensors.bin" <<'EOF'
+import json, math, os, sys
+j = json.load(open(sys.argv[1]))
+size = os.path.getsize(sys.argv[2])
+assert j["format_version"] == 1 and j["step"] == 3 and j["seed"] == 1234, j
+assert j["counters"]["data.consumed_samples"] == 12, j["counters"]
+assert j["num_tensors"] == len(j["tensors"]) > 0
+assert j["total_bytes"] == sum(t["nbytes"] for t in j["tensors"])
+for t in j["tensors"]:
+    assert t["nbytes"] == 4 * math.prod(t["shape"]), t
+    assert t["offset"] % 64 == 0 and t["offset"] + t["nbytes"] <= size, t
+names = {t["name"] for t in j["tensors"]}
+weights = [n for n in names if not n.startswith("optim.")]
+for n in weights:
+    assert "optim.exp_avg." + n in names and "optim.exp_avg_sq." + n in names, n
+assert j["weight_params"] == sum(math.prod(t["shape"]) for t in j["tensors"] if t["name"] in weights)
+assert j["model"]["moe"] == {"kind": "CARTESIAN", "interval": 2, "num_experts": 4, "top_k": 2, "shared_expert": True}
+print(f"inspect --json: {j['num_tensors']} tensors, {j['total_bytes']} bytes, {j['weight_params']} params")
+EOF
+n=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["num_tensors"])' "$work/inspect.json")
+b=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["total_bytes"])' "$work/inspect.json")
+
+# verify OK, through the root and the step directory.
+"$cmoe" checkpoint verify "$root" > "$work/ok1.txt"
+grep -q "^OK: $n tensors, $b bytes verified" "$work/ok1.txt" || { cat "$work/ok1.txt"; fail "verify (root)"; }
+"$cmoe" checkpoint verify "$ck" > "$work/ok2.txt"
+grep -q "^OK: $n tensors, $b bytes verified" "$work/ok2.txt" || { cat "$work/ok2.txt"; fail "verify (step dir)"; }
+
+# expect_fail NAME DIR PATTERN...: verify exits 1 and its message matches every pattern.
+expect_fail() {
+  local name=$1 dir=$2 rc=0
+  shift 2
+  "$cmoe" checkpoint verify "$dir" > "$work/$name.log" 2>&1 || rc=$?
+  [ "$rc" = 1 ] || { cat "$work/$name.log"; fail "$name: verify exited $rc, expected 1"; }
+  for p in "$@"; do
+    grep -Eq -- "$p" "$work/$name.log" || { cat "$work/$name.log"; fail "$name: message lacks /$p/"; }
+  done
+  echo "$name: $(cat "$work/$name.log")"
+}
+fresh() { rm -rf "$work/c"; cp -r "$ck" "$work/c"; }
+
+# A flipped byte inside embed.weight (offset 0, 131072 bytes).
+fresh
+printf '\xff' | dd of="$work/c/tensors.bin" bs=1 seek=1000 conv=notrunc status=none
+expect_fail flipped "$work/c" "c/tensors.bin tensor embed.weight at offset 0: CRC-32C [0-9a-f]{8}, manifest says [0-9a-f]{8}"
+
+# A flipped byte in the last tensor: found there, not earlier.
+fresh
+last=$(/usr/bin/python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["tensors"][-1]; print(t["name"], t["offset"], t["nbytes"])' "$work/inspect.json")
+read -r lname loff lbytes <<< "$last"
+printf '\x01' | dd of="$work/c/tensors.bin" bs=1 seek=$((loff + lbytes - 1)) conv=notrunc status=none
+expect_fail flipped_last "$work/c" "tensor ${lname//./\\.} at offset $loff: CRC-32C"
+
+# tensors.bin truncated in the middle of the last tensor.
+fresh
+truncate -s $((loff + lbytes / 2)) "$work/c/tensors.bin"
+expect_fail truncated "$work/c" "tensor ${lname//./\\.}: needs bytes \[$loff, $((loff + lbytes))\) but the file has $((loff + lbytes / 2)) bytes \(truncated\?\)"
+
+# manifest.pb deleted.
+fresh
+rm "$work/c/manifest.pb"
+expect_fail no_manifest "$work/c" "c/manifest.pb: missing"
+
+# manifest.pb damaged (cut short): not parseable.
+fresh
+truncate -s 10 "$work/c/manifest.pb"
+expect_fail bad_manifest "$work/c" "c/manifest.pb: not a valid checkpoint manifest \(10 bytes\)"
+
+# tensors.bin deleted.
+fresh
+rm "$work/c/tensors.bin"
+expect_fail no_data "$work/c" "missing checkpoint file .*c/tensors.bin \(tensor embed.weight\)"
+
+# A root whose latest names a directory that is not there.
+mkdir "$work/root2"
+echo step_00000099 > "$work/root2/latest"
+expect_fail dangling_latest "$work/root2" "root2/step_00000099/manifest.pb: missing"
+
+# Usage errors exit 2.
+rc=0; "$cmoe" checkpoint verify > /dev/null 2>&1 || rc=$?; [ "$rc" = 2 ] || fail "verify without DIR exited $rc"
+rc=0; "$cmoe" checkpoint frob "$ck" > /dev/null 2>&1 || rc=$?; [ "$rc" = 2 ] || fail "unknown subcommand exited $rc"
+echo "checkpoint cli: inspect and verify OK on $n tensors / $b bytes; 7 kinds of damage refused"
