@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -146,21 +147,31 @@ absl::StatusOr<LoadedCheckpoint> checkpoint_load(const std::string& dir) {
   if (ck.manifest.format_version() != 1) {
     return absl::DataLossError(absl::StrCat(mpath, ": format_version ", ck.manifest.format_version(), ", expected 1"));
   }
-  std::map<std::string, std::string> files;
+  // Tensor bytes are read with pread straight into each tensor's storage: no whole-file
+  // buffer and no second copy.
+  struct OpenFile {
+    std::unique_ptr<Fd> fd;
+    uint64_t size = 0;
+  };
+  std::map<std::string, OpenFile> files;
   for (const checkpoint::TensorEntry& e : ck.manifest.tensors()) {
     const std::string where = absl::StrCat(dir, "/", e.file(), " tensor ", e.name());
     if (e.file().empty() || e.file().find('/') != std::string::npos || e.file().find("..") != std::string::npos) {
       return absl::DataLossError(absl::StrCat(mpath, ": tensor ", e.name(), " names bad file \"", e.file(), "\""));
     }
     if (!files.count(e.file())) {
-      auto bytes = read_file(dir + "/" + e.file());
-      if (!bytes.ok()) return absl::DataLossError(absl::StrCat("missing checkpoint file ", dir, "/", e.file(), " (tensor ", e.name(), ")"));
-      files[e.file()] = std::move(*bytes);
+      const std::string path = dir + "/" + e.file();
+      auto fd = std::make_unique<Fd>(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      struct stat st;
+      if (fd->get() < 0 || ::fstat(fd->get(), &st) != 0) {
+        return absl::DataLossError(absl::StrCat("missing checkpoint file ", path, " (tensor ", e.name(), ")"));
+      }
+      files[e.file()] = {std::move(fd), static_cast<uint64_t>(st.st_size)};
     }
-    const std::string& data = files[e.file()];
-    if (e.offset() + e.nbytes() > data.size()) {
+    const OpenFile& f = files[e.file()];
+    if (e.offset() + e.nbytes() > f.size) {
       return absl::DataLossError(absl::StrCat(where, ": needs bytes [", e.offset(), ", ", e.offset() + e.nbytes(),
-                                              ") but the file has ", data.size(), " bytes (truncated?)"));
+                                              ") but the file has ", f.size, " bytes (truncated?)"));
     }
     CMOE_ASSIGN_OR_RETURN(DType dt, parse_dtype(e.dtype(), where));
     std::vector<int64_t> dims(e.shape().begin(), e.shape().end());
@@ -169,13 +180,19 @@ absl::StatusOr<LoadedCheckpoint> checkpoint_load(const std::string& dir) {
       return absl::DataLossError(absl::StrCat(where, ": shape ", shape.str(), " of ", e.dtype(), " is ",
                                               shape.numel() * dtype_size(dt), " bytes, manifest says ", e.nbytes()));
     }
-    const uint32_t crc = crc32c(data.data() + e.offset(), e.nbytes());
+    Tensor t = Tensor::empty(shape, dt);
+    char* dst = static_cast<char*>(t.raw_data());
+    for (uint64_t done = 0; done < e.nbytes();) {
+      const ssize_t r = ::pread(f.fd->get(), dst + done, e.nbytes() - done, static_cast<off_t>(e.offset() + done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return r < 0 ? errno_error("cannot read", where) : absl::DataLossError(absl::StrCat(where, ": short read"));
+      done += static_cast<uint64_t>(r);
+    }
+    const uint32_t crc = crc32c(dst, e.nbytes());
     if (crc != e.crc32c()) {
       return absl::DataLossError(absl::StrFormat("%s at offset %d: CRC-32C %08x, manifest says %08x (corrupt data)",
                                                  where, e.offset(), crc, e.crc32c()));
     }
-    Tensor t = Tensor::empty(shape, dt);
-    std::memcpy(t.raw_data(), data.data() + e.offset(), e.nbytes());
     ck.tensors[e.name()] = t;
   }
   return ck;

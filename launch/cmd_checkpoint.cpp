@@ -22,7 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "checkpoint/checkpoint.h"
 #include "core/config/config.h"
-#include "data/json.h"
+#include "core/json.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
 
