@@ -1,9 +1,16 @@
 // optimizer.cpp — AdamW, gradient norm and LR schedule (see optimizer.h).
 #include "moe/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "core/cpu/kernels.h"
 #include "core/ops/elementwise.h"
+
+// GCC 12 reports false "may be used uninitialized" warnings inside avx512fintrin.h
+// (_mm512_undefined_* placeholders); they are not about this file's code.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
 
 namespace cmoe {
 
@@ -15,20 +22,61 @@ AdamW::AdamW(std::vector<Param>* params, const AdamWOptions& opt) : params_(para
 }
 
 namespace {
-__attribute__((target_clones("avx512f", "default")))
-void adamw_loop(float* __restrict p, float* __restrict m, float* __restrict v, const float* __restrict g,
-                int64_t n, float lr, float b1, float b2, float eps, float decay_mul, float bc1, float bc2,
-                float gs) {
-  const float step = lr / bc1, inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
-#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+// Per-step AdamW constants: step = lr / bc1, and 1 / sqrt(bc2) for the bias-corrected v.
+struct AdamWCoeffs {
+  float b1, b2, eps, decay_mul, step, inv_sqrt_bc2, gs;
+};
+
+// p = p * decay_mul - step * m / (sqrt(v) / sqrt(bc2) + eps) over [0, n), m and v updated first.
+void adamw_span_scalar(float* __restrict p, float* __restrict m, float* __restrict v,
+                       const float* __restrict g, int64_t n, const AdamWCoeffs& c) {
   for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i] * gs;
-    const float pi = p[i] * decay_mul;
-    const float mi = b1 * m[i] + (1.0f - b1) * gi;
-    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    const float gi = g[i] * c.gs;
+    const float mi = c.b1 * m[i] + (1.0f - c.b1) * gi;
+    const float vi = c.b2 * v[i] + (1.0f - c.b2) * gi * gi;
     m[i] = mi;
     v[i] = vi;
-    p[i] = pi - step * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+    p[i] = p[i] * c.decay_mul - c.step * mi / (std::sqrt(vi) * c.inv_sqrt_bc2 + c.eps);
+  }
+}
+
+// The same update 16 lanes at a time. Written with intrinsics: GCC does not vectorise the
+// scalar loop (std::sqrt keeps errno semantics), and the scalar divide/sqrt chain made AdamW
+// ~7% of a bf16 training step.
+__attribute__((target("avx512f")))
+void adamw_span_avx512(float* __restrict p, float* __restrict m, float* __restrict v,
+                       const float* __restrict g, int64_t n, const AdamWCoeffs& c) {
+  const __m512 b1 = _mm512_set1_ps(c.b1), one_b1 = _mm512_set1_ps(1.0f - c.b1);
+  const __m512 b2 = _mm512_set1_ps(c.b2), one_b2 = _mm512_set1_ps(1.0f - c.b2);
+  const __m512 gs = _mm512_set1_ps(c.gs), decay = _mm512_set1_ps(c.decay_mul);
+  const __m512 step = _mm512_set1_ps(c.step), isb2 = _mm512_set1_ps(c.inv_sqrt_bc2);
+  const __m512 eps = _mm512_set1_ps(c.eps);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 gi = _mm512_mul_ps(_mm512_loadu_ps(g + i), gs);
+    const __m512 mi = _mm512_fmadd_ps(b1, _mm512_loadu_ps(m + i), _mm512_mul_ps(one_b1, gi));
+    const __m512 vi =
+        _mm512_fmadd_ps(b2, _mm512_loadu_ps(v + i), _mm512_mul_ps(_mm512_mul_ps(one_b2, gi), gi));
+    _mm512_storeu_ps(m + i, mi);
+    _mm512_storeu_ps(v + i, vi);
+    const __m512 denom = _mm512_fmadd_ps(_mm512_sqrt_ps(vi), isb2, eps);
+    const __m512 upd = _mm512_div_ps(_mm512_mul_ps(step, mi), denom);
+    _mm512_storeu_ps(p + i, _mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(p + i), decay), upd));
+  }
+  adamw_span_scalar(p + i, m + i, v + i, g + i, n - i, c);
+}
+
+void adamw_loop(float* p, float* m, float* v, const float* g, int64_t n, const AdamWCoeffs& c) {
+  constexpr int64_t kChunk = 1 << 14;  // elements per parallel work item
+  const bool avx512 = cpu::has_avx512();
+#pragma omp parallel for schedule(static) if (n > 4 * kChunk)
+  for (int64_t b = 0; b < n; b += kChunk) {
+    const int64_t len = std::min(kChunk, n - b);
+    if (avx512) {
+      adamw_span_avx512(p + b, m + b, v + b, g + b, len, c);
+    } else {
+      adamw_span_scalar(p + b, m + b, v + b, g + b, len, c);
+    }
   }
 }
 }  // namespace
@@ -42,8 +90,9 @@ void AdamW::step(float lr, float grad_scale) {
     const Tensor& g = p.var.grad();
     if (!g.defined()) continue;
     const float decay_mul = p.decay ? 1.0f - lr * opt_.weight_decay : 1.0f;
+    const AdamWCoeffs c{opt_.beta1, opt_.beta2, opt_.eps, decay_mul, lr / bc1, 1.0f / std::sqrt(bc2), grad_scale};
     adamw_loop(p.var.mutable_value().data<float>(), m_[i].data<float>(), v_[i].data<float>(), g.data<float>(),
-               g.numel(), lr, opt_.beta1, opt_.beta2, opt_.eps, decay_mul, bc1, bc2, grad_scale);
+               g.numel(), c);
   }
 }
 
