@@ -67,9 +67,9 @@ Var add_bias(const Var& x, const Var& b) {
   ops::add_bias_forward(out, x.value(), b.value());
   auto xi = x.impl(), bi = b.impl();
   return make_result(out, "add_bias", {x, b}, [xi, bi](const Tensor& g) {
-    Tensor dx;  // the gradient passes through unchanged: hand g itself to x
-    Tensor db = Tensor::zeros(bi->value.shape(), DType::kF32, g.device());
-    ops::add_bias_backward(dx, db, g);
+    // dx = g: handed to x as is, so the kernel's dx output is left undefined (skipped).
+    Tensor no_dx, db = Tensor::zeros(bi->value.shape(), DType::kF32, g.device());
+    ops::add_bias_backward(no_dx, db, g);
     accumulate_grad(*xi, g);
     accumulate_grad(*bi, db);
   });
