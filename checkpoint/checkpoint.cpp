@@ -1,4 +1,4 @@
-// checkpoint.cpp — atomic save, latest pointer, verified load (see checkpoint.h).
+// checkpoint.cpp — sharded atomic save, latest pointer, verified load (see checkpoint.h).
 #include "checkpoint/checkpoint.h"
 
 #include <fcntl.h>
@@ -7,15 +7,18 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
+#include <fstream>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "checkpoint/crc32c.h"
 #include "checkpoint/file_io.h"
 #include "google/protobuf/text_format.h"
@@ -32,8 +35,6 @@ using fileio::fsync_dir;
 using fileio::write_all;
 using fileio::write_file_synced;
 
-std::string step_dir_name(int64_t step) { return absl::StrFormat("step_%08d", step); }
-
 absl::StatusOr<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
@@ -48,69 +49,190 @@ absl::StatusOr<DType> parse_dtype(const std::string& s, const std::string& where
   return absl::DataLossError(absl::StrCat(where, ": unknown dtype \"", s, "\""));
 }
 
-}  // namespace
+bool safe_file_name(const std::string& f) {
+  return !f.empty() && f.find('/') == std::string::npos && f.find("..") == std::string::npos;
+}
 
-int64_t LoadedCheckpoint::counter(const std::string& name, int64_t fallback) const {
-  for (const auto& c : manifest.counters())
+int64_t counter_of(const checkpoint::Manifest& m, const std::string& name, int64_t fallback) {
+  for (const auto& c : m.counters())
     if (c.name() == name) return c.value();
   return fallback;
 }
 
-absl::StatusOr<std::string> checkpoint_save(const std::string& root, checkpoint::Manifest meta,
-                                            const std::vector<NamedTensor>& tensors, int keep_last) {
+}  // namespace
+
+std::string checkpoint_step_name(int64_t step) { return absl::StrFormat("step_%08d", step); }
+
+void checkpoint_crash_point(const char* point, int64_t step) {
+  static const char* spec = std::getenv("CMOE_CHECKPOINT_CRASH");
+  if (spec == nullptr || *spec == '\0') return;
+  std::vector<std::string> parts = absl::StrSplit(spec, ':');
+  int64_t at_step = -1, at_rank = -1;
+  if (parts.size() < 2 || parts.size() > 3 || !absl::SimpleAtoi(parts[1], &at_step) ||
+      (parts.size() == 3 && !absl::SimpleAtoi(parts[2], &at_rank))) {
+    return;
+  }
+  if (parts[0] != point || at_step != step) return;
+  if (at_rank >= 0) {
+    const char* r = std::getenv("OMPI_COMM_WORLD_RANK");
+    int64_t me = 0;
+    if (r != nullptr && !absl::SimpleAtoi(r, &me)) return;
+    if (me != at_rank) return;
+  }
+  std::fprintf(stderr, "CMOE_CHECKPOINT_CRASH: killing this process at %s of step %lld\n", point,
+               static_cast<long long>(step));
+  std::fflush(stderr);
+  std::raise(SIGKILL);
+}
+
+absl::StatusOr<std::string> checkpoint_prepare(const std::string& root, int64_t step) {
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create checkpoint root ", root, ": ", ec.message()));
-  const std::string name = step_dir_name(meta.step());
-  const std::string tmp = absl::StrCat(root, "/.tmp-", name), final_dir = absl::StrCat(root, "/", name);
+  const std::string tmp = absl::StrCat(root, "/.tmp-", checkpoint_step_name(step));
   fs::remove_all(tmp, ec);  // a leftover from a crashed save
   fs::create_directory(tmp, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", tmp, ": ", ec.message()));
+  return tmp;
+}
 
-  // tensors.bin: each tensor's bytes back to back, 64-byte aligned offsets.
-  const std::string data_path = tmp + "/tensors.bin";
-  {
-    Fd fd(::open(data_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (fd.get() < 0) return errno_error("cannot create", data_path);
-    uint64_t offset = 0;
-    static const char kZeros[64] = {};
-    meta.clear_tensors();
-    for (const NamedTensor& nt : tensors) {
-      const Tensor host = nt.tensor.device().is_cpu() ? nt.tensor : nt.tensor.to(kCPU);
-      const uint64_t pad = (64 - offset % 64) % 64;
-      CMOE_RETURN_IF_ERROR(write_all(fd.get(), kZeros, pad, data_path));
-      offset += pad;
-      checkpoint::TensorEntry* e = meta.add_tensors();
-      e->set_name(nt.name);
-      e->set_dtype(dtype_name(host.dtype()));
-      for (int64_t d : host.shape().dims()) e->add_shape(d);
-      if (host.rank() > 0) {
-        e->add_slice_begin(0);
-        e->add_slice_end(host.dim(0));
-      }
-      e->set_file("tensors.bin");
-      e->set_offset(offset);
-      e->set_nbytes(host.nbytes());
-      e->set_crc32c(crc32c(host.raw_data(), host.nbytes()));
-      CMOE_RETURN_IF_ERROR(write_all(fd.get(), host.raw_data(), host.nbytes(), data_path));
-      offset += host.nbytes();
-    }
-    if (::fsync(fd.get()) != 0) return errno_error("cannot fsync", data_path);
+namespace {
+
+constexpr uint64_t kDirectAlign = 4096;
+
+// The manifest entry of `st` at `offset` in `file` (CRC left for the caller); checks the slice
+// against the global shape.
+absl::StatusOr<checkpoint::TensorEntry> entry_for(const ShardTensor& st, const Tensor& host, const std::string& file,
+                                                  uint64_t offset) {
+  const Shape& g = st.global_shape;
+  bool shape_ok = g.rank() == host.rank();
+  for (int d = 1; shape_ok && d < g.rank(); ++d) shape_ok = g[d] == host.dim(d);
+  if (!shape_ok || (g.rank() > 0 && (st.row_begin < 0 || st.row_begin + host.dim(0) > g[0]))) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint tensor ", st.name, ": slice ", host.shape().str(),
+                                                   " at row ", st.row_begin, " does not fit global shape ", g.str()));
   }
-  meta.set_format_version(1);
+  checkpoint::TensorEntry e;
+  e.set_name(st.name);
+  e.set_dtype(dtype_name(host.dtype()));
+  for (int64_t d : g.dims()) e.add_shape(d);
+  if (g.rank() > 0) {
+    e.add_slice_begin(st.row_begin);
+    e.add_slice_end(st.row_begin + host.dim(0));
+  }
+  e.set_file(file);
+  e.set_offset(offset);
+  e.set_nbytes(host.nbytes());
+  return e;
+}
+
+uint64_t align64(uint64_t offset) { return (offset + 63) / 64 * 64; }
+
+}  // namespace
+
+absl::StatusOr<std::vector<checkpoint::TensorEntry>> checkpoint_write_shard(const std::string& dir,
+                                                                            const std::string& file,
+                                                                            const std::vector<ShardTensor>& tensors,
+                                                                            int64_t step) {
+  if (!safe_file_name(file)) return absl::InvalidArgumentError(absl::StrCat("bad shard file name \"", file, "\""));
+  const std::string path = dir + "/" + file;
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (fd.get() < 0) return errno_error("cannot create", path);
+  std::vector<checkpoint::TensorEntry> entries;
+  uint64_t offset = 0;
+  static const char kZeros[64] = {};
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor host = tensors[i].data.device().is_cpu() ? tensors[i].data : tensors[i].data.to(kCPU);
+    const uint64_t pad = align64(offset) - offset;
+    CMOE_RETURN_IF_ERROR(write_all(fd.get(), kZeros, pad, path));
+    offset += pad;
+    CMOE_ASSIGN_OR_RETURN(checkpoint::TensorEntry e, entry_for(tensors[i], host, file, offset));
+    e.set_crc32c(crc32c(host.raw_data(), host.nbytes()));
+    CMOE_RETURN_IF_ERROR(write_all(fd.get(), host.raw_data(), host.nbytes(), path));
+    offset += host.nbytes();
+    entries.push_back(std::move(e));
+    if (i + 1 == (tensors.size() + 1) / 2) checkpoint_crash_point("shard_data", step);  // half written
+  }
+  if (::fsync(fd.get()) != 0) return errno_error("cannot fsync", path);
+  return entries;
+}
+
+absl::StatusOr<ShardImage> checkpoint_shard_image(const std::string& file, const std::vector<ShardTensor>& tensors) {
+  if (!safe_file_name(file)) return absl::InvalidArgumentError(absl::StrCat("bad shard file name \"", file, "\""));
+  ShardImage img;
+  img.file = file;
+  std::vector<Tensor> hosts;
+  uint64_t offset = 0;
+  for (const ShardTensor& st : tensors) {
+    hosts.push_back(st.data.device().is_cpu() ? st.data : st.data.to(kCPU));
+    offset = align64(offset);
+    CMOE_ASSIGN_OR_RETURN(checkpoint::TensorEntry e, entry_for(st, hosts.back(), file, offset));
+    img.entries.push_back(std::move(e));
+    offset += hosts.back().nbytes();
+  }
+  img.size = offset;
+  const uint64_t capacity = std::max<uint64_t>(kDirectAlign, (offset + kDirectAlign - 1) / kDirectAlign * kDirectAlign);
+  char* raw = static_cast<char*>(std::aligned_alloc(kDirectAlign, capacity));
+  if (raw == nullptr) return absl::ResourceExhaustedError(absl::StrCat("checkpoint snapshot of ", file, ": cannot allocate ", capacity, " bytes"));
+  img.bytes = std::shared_ptr<char>(raw, [](char* p) { std::free(p); });
+  uint64_t at = 0;
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    const uint64_t off = img.entries[i].offset();
+    std::memset(raw + at, 0, off - at);
+    std::memcpy(raw + off, hosts[i].raw_data(), hosts[i].nbytes());
+    at = off + hosts[i].nbytes();
+  }
+  std::memset(raw + at, 0, capacity - at);
+  return img;
+}
+
+absl::StatusOr<std::vector<checkpoint::TensorEntry>> checkpoint_write_image(const std::string& dir, ShardImage& image,
+                                                                            int64_t step) {
+  const std::string path = dir + "/" + image.file;
+  const char* raw = image.bytes.get();
+  for (checkpoint::TensorEntry& e : image.entries) e.set_crc32c(crc32c(raw + e.offset(), e.nbytes()));
+  // O_DIRECT: the device reads the (aligned) image itself, no copy into the page cache. File
+  // systems without it (tmpfs) refuse the flag; then an ordinary write.
+  int fd_raw = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
+  const bool direct = fd_raw >= 0;
+  if (!direct) fd_raw = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  Fd fd(fd_raw);
+  if (fd.get() < 0) return errno_error("cannot create", path);
+  const uint64_t total = direct ? (image.size + kDirectAlign - 1) / kDirectAlign * kDirectAlign : image.size;
+  constexpr uint64_t kChunk = 8u << 20;
+  for (uint64_t done = 0; done < total;) {
+    const uint64_t n = std::min(kChunk, total - done);
+    const ssize_t w = ::pwrite(fd.get(), raw + done, n, static_cast<off_t>(done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return errno_error("cannot write", path);
+    done += static_cast<uint64_t>(w);
+    if (done >= total / 2 && done - static_cast<uint64_t>(w) < total / 2) checkpoint_crash_point("shard_data", step);
+  }
+  if (direct && ::ftruncate(fd.get(), static_cast<off_t>(image.size)) != 0) return errno_error("cannot truncate", path);
+  if (::fsync(fd.get()) != 0) return errno_error("cannot fsync", path);
+  return image.entries;
+}
+
+absl::StatusOr<std::string> checkpoint_commit(const std::string& root, checkpoint::Manifest meta, int keep_last) {
+  const std::string name = checkpoint_step_name(meta.step());
+  const std::string tmp = absl::StrCat(root, "/.tmp-", name), final_dir = absl::StrCat(root, "/", name);
+  checkpoint_crash_point("manifest", meta.step());
+  meta.set_format_version(kCheckpointFormatVersion);
   CMOE_RETURN_IF_ERROR(write_file_synced(tmp + "/manifest.pb", meta.SerializeAsString()));
   std::string text;
   google::protobuf::TextFormat::PrintToString(meta, &text);
   CMOE_RETURN_IF_ERROR(write_file_synced(tmp + "/manifest.txt", text));
   CMOE_RETURN_IF_ERROR(fsync_dir(tmp));
 
+  std::error_code ec;
   fs::remove_all(final_dir, ec);  // re-saving the same step replaces it (only ever a complete one)
   if (::rename(tmp.c_str(), final_dir.c_str()) != 0) return errno_error("cannot rename into", final_dir);
   CMOE_RETURN_IF_ERROR(fsync_dir(root));
+  checkpoint_crash_point("rename", meta.step());
   const std::string latest_tmp = root + "/.latest.tmp";
   CMOE_RETURN_IF_ERROR(write_file_synced(latest_tmp, name + "\n"));
   if (::rename(latest_tmp.c_str(), (root + "/latest").c_str()) != 0) return errno_error("cannot update", root + "/latest");
   CMOE_RETURN_IF_ERROR(fsync_dir(root));
+  checkpoint_crash_point("latest", meta.step());
 
   // Retention: keep the newest keep_last step directories.
   std::vector<std::string> steps;
@@ -125,6 +247,19 @@ absl::StatusOr<std::string> checkpoint_save(const std::string& root, checkpoint:
   return final_dir;
 }
 
+absl::StatusOr<std::string> checkpoint_save(const std::string& root, checkpoint::Manifest meta,
+                                            const std::vector<NamedTensor>& tensors, int keep_last,
+                                            const std::string& file) {
+  CMOE_ASSIGN_OR_RETURN(std::string tmp, checkpoint_prepare(root, meta.step()));
+  std::vector<ShardTensor> shard;
+  shard.reserve(tensors.size());
+  for (const NamedTensor& t : tensors) shard.push_back({t.name, t.tensor, t.tensor.shape(), 0});
+  CMOE_ASSIGN_OR_RETURN(std::vector<checkpoint::TensorEntry> entries, checkpoint_write_shard(tmp, file, shard, meta.step()));
+  meta.clear_tensors();
+  for (auto& e : entries) *meta.add_tensors() = std::move(e);
+  return checkpoint_commit(root, std::move(meta), keep_last);
+}
+
 absl::StatusOr<std::string> checkpoint_latest(const std::string& root) {
   auto text = read_file(root + "/latest");
   if (!text.ok()) return absl::NotFoundError(absl::StrCat("no checkpoint under ", root, " (no 'latest' file)"));
@@ -136,64 +271,209 @@ absl::StatusOr<std::string> checkpoint_latest(const std::string& root) {
   return root + "/" + name;
 }
 
-absl::StatusOr<LoadedCheckpoint> checkpoint_load(const std::string& dir) {
-  LoadedCheckpoint ck;
-  ck.dir = dir;
+// ---------------------------------------------------------------------------------------------
+// Reading.
+
+struct CheckpointReader::File {
+  Fd fd;
+  uint64_t size = 0;
+  explicit File(int f) : fd(f) {}
+};
+
+CheckpointReader::~CheckpointReader() = default;
+
+int64_t CheckpointReader::counter(const std::string& name, int64_t fallback) const {
+  return counter_of(manifest_, name, fallback);
+}
+
+const CheckpointReader::Info* CheckpointReader::find(const std::string& name) const {
+  auto it = info_.find(name);
+  return it == info_.end() ? nullptr : &it->second;
+}
+
+absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::open(const std::string& dir) {
+  std::unique_ptr<CheckpointReader> r(new CheckpointReader());
+  r->dir_ = dir;
   const std::string mpath = dir + "/manifest.pb";
+  if (!fs::exists(mpath)) {
+    return absl::DataLossError(absl::StrCat(mpath, ": missing (not a checkpoint step directory, or an incomplete one)"));
+  }
   CMOE_ASSIGN_OR_RETURN(std::string mbytes, read_file(mpath));
-  if (!ck.manifest.ParseFromString(mbytes)) {
+  if (!r->manifest_.ParseFromString(mbytes)) {
     return absl::DataLossError(absl::StrCat(mpath, ": not a valid checkpoint manifest (", mbytes.size(), " bytes)"));
   }
-  if (ck.manifest.format_version() != 1) {
-    return absl::DataLossError(absl::StrCat(mpath, ": format_version ", ck.manifest.format_version(), ", expected 1"));
+  const uint32_t version = r->manifest_.format_version();
+  if (version < 1 || version > kCheckpointFormatVersion) {
+    return absl::DataLossError(absl::StrCat(mpath, ": format_version ", version, ", this build reads 1 to ",
+                                            kCheckpointFormatVersion));
   }
-  // Tensor bytes are read with pread straight into each tensor's storage: no whole-file
-  // buffer and no second copy.
-  struct OpenFile {
-    std::unique_ptr<Fd> fd;
-    uint64_t size = 0;
-  };
-  std::map<std::string, OpenFile> files;
-  for (const checkpoint::TensorEntry& e : ck.manifest.tensors()) {
+  const auto& entries = r->manifest_.tensors();
+  for (int i = 0; i < entries.size(); ++i) {
+    const checkpoint::TensorEntry& e = entries[i];
     const std::string where = absl::StrCat(dir, "/", e.file(), " tensor ", e.name());
-    if (e.file().empty() || e.file().find('/') != std::string::npos || e.file().find("..") != std::string::npos) {
+    if (!safe_file_name(e.file())) {
       return absl::DataLossError(absl::StrCat(mpath, ": tensor ", e.name(), " names bad file \"", e.file(), "\""));
     }
-    if (!files.count(e.file())) {
+    auto fit = r->files_.find(e.file());
+    if (fit == r->files_.end()) {
       const std::string path = dir + "/" + e.file();
-      auto fd = std::make_unique<Fd>(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      auto f = std::make_unique<File>(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
       struct stat st;
-      if (fd->get() < 0 || ::fstat(fd->get(), &st) != 0) {
+      if (f->fd.get() < 0 || ::fstat(f->fd.get(), &st) != 0) {
         return absl::DataLossError(absl::StrCat("missing checkpoint file ", path, " (tensor ", e.name(), ")"));
       }
-      files[e.file()] = {std::move(fd), static_cast<uint64_t>(st.st_size)};
+      f->size = static_cast<uint64_t>(st.st_size);
+      fit = r->files_.emplace(e.file(), std::move(f)).first;
     }
-    const OpenFile& f = files[e.file()];
-    if (e.offset() + e.nbytes() > f.size) {
+    if (e.offset() + e.nbytes() > fit->second->size) {
       return absl::DataLossError(absl::StrCat(where, ": needs bytes [", e.offset(), ", ", e.offset() + e.nbytes(),
-                                              ") but the file has ", f.size, " bytes (truncated?)"));
+                                              ") but the file has ", fit->second->size, " bytes (truncated?)"));
     }
     CMOE_ASSIGN_OR_RETURN(DType dt, parse_dtype(e.dtype(), where));
     std::vector<int64_t> dims(e.shape().begin(), e.shape().end());
+    if (dims.size() > static_cast<size_t>(kMaxRank) ||
+        std::any_of(dims.begin(), dims.end(), [](int64_t d) { return d < 0; })) {
+      return absl::DataLossError(absl::StrCat(where, ": bad shape in the manifest"));
+    }
     Shape shape{std::span<const int64_t>(dims)};
-    if (static_cast<uint64_t>(shape.numel()) * dtype_size(dt) != e.nbytes()) {
-      return absl::DataLossError(absl::StrCat(where, ": shape ", shape.str(), " of ", e.dtype(), " is ",
-                                              shape.numel() * dtype_size(dt), " bytes, manifest says ", e.nbytes()));
+    int64_t b = 0, end = dims.empty() ? 1 : dims[0];
+    if (e.slice_begin_size() != e.slice_end_size() || e.slice_begin_size() > 1 ||
+        (dims.empty() && e.slice_begin_size() != 0)) {
+      return absl::DataLossError(absl::StrCat(where, ": malformed slice (", e.slice_begin_size(), " begins, ",
+                                              e.slice_end_size(), " ends)"));
     }
-    Tensor t = Tensor::empty(shape, dt);
-    char* dst = static_cast<char*>(t.raw_data());
-    for (uint64_t done = 0; done < e.nbytes();) {
-      const ssize_t r = ::pread(f.fd->get(), dst + done, e.nbytes() - done, static_cast<off_t>(e.offset() + done));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return r < 0 ? errno_error("cannot read", where) : absl::DataLossError(absl::StrCat(where, ": short read"));
-      done += static_cast<uint64_t>(r);
+    if (e.slice_begin_size() == 1) {
+      b = e.slice_begin(0), end = e.slice_end(0);
+      if (b < 0 || b >= end || end > dims[0]) {
+        return absl::DataLossError(absl::StrCat(where, ": rows [", b, ", ", end, ") outside the shape ", shape.str()));
+      }
     }
-    const uint32_t crc = crc32c(dst, e.nbytes());
-    if (crc != e.crc32c()) {
-      return absl::DataLossError(absl::StrFormat("%s at offset %d: CRC-32C %08x, manifest says %08x (corrupt data)",
-                                                 where, e.offset(), crc, e.crc32c()));
+    const int64_t row_elems = dims.empty() ? 1 : (dims[0] == 0 ? 0 : shape.numel() / dims[0]);
+    const uint64_t want = static_cast<uint64_t>((end - b) * row_elems) * dtype_size(dt);
+    if (want != e.nbytes()) {
+      return absl::DataLossError(absl::StrCat(where, ": rows [", b, ", ", end, ") of shape ", shape.str(), " ", e.dtype(),
+                                              " are ", want, " bytes, manifest says ", e.nbytes()));
     }
-    ck.tensors[e.name()] = t;
+    auto [it, fresh] = r->info_.try_emplace(e.name());
+    Info& info = it->second;
+    if (fresh) {
+      info.dtype = dt, info.shape = shape;
+      r->names_.push_back(e.name());
+    } else if (info.dtype != dt || !(info.shape == shape)) {
+      return absl::DataLossError(absl::StrCat(where, ": ", e.dtype(), " ", shape.str(), " but another entry of the tensor says ",
+                                              dtype_name(info.dtype), " ", info.shape.str()));
+    }
+    info.entries.push_back(i);
+  }
+  // Every tensor's entries must tile its rows [0, d0) exactly: a gap is a missing shard.
+  auto begin_of = [&](int i) { return entries[i].slice_begin_size() ? entries[i].slice_begin(0) : 0; };
+  auto end_of = [&](int i, const Info& info) {
+    return entries[i].slice_end_size() ? entries[i].slice_end(0) : (info.shape.rank() ? info.shape[0] : 1);
+  };
+  for (auto& [name, info] : r->info_) {
+    std::sort(info.entries.begin(), info.entries.end(), [&](int a, int b) { return begin_of(a) < begin_of(b); });
+    const int64_t rows = info.shape.rank() ? info.shape[0] : 1;
+    int64_t next = 0;
+    for (int i : info.entries) {
+      if (begin_of(i) > next) {
+        return absl::DataLossError(absl::StrCat(mpath, ": tensor ", name, ": rows [", next, ", ", begin_of(i),
+                                                ") are in no file (a missing shard?)"));
+      }
+      if (begin_of(i) < next) {
+        return absl::DataLossError(absl::StrCat(mpath, ": tensor ", name, ": rows [", begin_of(i), ", ", next,
+                                                ") are in two entries (the second in ", entries[i].file(), ")"));
+      }
+      next = end_of(i, info);
+    }
+    if (next != rows) {
+      return absl::DataLossError(absl::StrCat(mpath, ": tensor ", name, ": rows [", next, ", ", rows,
+                                              ") are in no file (a missing shard?)"));
+    }
+  }
+  return r;
+}
+
+absl::Status CheckpointReader::read_entry(int index, char* dst) {
+  const checkpoint::TensorEntry& e = manifest_.tensors(index);
+  const std::string where = absl::StrCat(dir_, "/", e.file(), " tensor ", e.name());
+  const int fd = files_.at(e.file())->fd.get();
+  for (uint64_t done = 0; done < e.nbytes();) {
+    const ssize_t r = ::pread(fd, dst + done, e.nbytes() - done, static_cast<off_t>(e.offset() + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return r < 0 ? errno_error("cannot read", where) : absl::DataLossError(absl::StrCat(where, ": short read"));
+    done += static_cast<uint64_t>(r);
+  }
+  const uint32_t crc = crc32c(dst, e.nbytes());
+  if (crc != e.crc32c()) {
+    return absl::DataLossError(absl::StrFormat("%s at offset %d: CRC-32C %08x, manifest says %08x (corrupt data)", where,
+                                               e.offset(), crc, e.crc32c()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointReader::read_rows(const std::string& name, int64_t row_begin, const Tensor& dst) {
+  const Info* info = find(name);
+  if (info == nullptr) return absl::NotFoundError(absl::StrCat(dir_, ": checkpoint has no tensor ", name));
+  const Shape& g = info->shape;
+  bool ok = dst.dtype() == info->dtype && dst.rank() == g.rank() && dst.device().is_cpu();
+  for (int d = 1; ok && d < g.rank(); ++d) ok = dst.dim(d) == g[d];
+  const int64_t total = g.rank() ? g[0] : 1, want = g.rank() ? dst.dim(0) : 1;
+  if (!ok || row_begin < 0 || row_begin + want > total) {
+    Shape wanted = dst.shape();
+    return absl::InvalidArgumentError(absl::StrCat(dir_, ": tensor ", name, " is ", dtype_name(info->dtype), " ", g.str(),
+                                                   "; rows [", row_begin, ", ", row_begin + want, ") as ",
+                                                   dtype_name(dst.dtype()), " ", wanted.str(), " do not fit"));
+  }
+  if (want == 0) return absl::OkStatus();
+  const uint64_t row_bytes = total == 0 ? 0 : dst.nbytes() / static_cast<uint64_t>(std::max<int64_t>(want, 1));
+  char* out = static_cast<char*>(dst.raw_data());
+  std::vector<char> buffer;
+  for (int i : info->entries) {
+    const checkpoint::TensorEntry& e = manifest_.tensors(i);
+    const int64_t b = e.slice_begin_size() ? e.slice_begin(0) : 0, end = e.slice_end_size() ? e.slice_end(0) : total;
+    const int64_t lo = std::max(b, row_begin), hi = std::min(end, row_begin + want);
+    if (lo >= hi) continue;
+    if (b == row_begin && end == row_begin + want) {  // exactly the rows asked for: straight in
+      CMOE_RETURN_IF_ERROR(read_entry(i, out));
+      continue;
+    }
+    buffer.resize(e.nbytes());
+    CMOE_RETURN_IF_ERROR(read_entry(i, buffer.data()));
+    std::memcpy(out + (lo - row_begin) * row_bytes, buffer.data() + (lo - b) * row_bytes, (hi - lo) * row_bytes);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> CheckpointReader::read(const std::string& name) {
+  const Info* info = find(name);
+  if (info == nullptr) return absl::NotFoundError(absl::StrCat(dir_, ": checkpoint has no tensor ", name));
+  Tensor t = Tensor::empty(info->shape, info->dtype);
+  CMOE_RETURN_IF_ERROR(read_rows(name, 0, t));
+  return t;
+}
+
+absl::StatusOr<uint64_t> CheckpointReader::verify_all() {
+  uint64_t bytes = 0;
+  std::vector<char> buffer;
+  for (int i = 0; i < manifest_.tensors_size(); ++i) {
+    buffer.resize(manifest_.tensors(i).nbytes());
+    CMOE_RETURN_IF_ERROR(read_entry(i, buffer.data()));
+    bytes += manifest_.tensors(i).nbytes();
+  }
+  return bytes;
+}
+
+int64_t LoadedCheckpoint::counter(const std::string& name, int64_t fallback) const {
+  return counter_of(manifest, name, fallback);
+}
+
+absl::StatusOr<LoadedCheckpoint> checkpoint_load(const std::string& dir) {
+  CMOE_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointReader> reader, CheckpointReader::open(dir));
+  LoadedCheckpoint ck;
+  ck.dir = dir;
+  ck.manifest = reader->manifest();
+  for (const std::string& name : reader->names()) {
+    CMOE_ASSIGN_OR_RETURN(ck.tensors[name], reader->read(name));
   }
   return ck;
 }

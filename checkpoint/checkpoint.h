@@ -1,14 +1,27 @@
-// checkpoint.h — crash-safe checkpoint directories: save, find latest, load with verification.
+// checkpoint.h — crash-safe checkpoint directories: sharded save, latest pointer, verified load.
 //
 // A checkpoint is <root>/step_<8 digits>/ holding manifest.pb (binary Manifest), manifest.txt
-// (the same in text format, for people) and tensors.bin (raw tensor bytes at the manifest's
-// offsets). It is written under <root>/.tmp-step_N, every file and the directory fsynced,
-// then renamed into place; only after that is <root>/latest (one line: the directory name)
-// replaced atomically. A crash at any moment leaves the previous checkpoint as latest and
-// loadable. The last keep_last checkpoints are kept. Layout: docs/checkpoint-format.md.
+// (the same in text format, for people) and one or more data files, each written by one
+// writer (in a parallel job: one rank) with the row slices it owns. Saving is three steps so
+// that many writers can share it:
+//   checkpoint_prepare  one process: creates <root>/.tmp-step_N (a leftover is removed);
+//   checkpoint_write_shard  every writer: its data file in that directory, fsynced; returns
+//                       the manifest entries (name, global shape, rows, offset, CRC-32C);
+//   checkpoint_commit   one process, after every writer: the manifest with all entries,
+//                       fsyncs, renames the directory into place, then replaces <root>/latest
+//                       atomically and deletes all but the newest keep_last step directories.
+// A crash at any moment leaves the previous checkpoint as latest and loadable. checkpoint_save
+// is the three steps for a single writer. Layout: docs/checkpoint-format.md.
+//
+// Reading: CheckpointReader::open checks the manifest (version, file names, every file present
+// and long enough, each entry's bytes against its shape and dtype, every tensor's entries
+// tiling its rows exactly) before anything is read; read_rows() then reads only the entries a
+// caller's rows touch, verifying each entry's CRC-32C. Errors name the tensor, the file, the
+// offset and what differs.
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,27 +31,115 @@
 
 namespace cmoe {
 
+inline constexpr uint32_t kCheckpointFormatVersion = 2;
+
 struct NamedTensor {
   std::string name;
   Tensor tensor;  // CPU, contiguous
 };
 
-struct LoadedCheckpoint {
-  std::string dir;
-  checkpoint::Manifest manifest;        // tensors' entries included
-  std::map<std::string, Tensor> tensors;  // verified against their CRC-32C
-  int64_t counter(const std::string& name, int64_t fallback = 0) const;
+// Rows [row_begin, row_begin + data.dim(0)) of a tensor whose global shape is global_shape
+// (equal to data's except in dim 0). An unsliced tensor: row_begin 0, global_shape = shape.
+struct ShardTensor {
+  std::string name;
+  Tensor data;  // CPU, contiguous
+  Shape global_shape;
+  int64_t row_begin = 0;
 };
 
-// Saves `tensors` with the metadata in `meta` (its tensor list is filled here) as
-// <root>/step_<meta.step>; returns the directory written.
+// "step_00000042".
+std::string checkpoint_step_name(int64_t step);
+
+// Creates the staging directory <root>/.tmp-step_N (removing a leftover of a crashed save)
+// and returns its path.
+absl::StatusOr<std::string> checkpoint_prepare(const std::string& root, int64_t step);
+
+// Writes `tensors` to <dir>/<file> (64-byte aligned, back to back), fsyncs it, and returns
+// their manifest entries. Safe to call from a background thread. `step` only serves the
+// crash test hook below.
+absl::StatusOr<std::vector<checkpoint::TensorEntry>> checkpoint_write_shard(const std::string& dir,
+                                                                            const std::string& file,
+                                                                            const std::vector<ShardTensor>& tensors,
+                                                                            int64_t step = -1);
+
+// A shard file's bytes in host memory, 4096-byte aligned: the snapshot an asynchronous save
+// takes (one copy of each tensor, on the calling thread) and writes later (in a background
+// thread, with O_DIRECT where the file system allows it, so the write costs the cores almost
+// nothing). Entries' CRC-32C are computed by checkpoint_write_image.
+struct ShardImage {
+  std::string file;
+  std::vector<checkpoint::TensorEntry> entries;
+  std::shared_ptr<char> bytes;  // capacity: size rounded up to 4096, zero-padded
+  uint64_t size = 0;
+};
+absl::StatusOr<ShardImage> checkpoint_shard_image(const std::string& file, const std::vector<ShardTensor>& tensors);
+absl::StatusOr<std::vector<checkpoint::TensorEntry>> checkpoint_write_image(const std::string& dir, ShardImage& image,
+                                                                            int64_t step = -1);
+
+// Completes a save whose writers have all returned: `meta` carries every writer's entries
+// (in the order the manifest should list them).
+// Writes the manifest into the staging directory, renames it to <root>/step_N, updates
+// latest and applies keep_last. Returns the final directory.
+absl::StatusOr<std::string> checkpoint_commit(const std::string& root, checkpoint::Manifest meta, int keep_last);
+
+// prepare + one writer (file `file`, whole tensors) + commit.
 absl::StatusOr<std::string> checkpoint_save(const std::string& root, checkpoint::Manifest meta,
-                                            const std::vector<NamedTensor>& tensors, int keep_last);
+                                            const std::vector<NamedTensor>& tensors, int keep_last,
+                                            const std::string& file = "tensors.bin");
 
 // The directory <root>/latest points to; NotFound when there is none yet.
 absl::StatusOr<std::string> checkpoint_latest(const std::string& root);
 
-// Reads and verifies a checkpoint directory: manifest, file sizes and every tensor's CRC.
+// Test hook for crash safety (docs/checkpoint-format.md): when CMOE_CHECKPOINT_CRASH is
+// "POINT:STEP" or "POINT:STEP:WORLD_RANK", the process kills itself with SIGKILL at POINT
+// (shard_data, manifest, rename, latest) of the save of STEP (on that rank only).
+void checkpoint_crash_point(const char* point, int64_t step);
+
+class CheckpointReader {
+ public:
+  struct Info {
+    DType dtype = DType::kF32;
+    Shape shape;                // global
+    std::vector<int> entries;   // manifest entry indices, by slice_begin
+  };
+
+  // Parses and checks the manifest and the files' sizes (see the header comment).
+  static absl::StatusOr<std::unique_ptr<CheckpointReader>> open(const std::string& dir);
+  ~CheckpointReader();
+
+  const std::string& dir() const { return dir_; }
+  const checkpoint::Manifest& manifest() const { return manifest_; }
+  int64_t counter(const std::string& name, int64_t fallback = 0) const;
+  // Tensor names in the order of their first entry.
+  const std::vector<std::string>& names() const { return names_; }
+  const Info* find(const std::string& name) const;
+
+  // dst = rows [row_begin, row_begin + dst.dim(0)) of `name` (dst: contiguous CPU, the
+  // tensor's dtype, its trailing dims). Reads and CRC-checks every entry those rows touch.
+  absl::Status read_rows(const std::string& name, int64_t row_begin, const Tensor& dst);
+  absl::StatusOr<Tensor> read(const std::string& name);  // the whole tensor
+  // Reads every entry and checks its CRC-32C; returns the bytes verified.
+  absl::StatusOr<uint64_t> verify_all();
+
+ private:
+  CheckpointReader() = default;
+  absl::Status read_entry(int index, char* dst);
+
+  struct File;
+  std::string dir_;
+  checkpoint::Manifest manifest_;
+  std::vector<std::string> names_;
+  std::map<std::string, Info> info_;
+  std::map<std::string, std::unique_ptr<File>> files_;
+};
+
+// Every tensor of a checkpoint, whole (for export and tools).
+struct LoadedCheckpoint {
+  std::string dir;
+  checkpoint::Manifest manifest;          // tensors' entries included
+  std::map<std::string, Tensor> tensors;  // verified against their CRC-32C
+  int64_t counter(const std::string& name, int64_t fallback = 0) const;
+};
 absl::StatusOr<LoadedCheckpoint> checkpoint_load(const std::string& dir);
 
 }  // namespace cmoe

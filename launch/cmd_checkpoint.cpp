@@ -1,20 +1,30 @@
-// cmd_checkpoint.cpp — `cmoe checkpoint inspect|verify`: look inside a checkpoint directory
-// without a run, and check it end to end before a long job relies on it.
+// cmd_checkpoint.cpp — `cmoe checkpoint inspect|verify|reshard`: look inside a checkpoint
+// directory without a run, check it end to end before a long job relies on it, and rewrite it
+// for another (pp, dp, ep) layout ahead of time.
 //
 //   cmoe checkpoint inspect DIR [--json] [--tensors]
-//       manifest facts (format version, step, tokens, seed, counters), tensor count and bytes,
-//       the model section of the saved config; every tensor's name/dtype/shape/bytes with
-//       --tensors (always in --json). Reads only manifest.pb.
+//       manifest facts (format version, step, tokens, seed, counters, the writing layout),
+//       tensor count, entries, files and bytes, the model section of the saved config; every
+//       entry's name/dtype/shape/rows/bytes/file with --tensors (always in --json). Reads only
+//       manifest.pb.
 //   cmoe checkpoint verify DIR
-//       runs checkpoint_load (file sizes, shape/dtype against bytes, every CRC-32C) and parses
-//       the saved config: "OK: N tensors, B bytes verified", or exit 1 with the error naming
-//       the tensor, the file and the offset.
+//       opens it as a run would (manifest, every file present and long enough, entries tiling
+//       each tensor) and reads every entry checking its CRC-32C, and parses the saved config:
+//       "OK: N tensors, B bytes verified", or exit 1 with the error naming the tensor, the file
+//       and the offset.
+//   cmoe checkpoint reshard DIR --out ROOT [--set parallel.pp=P] [--set parallel.dp=D]
+//                                          [--set parallel.ep=E]
+//       writes ROOT/step_N (and ROOT/latest) with the shard files that layout's ranks would
+//       write (reading and CRC-checking every source entry); the saved config's parallel
+//       section is updated. Resuming needs no reshard (any layout loads any checkpoint); this
+//       gives each rank of the new layout one file to read.
 // DIR is a step directory (step_NNNNNNNN) or a checkpoints root whose `latest` names one.
 // Layout: docs/checkpoint-format.md.
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -25,6 +35,7 @@
 #include "core/json.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
+#include "launch/train_state.h"
 
 namespace cmoe {
 
@@ -36,7 +47,9 @@ constexpr const char* kCheckpointUsage =
     "DIR: a checkpoint step directory, or a checkpoints root with a 'latest' file.\n"
     "subcommands:\n"
     "  inspect DIR [--json] [--tensors]   manifest facts, config summary, tensor index\n"
-    "  verify DIR                         check every file size and CRC-32C; exit 1 on damage\n";
+    "  verify DIR                         check every file size and CRC-32C; exit 1 on damage\n"
+    "  reshard DIR --out ROOT [--set parallel.{pp,dp,ep}=N]...\n"
+    "                                     rewrite as that layout's shard files under ROOT/step_N\n";
 
 int fail(const char* sub, const absl::Status& s) {
   std::fprintf(stderr, "cmoe checkpoint %s: %s\n", sub, std::string(s.message()).c_str());
@@ -81,6 +94,13 @@ std::string shape_str(const checkpoint::TensorEntry& e, const char* open, const 
   return absl::StrCat(open, absl::StrJoin(e.shape(), ", "), close);
 }
 
+// The entry's rows of dim 0: "[b, e]" style with the given punctuation (whole tensors too).
+std::string rows_of(const checkpoint::TensorEntry& e, const char* open, const char* sep, const char* close) {
+  const int64_t b = e.slice_begin_size() ? e.slice_begin(0) : 0;
+  const int64_t end = e.slice_end_size() ? e.slice_end(0) : (e.shape_size() ? e.shape(0) : 1);
+  return absl::StrCat(open, b, sep, end, close);
+}
+
 bool is_optimizer(const std::string& name) { return name.rfind("optim.", 0) == 0; }
 
 int cmd_checkpoint_inspect(int argc, char** argv) {
@@ -103,12 +123,17 @@ int cmd_checkpoint_inspect(int argc, char** argv) {
 
   uint64_t total_bytes = 0;
   int64_t weight_params = 0, optim_values = 0;
+  std::set<std::string> names, files;
   for (const auto& e : m->tensors()) {
     total_bytes += e.nbytes();
+    files.insert(e.file());
+    if (!names.insert(e.name()).second) continue;  // a further slice of a tensor already counted
     int64_t n = 1;
     for (int64_t d : e.shape()) n *= d;
     (is_optimizer(e.name()) ? optim_values : weight_params) += n;
   }
+  const int lpp = m->has_layout() ? m->layout().pp() : 1, ldp = m->has_layout() ? m->layout().dp() : 1,
+            lep = m->has_layout() ? m->layout().ep() : 1;
   const auto& mc = cfg->model();
   const std::string moe_kind = config::FfnKind_Name(mc.moe().kind());
   const bool json_out = flags->has("json");
@@ -119,7 +144,10 @@ int cmd_checkpoint_inspect(int argc, char** argv) {
     for (int i = 0; i < m->counters_size(); ++i) {
       absl::StrAppend(&out, i ? ", " : "", json_quoted(m->counters(i).name()), ": ", m->counters(i).value());
     }
-    absl::StrAppend(&out, "}, \"num_tensors\": ", m->tensors_size(), ", \"total_bytes\": ", total_bytes,
+    absl::StrAppend(&out, "}, \"layout\": {\"pp\": ", lpp, ", \"dp\": ", ldp, ", \"ep\": ", lep,
+                    "}, \"num_tensors\": ", names.size(), ", \"num_entries\": ", m->tensors_size(),
+                    ", \"files\": [", absl::StrJoin(files, ", ", [](std::string* o, const std::string& f) { absl::StrAppend(o, json_quoted(f)); }),
+                    "], \"total_bytes\": ", total_bytes,
                     ", \"weight_params\": ", weight_params, ", \"optimizer_values\": ", optim_values,
                     ", \"model\": {\"vocab_size\": ", mc.vocab_size(), ", \"d_model\": ", mc.d_model(),
                     ", \"n_layers\": ", mc.n_layers(), ", \"n_heads\": ", mc.n_heads(),
@@ -130,7 +158,8 @@ int cmd_checkpoint_inspect(int argc, char** argv) {
     for (int i = 0; i < m->tensors_size(); ++i) {
       const auto& e = m->tensors(i);
       absl::StrAppend(&out, i ? ",\n  " : "\n  ", "{\"name\": ", json_quoted(e.name()), ", \"dtype\": ", json_quoted(e.dtype()),
-                      ", \"shape\": ", shape_str(e, "[", "]"), ", \"nbytes\": ", e.nbytes(), ", \"file\": ",
+                      ", \"shape\": ", shape_str(e, "[", "]"), ", \"rows\": ", rows_of(e, "[", ", ", "]"),
+                      ", \"nbytes\": ", e.nbytes(), ", \"file\": ",
                       json_quoted(e.file()), ", \"offset\": ", e.offset(), "}");
     }
     absl::StrAppend(&out, "]}\n");
@@ -144,9 +173,11 @@ int cmd_checkpoint_inspect(int argc, char** argv) {
   for (const auto& c : m->counters()) {
     std::printf("counter %s = %lld\n", c.name().c_str(), static_cast<long long>(c.value()));
   }
-  std::printf("tensors: %d, %llu bytes (%.2f MB) | weights %.3fM params | optimizer moments %.3fM values\n",
-              m->tensors_size(), static_cast<unsigned long long>(total_bytes), total_bytes / 1e6, weight_params / 1e6,
-              optim_values / 1e6);
+  std::printf("written by pp %d x dp %d x ep %d: %zu files (%s)\n", lpp, ldp, lep, files.size(),
+              absl::StrJoin(files, ", ").c_str());
+  std::printf("tensors: %zu in %d entries, %llu bytes (%.2f MB) | weights %.3fM params | optimizer moments %.3fM values\n",
+              names.size(), m->tensors_size(), static_cast<unsigned long long>(total_bytes), total_bytes / 1e6,
+              weight_params / 1e6, optim_values / 1e6);
   std::printf("model: vocab %d, d_model %d, %d layers, %d heads, ffn_hidden %d, seq_len %d | moe %s: interval %d, "
               "%d experts, top-%d, shared expert %s\n",
               mc.vocab_size(), mc.d_model(), mc.n_layers(), mc.n_heads(), mc.ffn_hidden(), mc.seq_len(),
@@ -154,9 +185,9 @@ int cmd_checkpoint_inspect(int argc, char** argv) {
               mc.moe().shared_expert() ? "yes" : "no");
   if (flags->has("tensors")) {
     for (const auto& e : m->tensors()) {
-      std::printf("  %-48s %-4s %-16s %12llu bytes  %s@%llu\n", e.name().c_str(), e.dtype().c_str(),
-                  shape_str(e, "(", ")").c_str(), static_cast<unsigned long long>(e.nbytes()), e.file().c_str(),
-                  static_cast<unsigned long long>(e.offset()));
+      std::printf("  %-48s %-4s %-16s rows %-9s %12llu bytes  %s@%llu\n", e.name().c_str(), e.dtype().c_str(),
+                  shape_str(e, "(", ")").c_str(), rows_of(e, "", ":", "").c_str(),
+                  static_cast<unsigned long long>(e.nbytes()), e.file().c_str(), static_cast<unsigned long long>(e.offset()));
     }
   }
   return 0;
@@ -171,15 +202,55 @@ int cmd_checkpoint_verify(int argc, char** argv) {
   }
   auto dir = resolve_dir(flags->positional[0]);
   if (!dir.ok()) return fail("verify", dir.status());
-  auto ck = checkpoint_load(*dir);
+  auto ck = CheckpointReader::open(*dir);
   if (!ck.ok()) return fail("verify", ck.status());
-  auto cfg = config_parse(ck->manifest.config(), *dir + "/manifest.pb (config)");
+  auto bytes = (*ck)->verify_all();
+  if (!bytes.ok()) return fail("verify", bytes.status());
+  auto cfg = config_parse((*ck)->manifest().config(), *dir + "/manifest.pb (config)");
   if (!cfg.ok()) return fail("verify", cfg.status());
   if (absl::Status st = config_validate(*cfg); !st.ok()) return fail("verify", st);
-  uint64_t bytes = 0;
-  for (const auto& e : ck->manifest.tensors()) bytes += e.nbytes();
-  std::printf("OK: %d tensors, %llu bytes verified (%s, step %lld)\n", ck->manifest.tensors_size(),
-              static_cast<unsigned long long>(bytes), dir->c_str(), static_cast<long long>(ck->manifest.step()));
+  std::printf("OK: %zu tensors, %llu bytes verified (%s, step %lld, %d entries)\n", (*ck)->names().size(),
+              static_cast<unsigned long long>(*bytes), dir->c_str(), static_cast<long long>((*ck)->manifest().step()),
+              (*ck)->manifest().tensors_size());
+  return 0;
+}
+
+int cmd_checkpoint_reshard(int argc, char** argv) {
+  const std::vector<FlagSpec> specs = {
+      {"out", true, false, "checkpoints root to write (ROOT/step_N and ROOT/latest)"},
+      {"set", true, true, "parallel.pp=N, parallel.dp=N or parallel.ep=N: the target layout"},
+  };
+  auto flags = flags_parse("checkpoint reshard", specs, argc, argv, 3);
+  if (!flags.ok()) return std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str()), 2;
+  if (flags->positional.size() != 1 || !flags->has("out")) {
+    std::fprintf(stderr, "cmoe checkpoint reshard: expected one DIR and --out ROOT\n%s", kCheckpointUsage);
+    return 2;
+  }
+  auto dir = resolve_dir(flags->positional[0]);
+  if (!dir.ok()) return fail("reshard", dir.status());
+  auto ck = CheckpointReader::open(*dir);
+  if (!ck.ok()) return fail("reshard", ck.status());
+  auto cfg = config_parse((*ck)->manifest().config(), *dir + "/manifest.pb (config)");
+  if (!cfg.ok()) return fail("reshard", cfg.status());
+  for (const std::string& a : flags->all("set")) {
+    if (a.rfind("parallel.", 0) != 0) {
+      std::fprintf(stderr, "cmoe checkpoint reshard: --set %s: only parallel.pp, parallel.dp and parallel.ep can change\n",
+                   a.c_str());
+      return 2;
+    }
+    if (absl::Status st = config_set(*cfg, a); !st.ok()) return fail("reshard", st);
+  }
+  if (absl::Status st = config_validate(*cfg); !st.ok()) return fail("reshard", st);
+  const std::string out = flags->get("out");
+  if (std::filesystem::exists(out + "/" + checkpoint_step_name((*ck)->manifest().step()))) {
+    return fail("reshard", absl::AlreadyExistsError(absl::StrCat(out, "/", checkpoint_step_name((*ck)->manifest().step()),
+                                                                 " exists; not overwriting it")));
+  }
+  auto written = reshard_checkpoint(**ck, *cfg, out);
+  if (!written.ok()) return fail("reshard", written.status());
+  const auto& p = cfg->parallel();
+  std::printf("resharded %s (step %lld) for pp %d x dp %d x ep %d: %s\n", dir->c_str(),
+              static_cast<long long>((*ck)->manifest().step()), p.pp(), p.dp(), p.ep(), written->c_str());
   return 0;
 }
 
@@ -193,6 +264,7 @@ int cmd_checkpoint(int argc, char** argv) {
   const std::string sub = argv[2];
   if (sub == "inspect") return cmd_checkpoint_inspect(argc, argv);
   if (sub == "verify") return cmd_checkpoint_verify(argc, argv);
+  if (sub == "reshard") return cmd_checkpoint_reshard(argc, argv);
   std::fprintf(stderr, "cmoe checkpoint: unknown subcommand '%s'\n%s", sub.c_str(), kCheckpointUsage);
   return 2;
 }

@@ -9,8 +9,9 @@
 // Parallel: `mpirun -np N cmoe train ... --set parallel.pp=P --set parallel.dp=Q --set
 // parallel.ep=E` with N = P * Q. Every rank builds its shard of the model (pipeline stage,
 // expert slice), reads its data-parallel slice of each global micro-batch, and trains; world
-// rank 0 prints, writes config.textproto, metrics.jsonl and the checkpoints (global tensors,
-// so any layout can resume any checkpoint). An error on any rank ends the whole job.
+// rank 0 prints and writes config.textproto and metrics.jsonl; checkpoints are written by the
+// ranks owning each slice and committed by world rank 0 (launch/train_state.h), and any layout
+// can resume any checkpoint. An error on any rank ends the whole job.
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -190,9 +191,9 @@ int cmd_train(int argc, char** argv) {
     else if (!absl::IsNotFound(latest.status())) return die(latest.status());
   }
   if (!resume.empty()) {
-    auto ck = checkpoint_load(resume);
+    auto ck = CheckpointReader::open(resume);
     if (!ck.ok()) return die(ck.status());
-    auto c = load_train_state(*ck, *cfg, model, &opt);
+    auto c = load_train_state(**ck, *cfg, model, &opt);
     if (!c.ok()) return die(c.status());
     counters = *c;
     std::printf("resuming from %s at step %lld (%lld samples consumed)\n", resume.c_str(),
@@ -217,22 +218,27 @@ int cmd_train(int argc, char** argv) {
     }
     return batches_of(std::shared_ptr<data::Loader>(std::move(*l)));
   };
+  TrainStateSaver saver(ckpt_root, rc, groups.get());
+  auto report = [rank0](const absl::StatusOr<std::string>& dir) -> absl::Status {
+    if (!dir.ok()) return dir.status();
+    if (rank0 && !dir->empty()) std::printf("checkpoint: %s\n", dir->c_str()), std::fflush(stdout);
+    return absl::OkStatus();
+  };
   hooks.save = [&](int64_t step, Model& m, AdamW& o) -> absl::Status {
     RunCounters c{step, step * samples_per_step * rc.model().seq_len(), loader->state().consumed_samples};
-    std::string dir;
-    if (groups != nullptr) {
-      CMOE_ASSIGN_OR_RETURN(dir, save_train_state_parallel(ckpt_root, rc, m, o, c, *groups));
-    } else {
-      CMOE_ASSIGN_OR_RETURN(dir, save_train_state(ckpt_root, rc, m, o, c));
-    }
-    if (rank0) std::printf("checkpoint: %s\n", dir.c_str());
-    return absl::OkStatus();
+    return report(saver.save(m, o, c));
+  };
+  hooks.step_end = [&](int64_t) -> absl::StatusOr<bool> {
+    auto dir = saver.poll();
+    CMOE_RETURN_IF_ERROR(report(dir));
+    return !dir->empty();  // a commit (the directory is known on world rank 0, which logs it)
   };
   std::signal(SIGTERM, on_sigterm);
   hooks.stop_requested = [] { return g_stop != 0; };
 
   auto summary = train_loop(*cfg, model, opt, counters.step, run_dir, hooks, groups.get());
   if (!summary.ok()) return die(summary.status());
+  if (absl::Status st = report(saver.finish()); !st.ok()) return die(st);  // an asynchronous save still writing
   if (summary->steps_done == counters.step) {
     std::printf("nothing to train: the run is already at step %lld of %lld\n",
                 static_cast<long long>(counters.step), static_cast<long long>(t.steps()));
@@ -267,10 +273,10 @@ int cmd_eval(int argc, char** argv) {
     if (!latest.ok()) return fail("eval", latest.status());
     dir = *latest;
   }
-  auto ck = checkpoint_load(dir);
+  auto ck = CheckpointReader::open(dir);
   if (!ck.ok()) return fail("eval", ck.status());
   Model model(cfg->model(), cfg->train().seed());
-  auto c = load_train_state(*ck, *cfg, model, nullptr);
+  auto c = load_train_state(**ck, *cfg, model, nullptr);
   if (!c.ok()) return fail("eval", c.status());
   auto loader = open_loader(*cfg, false, cfg->train().eval_batches() * cfg->train().micro_batch_size(), 0);
   if (!loader.ok()) return fail("eval", loader.status());

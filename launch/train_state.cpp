@@ -1,30 +1,80 @@
 // train_state.cpp — see train_state.h.
 #include "launch/train_state.h"
 
-#include <array>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <map>
+#include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "google/protobuf/util/message_differencer.h"
 
 namespace cmoe {
 
 namespace {
 
-// Weights, AdamW moments and router biases, named as in the checkpoint, in a fixed order.
-std::vector<NamedTensor> state_tensors(Model& model, std::vector<Tensor>& m, std::vector<Tensor>& v) {
-  std::vector<NamedTensor> tensors;
-  for (Param& p : model.params()) tensors.push_back({p.name, p.var.value()});
-  for (size_t i = 0; i < model.params().size(); ++i) {
-    tensors.push_back({"optim.exp_avg." + model.params()[i].name, m[i]});
-    tensors.push_back({"optim.exp_avg_sq." + model.params()[i].name, v[i]});
+// One tensor of the training state: a parameter (whole, or this rank's expert rows), one of its
+// AdamW moments, or a router bias. `unit` groups a parameter with its moments.
+struct StateSlot {
+  std::string name;
+  Tensor data;
+  Shape global;
+  int64_t row0 = 0;
+  bool expert = false;
+  int unit = 0;
+};
+
+// Weights, AdamW moments and router biases in a fixed order. m and v may be null (only names
+// and shapes needed): the parameter values stand in for them.
+std::vector<StateSlot> state_slots(Model& model, const std::vector<Tensor>* m, const std::vector<Tensor>* v) {
+  std::vector<StateSlot> slots;
+  const auto& params = model.params();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Param& p = params[i];
+    const Tensor& value = p.var.value();
+    Shape global = value.shape();
+    if (p.expert) global[0] = p.global_rows;
+    const int unit = static_cast<int>(i);
+    slots.push_back({p.name, value, global, p.row0, p.expert, unit});
+    slots.push_back({"optim.exp_avg." + p.name, m ? (*m)[i] : value, global, p.row0, p.expert, unit});
+    slots.push_back({"optim.exp_avg_sq." + p.name, v ? (*v)[i] : value, global, p.row0, p.expert, unit});
   }
-  for (Param& b : model.router_biases()) tensors.push_back({b.name, b.var.value()});
-  return tensors;
+  int unit = static_cast<int>(params.size());
+  for (Param& b : model.router_biases()) slots.push_back({b.name, b.var.value(), b.var.value().shape(), 0, false, unit++});
+  return slots;
 }
 
-absl::StatusOr<std::string> write_state(const std::string& root, const config::RunConfig& cfg, int64_t opt_steps,
-                                        const RunCounters& counters, const std::vector<NamedTensor>& tensors) {
+// The slots writer ep_rank (of ep writers of one stage) writes: its expert rows, and the
+// replicated units the greedy balance gives it (largest unit first, to the writer with the
+// fewest bytes so far, the lowest rank on ties — the same answer on every rank).
+std::vector<const StateSlot*> owned_slots(const std::vector<StateSlot>& slots, int ep, int ep_rank) {
+  std::map<int, int64_t> unit_bytes;
+  for (const StateSlot& s : slots)
+    if (!s.expert) unit_bytes[s.unit] += static_cast<int64_t>(s.data.nbytes());
+  std::vector<std::pair<int, int64_t>> units(unit_bytes.begin(), unit_bytes.end());
+  std::stable_sort(units.begin(), units.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::vector<int64_t> load(static_cast<size_t>(ep), 0);
+  std::map<int, int> owner;
+  for (const auto& [unit, bytes] : units) {
+    const size_t w = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[w] += bytes;
+    owner[unit] = static_cast<int>(w);
+  }
+  std::vector<const StateSlot*> mine;
+  for (const StateSlot& s : slots)
+    if (s.expert || owner[s.unit] == ep_rank) mine.push_back(&s);
+  return mine;
+}
+
+checkpoint::Manifest manifest_header(const config::RunConfig& cfg, int64_t opt_steps, const RunCounters& counters,
+                                     const parallel::ParallelLayout& layout) {
   checkpoint::Manifest meta;
   meta.set_config(config_to_text(cfg));
   meta.set_step(counters.step);
@@ -37,89 +87,196 @@ absl::StatusOr<std::string> write_state(const std::string& root, const config::R
   };
   add("optimizer.steps", opt_steps);
   add("data.consumed_samples", counters.consumed_samples);
-  return checkpoint_save(root, meta, tensors, cfg.checkpoint().keep_last());
+  meta.mutable_layout()->set_pp(layout.pp);
+  meta.mutable_layout()->set_dp(layout.dp);
+  meta.mutable_layout()->set_ep(layout.ep);
+  return meta;
+}
+
+// --- small collectives over the world (null = one process) ---
+
+// Rank 0's flag on every rank.
+absl::StatusOr<bool> broadcast_ok(parallel::Communicator* world, bool ok) {
+  if (world == nullptr) return ok;
+  Tensor t = Tensor::from_ints({1}, std::vector<int32_t>{ok ? 1 : 0});
+  CMOE_RETURN_IF_ERROR(world->broadcast(t, 0));
+  return t.data<int32_t>()[0] != 0;
+}
+
+// Every rank's bytes, on world rank 0 (empty vector elsewhere).
+absl::StatusOr<std::vector<std::string>> gather_bytes(parallel::Communicator* world, const std::string& mine) {
+  if (world == nullptr) return std::vector<std::string>{mine};
+  const int n = world->size(), me = world->rank();
+  Tensor size = Tensor::empty({1}, DType::kI64), sizes = Tensor::empty({n}, DType::kI64);
+  size.data<int64_t>()[0] = static_cast<int64_t>(mine.size());
+  CMOE_RETURN_IF_ERROR(world->all_gather(sizes, size));
+  auto words = [](int64_t bytes) { return std::max<int64_t>(1, (bytes + 3) / 4); };
+  constexpr int kTag = 22;
+  if (me != 0) {
+    Tensor buf = Tensor::zeros({words(static_cast<int64_t>(mine.size()))}, DType::kI32);
+    std::memcpy(buf.raw_data(), mine.data(), mine.size());
+    CMOE_RETURN_IF_ERROR(world->send(buf, 0, kTag));
+    return std::vector<std::string>{};
+  }
+  std::vector<Tensor> bufs(static_cast<size_t>(n));
+  std::vector<parallel::P2POp> ops;
+  for (int r = 1; r < n; ++r) {
+    bufs[r] = Tensor::empty({words(sizes.data<int64_t>()[r])}, DType::kI32);
+    ops.push_back({parallel::P2POp::kRecv, bufs[r], r, kTag});
+  }
+  CMOE_RETURN_IF_ERROR(world->batch_p2p(ops));
+  std::vector<std::string> out(static_cast<size_t>(n));
+  out[0] = mine;
+  for (int r = 1; r < n; ++r) out[r].assign(static_cast<const char*>(bufs[r].raw_data()), sizes.data<int64_t>()[r]);
+  return out;
 }
 
 }  // namespace
 
-absl::StatusOr<std::string> save_train_state(const std::string& root, const config::RunConfig& cfg, Model& model,
-                                             AdamW& opt, const RunCounters& counters) {
-  return write_state(root, cfg, opt.steps(), counters, state_tensors(model, opt.exp_avg(), opt.exp_avg_sq()));
+std::string shard_file_name(int pp_rank, int ep_rank) { return absl::StrFormat("shard_pp%03d_ep%03d.bin", pp_rank, ep_rank); }
+
+// ---------------------------------------------------------------------------------------------
+// Saving.
+
+struct TrainStateSaver::Pending {
+  int64_t step = 0;
+  checkpoint::Manifest meta;  // header (world rank 0)
+  std::string tmp;            // staging directory
+  bool writer = false;
+  std::string file;
+  std::vector<ShardTensor> tensors;  // sync: views of the live state
+  ShardImage image;                  // async: the snapshot
+  bool async = false;
+  std::thread thread;
+  std::atomic<bool> done{false};
+  absl::StatusOr<std::vector<checkpoint::TensorEntry>> entries{std::vector<checkpoint::TensorEntry>{}};
+
+  void write() {
+    entries = async ? checkpoint_write_image(tmp, image, step) : checkpoint_write_shard(tmp, file, tensors, step);
+    image.bytes.reset();  // the snapshot's memory back as soon as it is on disk
+    done.store(true, std::memory_order_release);
+  }
+};
+
+TrainStateSaver::TrainStateSaver(std::string root, const config::RunConfig& cfg, parallel::ProcessGroups* groups)
+    : root_(std::move(root)), cfg_(cfg), groups_(groups) {}
+
+TrainStateSaver::~TrainStateSaver() {
+  if (pending_ && pending_->thread.joinable()) pending_->thread.join();
 }
 
-absl::StatusOr<std::string> save_train_state_parallel(const std::string& root, const config::RunConfig& cfg,
-                                                      Model& model, AdamW& opt, const RunCounters& counters,
-                                                      parallel::ProcessGroups& groups) {
-  const parallel::RankPlacement& me = groups.place;
-  const int ep = groups.layout.ep;
-  const bool first_block = me.edp_rank == 0;  // dp ranks 0 .. ep-1 of this stage
-  if (!first_block) return std::string();
-  // 1. Whole expert tensors on this stage's dp rank 0: all-gather the slices over ep (value
-  //    and both moments; equal slices since ep divides every expert count).
-  std::vector<Tensor> values, m, v;
-  for (size_t i = 0; i < model.params().size(); ++i) {
-    const Param& p = model.params()[i];
-    std::array<Tensor, 3> local = {p.var.value(), opt.exp_avg()[i], opt.exp_avg_sq()[i]};
-    std::array<Tensor, 3> full = local;
-    if (p.expert && ep > 1) {
-      for (int k = 0; k < 3; ++k) {
-        Shape s = local[k].shape();
-        s[0] = p.global_rows;
-        full[k] = Tensor::empty(s, DType::kF32);
-        CMOE_RETURN_IF_ERROR(groups.ep->all_gather(full[k], local[k]));
+absl::StatusOr<std::string> TrainStateSaver::save(Model& model, AdamW& opt, const RunCounters& counters) {
+  if (pending_) CMOE_RETURN_IF_ERROR(finish().status());
+  parallel::Communicator* world = groups_ ? groups_->world.get() : nullptr;
+  const parallel::ParallelLayout layout = groups_ ? groups_->layout : parallel::ParallelLayout{};
+  const bool rank0 = world == nullptr || world->rank() == 0;
+  auto p = std::make_unique<Pending>();
+  p->step = counters.step;
+  // 1. World rank 0 creates the staging directory; everyone learns whether it could.
+  absl::Status prepared = absl::OkStatus();
+  if (rank0) {
+    auto tmp = checkpoint_prepare(root_, counters.step);
+    if (tmp.ok()) p->tmp = *tmp;
+    else prepared = tmp.status();
+    p->meta = manifest_header(cfg_, opt.steps(), counters, layout);
+  }
+  CMOE_ASSIGN_OR_RETURN(bool ok, broadcast_ok(world, prepared.ok()));
+  if (!prepared.ok()) return prepared;
+  if (!ok) return absl::InternalError("checkpoint: world rank 0 could not create the staging directory (see its message)");
+  if (!rank0) p->tmp = absl::StrCat(root_, "/.tmp-", checkpoint_step_name(counters.step));
+  // 2. This rank's share.
+  const int pp_rank = groups_ ? groups_->place.pp_rank : 0, ep_rank = groups_ ? groups_->place.ep_rank : 0;
+  p->writer = groups_ == nullptr || groups_->place.edp_rank == 0;
+  const bool async = cfg_.checkpoint().async();
+  p->async = async;
+  if (p->writer) {
+    p->file = shard_file_name(pp_rank, ep_rank);
+    std::vector<StateSlot> slots = state_slots(model, &opt.exp_avg(), &opt.exp_avg_sq());
+    for (const StateSlot* s : owned_slots(slots, layout.ep, ep_rank)) p->tensors.push_back({s->name, s->data, s->global, s->row0});
+    if (async) {
+      CMOE_ASSIGN_OR_RETURN(p->image, checkpoint_shard_image(p->file, p->tensors));
+      p->tensors.clear();  // the image holds the copy; no views of the live state are kept
+    }
+  }
+  pending_ = std::move(p);
+  if (!async) {
+    if (pending_->writer) pending_->write();
+    return commit();
+  }
+  if (pending_->writer) {
+    pending_->thread = std::thread([p = pending_.get()] {
+      // Below the training threads: the write only needs what they leave over.
+      ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 10);
+      p->write();
+    });
+  } else {
+    pending_->done.store(true);
+  }
+  return std::string();
+}
+
+absl::StatusOr<std::string> TrainStateSaver::poll() {
+  if (!pending_) return std::string();
+  int local = pending_->done.load(std::memory_order_acquire) ? 1 : 0;
+  if (groups_ != nullptr) {
+    Tensor t = Tensor::from_ints({1}, std::vector<int32_t>{local});
+    CMOE_RETURN_IF_ERROR(groups_->world->all_reduce(t, parallel::ReduceOp::kMin));
+    local = t.data<int32_t>()[0];
+  }
+  if (!local) return std::string();
+  return commit();
+}
+
+absl::StatusOr<std::string> TrainStateSaver::finish() {
+  if (!pending_) return std::string();
+  return commit();
+}
+
+absl::StatusOr<std::string> TrainStateSaver::commit() {
+  std::unique_ptr<Pending> p = std::move(pending_);
+  if (p->thread.joinable()) p->thread.join();
+  parallel::Communicator* world = groups_ ? groups_->world.get() : nullptr;
+  const bool rank0 = world == nullptr || world->rank() == 0;
+  // 3. Every rank's entries (or its error) to world rank 0, which commits.
+  std::string mine;
+  if (!p->entries.ok()) {
+    mine = absl::StrCat("E", p->entries.status().message());
+  } else {
+    checkpoint::Manifest part;
+    for (auto& e : *p->entries) *part.add_tensors() = std::move(e);
+    mine = "O" + part.SerializeAsString();
+  }
+  CMOE_ASSIGN_OR_RETURN(std::vector<std::string> parts, gather_bytes(world, mine));
+  absl::Status committed = absl::OkStatus();
+  std::string dir;
+  if (rank0) {
+    for (size_t r = 0; r < parts.size() && committed.ok(); ++r) {
+      checkpoint::Manifest part;
+      if (parts[r].empty() || parts[r][0] != 'O' || !part.ParseFromString(parts[r].substr(1))) {
+        committed = absl::InternalError(absl::StrCat("checkpoint step ", p->step, ": world rank ", r, " failed to write its shard: ",
+                                                     parts[r].empty() ? "(no reply)" : parts[r].substr(1)));
+        break;
       }
+      for (auto& e : *part.mutable_tensors()) *p->meta.add_tensors() = std::move(e);
     }
-    values.push_back(full[0]), m.push_back(full[1]), v.push_back(full[2]);
-  }
-  if (me.dp_rank != 0) return std::string();
-  // 2. Stage leaders send their tensors to world rank 0 (pp rank 0 of the same pp group), in
-  //    state_tensors order; rank 0 receives into an uninitialised model of that stage.
-  constexpr int kTag = 21;
-  const int stage = me.pp_rank, stages = groups.layout.pp;
-  std::vector<NamedTensor> all = state_tensors(model, m, v);
-  for (size_t i = 0; i < values.size(); ++i) all[i].tensor = values[i];
-  if (stage != 0) {
-    for (const NamedTensor& t : all) CMOE_RETURN_IF_ERROR(groups.pp->send(t.tensor, 0, kTag));
-    return std::string();
-  }
-  for (int s = 1; s < stages; ++s) {
-    ModelShard shard = pipeline_shard(cfg.model().n_layers(), stages, s, 1, 0);
-    Model other(cfg.model(), cfg.train().seed(), shard, false);
-    std::vector<Tensor> om, ov;
-    for (Param& p : other.params()) {
-      om.push_back(Tensor::empty(p.var.value().shape(), DType::kF32));
-      ov.push_back(Tensor::empty(p.var.value().shape(), DType::kF32));
+    if (committed.ok()) {
+      auto d = checkpoint_commit(root_, std::move(p->meta), cfg_.checkpoint().keep_last());
+      if (d.ok()) dir = *d;
+      else committed = d.status();
     }
-    std::vector<NamedTensor> ts = state_tensors(other, om, ov);
-    for (NamedTensor& t : ts) CMOE_RETURN_IF_ERROR(groups.pp->recv(t.tensor, s, kTag));
-    all.insert(all.end(), ts.begin(), ts.end());
   }
-  return write_state(root, cfg, opt.steps(), counters, all);
+  CMOE_ASSIGN_OR_RETURN(bool ok, broadcast_ok(world, committed.ok()));
+  if (!committed.ok()) return committed;
+  if (!ok) return absl::InternalError(absl::StrCat("checkpoint step ", p->step, " was not committed (see world rank 0's message)"));
+  return dir;
 }
 
-namespace {
-// dst = the checkpoint's tensor, or rows [row0, row0 + dst.dim(0)) of it when the tensor is
-// an expert slice (global_rows > 0): a checkpoint holds global tensors whatever the layout.
-absl::Status restore(const LoadedCheckpoint& ck, const std::string& name, Tensor& dst, int64_t row0 = 0,
-                     int64_t global_rows = 0) {
-  auto it = ck.tensors.find(name);
-  if (it == ck.tensors.end()) {
-    return absl::NotFoundError(absl::StrCat(ck.dir, ": checkpoint has no tensor ", name));
-  }
-  Shape want = dst.shape();
-  if (global_rows > 0) want[0] = global_rows;
-  if (!(it->second.shape() == want) || it->second.dtype() != dst.dtype()) {
-    return absl::InvalidArgumentError(absl::StrCat(ck.dir, ": tensor ", name, " is ", it->second.str(),
-                                                   ", the model expects ", want.str(), " ", dtype_name(dst.dtype())));
-  }
-  dst.copy_from(global_rows > 0 ? it->second.slice0(row0, row0 + dst.dim(0)) : it->second);
-  return absl::OkStatus();
-}
-}  // namespace
+// ---------------------------------------------------------------------------------------------
+// Loading and resharding.
 
-absl::StatusOr<RunCounters> load_train_state(const LoadedCheckpoint& ck, const config::RunConfig& cfg, Model& model,
+absl::StatusOr<RunCounters> load_train_state(CheckpointReader& ck, const config::RunConfig& cfg, Model& model,
                                              AdamW* opt) {
-  auto saved = config_parse(ck.manifest.config(), ck.dir + "/manifest.pb (config)");
+  auto saved = config_parse(ck.manifest().config(), ck.dir() + "/manifest.pb (config)");
   if (!saved.ok()) return saved.status();
   // Only what shapes the parameters or the routing must agree; training hyperparameters
   // (balance-loss coefficients, capacity, sequence length, RoPE base...) may change on resume.
@@ -135,27 +292,71 @@ absl::StatusOr<RunCounters> load_train_state(const LoadedCheckpoint& ck, const c
   std::string report;
   diff.ReportDifferencesToString(&report);
   if (!diff.Compare(architecture(saved->model()), architecture(cfg.model()))) {
-    return absl::InvalidArgumentError(absl::StrCat(ck.dir, ": the checkpoint's model config differs from this run's:\n",
+    return absl::InvalidArgumentError(absl::StrCat(ck.dir(), ": the checkpoint's model config differs from this run's:\n",
                                                    report));
   }
-  for (Param& p : model.params()) {
-    CMOE_RETURN_IF_ERROR(restore(ck, p.name, p.var.mutable_value(), p.row0, p.expert ? p.global_rows : 0));
-  }
-  for (Param& b : model.router_biases()) CMOE_RETURN_IF_ERROR(restore(ck, b.name, b.var.mutable_value()));
-  if (opt != nullptr) {
-    for (size_t i = 0; i < model.params().size(); ++i) {
-      const Param& p = model.params()[i];
-      const int64_t rows = p.expert ? p.global_rows : 0;
-      CMOE_RETURN_IF_ERROR(restore(ck, "optim.exp_avg." + p.name, opt->exp_avg()[i], p.row0, rows));
-      CMOE_RETURN_IF_ERROR(restore(ck, "optim.exp_avg_sq." + p.name, opt->exp_avg_sq()[i], p.row0, rows));
+  std::vector<StateSlot> slots = opt ? state_slots(model, &opt->exp_avg(), &opt->exp_avg_sq()) : state_slots(model, nullptr, nullptr);
+  for (const StateSlot& s : slots) {
+    if (opt == nullptr && s.name.rfind("optim.", 0) == 0) continue;
+    const CheckpointReader::Info* info = ck.find(s.name);
+    if (info == nullptr) return absl::NotFoundError(absl::StrCat(ck.dir(), ": checkpoint has no tensor ", s.name));
+    if (!(info->shape == s.global) || info->dtype != s.data.dtype()) {
+      return absl::InvalidArgumentError(absl::StrCat(ck.dir(), ": tensor ", s.name, " is ", dtype_name(info->dtype), " ",
+                                                     info->shape.str(), ", the model expects ", s.global.str(), " ",
+                                                     dtype_name(s.data.dtype())));
     }
-    opt->set_steps(ck.counter("optimizer.steps"));
+    CMOE_RETURN_IF_ERROR(ck.read_rows(s.name, s.row0, s.data));
   }
+  if (opt != nullptr) opt->set_steps(ck.counter("optimizer.steps"));
   RunCounters c;
-  c.step = ck.manifest.step();
-  c.tokens_seen = ck.manifest.tokens_seen();
+  c.step = ck.manifest().step();
+  c.tokens_seen = ck.manifest().tokens_seen();
   c.consumed_samples = ck.counter("data.consumed_samples");
   return c;
+}
+
+absl::StatusOr<std::string> reshard_checkpoint(CheckpointReader& src, const config::RunConfig& cfg,
+                                               const std::string& out_root) {
+  const parallel::ParallelLayout layout{cfg.parallel().pp(), cfg.parallel().dp(), cfg.parallel().ep()};
+  CMOE_RETURN_IF_ERROR(parallel::validate_layout(layout, layout.pp * layout.dp));
+  if (layout.pp > cfg.model().n_layers()) {
+    return absl::InvalidArgumentError(absl::StrCat("parallel.pp = ", layout.pp, " > model.n_layers = ", cfg.model().n_layers()));
+  }
+  RunCounters counters{src.manifest().step(), src.manifest().tokens_seen(), src.counter("data.consumed_samples")};
+  checkpoint::Manifest meta = manifest_header(cfg, src.counter("optimizer.steps"), counters, layout);
+  meta.set_seed(src.manifest().seed());
+  CMOE_ASSIGN_OR_RETURN(std::string tmp, checkpoint_prepare(out_root, counters.step));
+  std::set<std::string> written;
+  for (int stage = 0; stage < layout.pp; ++stage) {
+    for (int e = 0; e < layout.ep; ++e) {
+      // An unfilled model of this writer's shard gives the names, slices and shapes.
+      Model shard(cfg.model(), cfg.train().seed(), pipeline_shard(cfg.model().n_layers(), layout.pp, stage, layout.ep, e),
+                  false);
+      std::vector<StateSlot> slots = state_slots(shard, nullptr, nullptr);
+      std::vector<ShardTensor> tensors;
+      for (const StateSlot* s : owned_slots(slots, layout.ep, e)) {
+        const CheckpointReader::Info* info = src.find(s->name);
+        if (info == nullptr) return absl::NotFoundError(absl::StrCat(src.dir(), ": checkpoint has no tensor ", s->name));
+        if (!(info->shape == s->global)) {
+          return absl::InvalidArgumentError(absl::StrCat(src.dir(), ": tensor ", s->name, " is ", info->shape.str(),
+                                                         ", the config's model expects ", s->global.str()));
+        }
+        Tensor t = Tensor::empty(s->data.shape(), info->dtype);
+        CMOE_RETURN_IF_ERROR(src.read_rows(s->name, s->row0, t));
+        tensors.push_back({s->name, t, s->global, s->row0});
+        written.insert(s->name);
+      }
+      CMOE_ASSIGN_OR_RETURN(std::vector<checkpoint::TensorEntry> entries,
+                            checkpoint_write_shard(tmp, shard_file_name(stage, e), tensors, counters.step));
+      for (auto& en : entries) *meta.add_tensors() = std::move(en);
+    }
+  }
+  for (const std::string& name : src.names()) {
+    if (!written.count(name)) {
+      return absl::InvalidArgumentError(absl::StrCat(src.dir(), ": tensor ", name, " has no place in the config's model"));
+    }
+  }
+  return checkpoint_commit(out_root, std::move(meta), cfg.checkpoint().keep_last());
 }
 
 }  // namespace cmoe

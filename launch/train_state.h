@@ -1,15 +1,19 @@
-// train_state.h — the bridge between a training run's state and checkpoint tensors: names
-// model weights as themselves, AdamW moments as "optim.exp_avg.<name>" / "optim.exp_avg_sq.
-// <name>", aux-free router biases as their own names; counters carry step, optimizer steps,
-// tokens seen and the data loader's consumed samples.
+// train_state.h — the bridge between a training run's state and checkpoints: names model
+// weights as themselves, AdamW moments as "optim.exp_avg.<name>" / "optim.exp_avg_sq.<name>",
+// aux-free router biases as their own names; counters carry step, optimizer steps, tokens seen
+// and the data loader's consumed samples.
 //
-// A checkpoint is layout-independent: it always holds the whole model's global tensors. In a
-// parallel job save_train_state_parallel gathers them to world rank 0 (expert slices
-// all-gathered over each stage's first ep block, stages sent to rank 0 over its pipeline
-// group) and rank 0 writes; load_train_state reads the global tensors on every rank and
-// keeps the rows of its own expert slice (Param::row0), so a run resumes under any layout.
+// Who writes what (docs/checkpoint-format.md): in a (pp, dp, ep) job the ranks of each stage's
+// first expert-parallel block (dp_rank < ep) are the writers; writer (stage s, ep rank e)
+// writes shard_pp<s>_ep<e>.bin holding its expert slices (rows [row0, row0 + n) of each
+// expert tensor, with their moments) and a share of the stage's replicated tensors (each
+// parameter with its two moments goes whole to one writer, largest first to the least-loaded
+// writer). The other dp ranks hold copies and write nothing. The manifest records every slice
+// with its global shape, so any layout reads any checkpoint: load_train_state reads just the
+// rows a rank owns, and reshard_checkpoint rewrites the files for another layout offline.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,20 +31,54 @@ struct RunCounters {
   int64_t consumed_samples = 0;
 };
 
-// Saves a checkpoint of the run under root (<run-dir>/checkpoints).
-absl::StatusOr<std::string> save_train_state(const std::string& root, const config::RunConfig& cfg, Model& model,
-                                             AdamW& opt, const RunCounters& counters);
+// "shard_pp000_ep001.bin": the data file of writer (pipeline stage, expert-parallel rank).
+std::string shard_file_name(int pp_rank, int ep_rank);
 
-// Collective over the world of `groups`: every rank calls it; world rank 0 writes and returns
-// the directory, the others return "". Needs every expert set divisible by ep.
-absl::StatusOr<std::string> save_train_state_parallel(const std::string& root, const config::RunConfig& cfg,
-                                                      Model& model, AdamW& opt, const RunCounters& counters,
-                                                      parallel::ProcessGroups& groups);
+// Saves training state under root (<run-dir>/checkpoints). Collective over groups->world when
+// groups is given (every rank calls every method at the same step); groups null = one process.
+//
+// Synchronous (checkpoint.async false): save() writes every writer's file and commits before
+// returning. Asynchronous: save() copies the rank's share to host memory and returns; a
+// background thread writes and fsyncs the file while training goes on; poll(), called at every
+// step boundary, commits (manifest, rename, latest) once every rank's file is written (one
+// small all-reduce per step while a save is pending); finish() waits and commits. A save
+// starting while another is pending finishes the older one first. The background thread never
+// calls MPI. Destroying the saver with a save pending waits for its thread and leaves the
+// checkpoint uncommitted (the previous one stays latest).
+class TrainStateSaver {
+ public:
+  TrainStateSaver(std::string root, const config::RunConfig& cfg, parallel::ProcessGroups* groups);
+  ~TrainStateSaver();
+  TrainStateSaver(const TrainStateSaver&) = delete;
+  TrainStateSaver& operator=(const TrainStateSaver&) = delete;
 
-// Loads weights (and, if opt is non-null, optimizer state) from a verified checkpoint. Fails
-// naming the tensor when one is missing or its shape differs, and when the checkpoint's model
-// config differs from cfg's.
-absl::StatusOr<RunCounters> load_train_state(const LoadedCheckpoint& ck, const config::RunConfig& cfg, Model& model,
+  // Returns the committed directory on world rank 0 ("" elsewhere, and for a started async save).
+  absl::StatusOr<std::string> save(Model& model, AdamW& opt, const RunCounters& counters);
+  // Returns the directory committed now on world rank 0, else "".
+  absl::StatusOr<std::string> poll();
+  absl::StatusOr<std::string> finish();
+  bool pending() const { return pending_ != nullptr; }
+
+ private:
+  struct Pending;
+  absl::StatusOr<std::string> commit();
+
+  std::string root_;
+  const config::RunConfig& cfg_;
+  parallel::ProcessGroups* groups_;
+  std::unique_ptr<Pending> pending_;
+};
+
+// Loads weights (and, if opt is non-null, optimizer state) from a checkpoint: each parameter's
+// rows for this rank, CRC-checked. Fails naming the tensor when one is missing or its shape
+// differs, and when the checkpoint's model config differs from cfg's.
+absl::StatusOr<RunCounters> load_train_state(CheckpointReader& ck, const config::RunConfig& cfg, Model& model,
                                              AdamW* opt);
+
+// Offline: rewrites checkpoint `src` under out_root (<out_root>/step_N and latest) with the
+// shard files of layout `cfg.parallel()` (cfg = the checkpoint's config with the new layout),
+// verifying every CRC on the way. Returns the directory written.
+absl::StatusOr<std::string> reshard_checkpoint(CheckpointReader& src, const config::RunConfig& cfg,
+                                               const std::string& out_root);
 
 }  // namespace cmoe

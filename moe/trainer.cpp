@@ -311,6 +311,7 @@ absl::StatusOr<TrainSummary> train_loop(const config::RunConfig& cfg, Model& mod
     const double loss = loss_sum / M;
     summary.final_train_loss = loss;
     summary.steps_done = step + 1;
+    const bool last = step + 1 == end_step;
 
     if (rank0) {
       std::string routers;
@@ -336,12 +337,26 @@ absl::StatusOr<TrainSummary> train_loop(const config::RunConfig& cfg, Model& mod
         std::fflush(stdout);
       }
     }
-    const bool last = step + 1 == end_step;
-    if ((step + 1) % t.eval_interval() == 0 && !last) CMOE_RETURN_IF_ERROR(run_eval(step + 1));
+    // Checkpoint work at this step boundary (a save, or an asynchronous save's commit), after
+    // the step's record is written (a crash here loses no record the checkpoint covers) and
+    // timed apart from the step: a {"step", "ckpt_s"} record.
     const int64_t ci = cfg.checkpoint().interval();
+    const auto tc = std::chrono::steady_clock::now();
+    bool ckpt_work = false;
+    if (hooks.step_end) {
+      CMOE_ASSIGN_OR_RETURN(bool committed, hooks.step_end(step + 1));
+      ckpt_work = committed;
+    }
     if (hooks.save && (last || stop || (ci > 0 && (step + 1) % ci == 0))) {
       CMOE_RETURN_IF_ERROR(hooks.save(step + 1, model, opt));
+      ckpt_work = true;
     }
+    if (rank0 && ckpt_work) {
+      const double ckpt_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - tc).count();
+      metrics << absl::StrFormat("{\"step\": %d, \"ckpt_s\": %.4f}\n", step + 1, ckpt_secs);
+      metrics.flush();
+    }
+    if ((step + 1) % t.eval_interval() == 0 && !last) CMOE_RETURN_IF_ERROR(run_eval(step + 1));
     if (stop && !last) {
       if (rank0) std::printf("stopping at step %lld on request (checkpoint saved)\n", static_cast<long long>(step + 1));
       return summary;

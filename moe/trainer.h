@@ -48,6 +48,10 @@ struct TrainHooks {
   std::function<BatchFn()> valid_batches;  // a fresh pass over the validation split
   // Saves a checkpoint of (model, optimizer) after `step` completed steps.
   std::function<absl::Status(int64_t step, Model&, AdamW&)> save;
+  // Called on every rank after each step's record, before its save and evaluation (collective
+  // where the hook is: the asynchronous checkpoint commit polls here). Returns whether it
+  // did checkpoint work (a commit), which is then timed in a {"step", "ckpt_s"} record.
+  std::function<absl::StatusOr<bool>(int64_t step)> step_end;
   std::function<bool()> stop_requested;    // SIGTERM etc.: stop cleanly at the next step
 };
 

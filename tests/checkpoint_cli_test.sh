@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# `cmoe checkpoint inspect|verify` through the binary, on a checkpoint a short `cmoe train` wrote.
-#  - inspect (text, --tensors, --json) reports the manifest's step, counters, tensor count and
-#    bytes, which must equal the sum of the tensors' nbytes and fit in tensors.bin;
+# `cmoe checkpoint inspect|verify|reshard` through the binary, on a checkpoint a short `cmoe
+# train` wrote.
+#  - inspect (text, --tensors, --json) reports the manifest's step, counters, layout, tensor
+#    count and bytes, which must equal the sum of the tensors' nbytes and fit in the shard file;
 #  - verify accepts the fresh checkpoint (by step directory and by checkpoints root);
 #  - verify refuses, exit 1, with the message naming what is wrong: a flipped byte (CRC-32C,
-#    tensor, file, offset), a truncated tensors.bin (the tensor and "truncated"), a deleted
-#    manifest.pb, a deleted tensors.bin, and a root whose `latest` names a missing directory.
+#    tensor, file, offset), a truncated shard (the tensor and "truncated"), a deleted
+#    manifest.pb, a deleted shard file, and a root whose `latest` names a missing directory;
+#  - reshard writes the (1,2,2) layout's two shard files (expert rows split, every weight equal
+#    to the source's when read back through `cmoe export`), verify accepts it, a deleted shard
+#    of it is refused naming the file; reshard refuses non-parallel keys, a layout whose ep
+#    does not divide dp, and an existing destination step.
 # Usage: checkpoint_cli_test.sh CMOE MAKE_DATASET CONFIG
 set -euo pipefail
 cmoe=$1 make_dataset=$2 config=$3
@@ -22,27 +27,30 @@ ck="$root/step_00000003"
 
 # inspect: text with --tensors.
 "$cmoe" checkpoint inspect "$root" --tensors > "$work/inspect.txt"
-grep -q "^format_version 1 | step 3 | tokens_seen 384 | seed 1234$" "$work/inspect.txt" \
+grep -q "^format_version 2 | step 3 | tokens_seen 384 | seed 1234$" "$work/inspect.txt" \
   || { cat "$work/inspect.txt"; fail "inspect: wrong header line (tiny: 3 steps x 4 x 32 tokens)"; }
 grep -q "^counter data.consumed_samples = 12$" "$work/inspect.txt" || fail "inspect: consumed_samples counter"
 grep -q "model: vocab 512, d_model 64, 2 layers, 4 heads, ffn_hidden 128, seq_len 32 | moe CARTESIAN" \
   "$work/inspect.txt" || fail "inspect: model summary"
-grep -Eq "^  embed.weight +f32 +\(512, 64\) +131072 bytes  tensors.bin@0$" "$work/inspect.txt" \
+grep -q "^written by pp 1 x dp 1 x ep 1: 1 files (shard_pp000_ep000.bin)$" "$work/inspect.txt" || fail "inspect: layout line"
+grep -Eq "^  embed.weight +f32 +\(512, 64\) +rows 0:512 +131072 bytes  shard_pp000_ep000.bin@[0-9]+$" "$work/inspect.txt" \
   || fail "inspect --tensors: embed.weight row"
 
 # inspect --json: the total equals the sum of entries, every tensor fits in tensors.bin, and
 # every weight has both AdamW moments.
 "$cmoe" checkpoint inspect "$ck" --json > "$work/inspect.json"
-/usr/bin/python3 - "$work/inspect.json" "$ck/tensors.bin" <<'EOF'
+/usr/bin/python3 - "$work/inspect.json" "$ck/shard_pp000_ep000.bin" <<'EOF'
 import json, math, os, sys
 j = json.load(open(sys.argv[1]))
 size = os.path.getsize(sys.argv[2])
-assert j["format_version"] == 1 and j["step"] == 3 and j["seed"] == 1234, j
+assert j["format_version"] == 2 and j["step"] == 3 and j["seed"] == 1234, j
+assert j["layout"] == {"pp": 1, "dp": 1, "ep": 1} and j["files"] == ["shard_pp000_ep000.bin"], j["files"]
+assert j["num_entries"] == j["num_tensors"], "one rank: one entry per tensor"
 assert j["counters"]["data.consumed_samples"] == 12, j["counters"]
 assert j["num_tensors"] == len(j["tensors"]) > 0
 assert j["total_bytes"] == sum(t["nbytes"] for t in j["tensors"])
 for t in j["tensors"]:
-    assert t["nbytes"] == 4 * math.prod(t["shape"]), t
+    assert t["nbytes"] == 4 * math.prod(t["shape"]) and t["rows"] == [0, t["shape"][0]], t
     assert t["offset"] % 64 == 0 and t["offset"] + t["nbytes"] <= size, t
 names = {t["name"] for t in j["tensors"]}
 weights = [n for n in names if not n.startswith("optim.")]
@@ -74,21 +82,22 @@ expect_fail() {
 }
 fresh() { rm -rf "$work/c"; cp -r "$ck" "$work/c"; }
 
-# A flipped byte inside embed.weight (offset 0, 131072 bytes).
+# A flipped byte inside embed.weight (131072 bytes).
+eoff=$(/usr/bin/python3 -c 'import json,sys; print([t for t in json.load(open(sys.argv[1]))["tensors"] if t["name"] == "embed.weight"][0]["offset"])' "$work/inspect.json")
 fresh
-printf '\xff' | dd of="$work/c/tensors.bin" bs=1 seek=1000 conv=notrunc status=none
-expect_fail flipped "$work/c" "c/tensors.bin tensor embed.weight at offset 0: CRC-32C [0-9a-f]{8}, manifest says [0-9a-f]{8}"
+printf '\xff' | dd of="$work/c/shard_pp000_ep000.bin" bs=1 seek=$((eoff + 1000)) conv=notrunc status=none
+expect_fail flipped "$work/c" "c/shard_pp000_ep000.bin tensor embed.weight at offset $eoff: CRC-32C [0-9a-f]{8}, manifest says [0-9a-f]{8}"
 
 # A flipped byte in the last tensor: found there, not earlier.
 fresh
 last=$(/usr/bin/python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["tensors"][-1]; print(t["name"], t["offset"], t["nbytes"])' "$work/inspect.json")
 read -r lname loff lbytes <<< "$last"
-printf '\x01' | dd of="$work/c/tensors.bin" bs=1 seek=$((loff + lbytes - 1)) conv=notrunc status=none
+printf '\x01' | dd of="$work/c/shard_pp000_ep000.bin" bs=1 seek=$((loff + lbytes - 1)) conv=notrunc status=none
 expect_fail flipped_last "$work/c" "tensor ${lname//./\\.} at offset $loff: CRC-32C"
 
-# tensors.bin truncated in the middle of the last tensor.
+# The shard truncated in the middle of the last tensor.
 fresh
-truncate -s $((loff + lbytes / 2)) "$work/c/tensors.bin"
+truncate -s $((loff + lbytes / 2)) "$work/c/shard_pp000_ep000.bin"
 expect_fail truncated "$work/c" "tensor ${lname//./\\.}: needs bytes \[$loff, $((loff + lbytes))\) but the file has $((loff + lbytes / 2)) bytes \(truncated\?\)"
 
 # manifest.pb deleted.
@@ -101,17 +110,59 @@ fresh
 truncate -s 10 "$work/c/manifest.pb"
 expect_fail bad_manifest "$work/c" "c/manifest.pb: not a valid checkpoint manifest \(10 bytes\)"
 
-# tensors.bin deleted.
+# The shard file deleted.
 fresh
-rm "$work/c/tensors.bin"
-expect_fail no_data "$work/c" "missing checkpoint file .*c/tensors.bin \(tensor embed.weight\)"
+rm "$work/c/shard_pp000_ep000.bin"
+expect_fail no_data "$work/c" "missing checkpoint file .*c/shard_pp000_ep000.bin \(tensor "
 
 # A root whose latest names a directory that is not there.
 mkdir "$work/root2"
 echo step_00000099 > "$work/root2/latest"
 expect_fail dangling_latest "$work/root2" "root2/step_00000099/manifest.pb: missing"
 
+# reshard for (1,2,2): two shard files, expert rows split between them, same weights when exported.
+"$cmoe" checkpoint reshard "$root" --out "$work/rs/checkpoints" --set parallel.dp=2 --set parallel.ep=2 > "$work/rs.log" \
+  || { cat "$work/rs.log"; fail "reshard"; }
+grep -q "for pp 1 x dp 2 x ep 2: .*rs/checkpoints/step_00000003$" "$work/rs.log" || { cat "$work/rs.log"; fail "reshard message"; }
+[ "$(cd "$work/rs/checkpoints/step_00000003" && ls shard_*.bin | tr '\n' ' ')" = "shard_pp000_ep000.bin shard_pp000_ep001.bin " ] \
+  || fail "reshard files: $(ls "$work/rs/checkpoints/step_00000003")"
+"$cmoe" checkpoint verify "$work/rs/checkpoints" > "$work/rs_ok.txt" || { cat "$work/rs_ok.txt"; fail "verify resharded"; }
+grep -q "^OK: $n tensors, $b bytes verified" "$work/rs_ok.txt" || { cat "$work/rs_ok.txt"; fail "verify resharded: counts"; }
+"$cmoe" checkpoint inspect "$work/rs/checkpoints" --json > "$work/rs.json"
+/usr/bin/python3 - "$work/rs.json" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["layout"] == {"pp": 1, "dp": 2, "ep": 2}, j["layout"]
+experts = [t for t in j["tensors"] if t["name"] == "layers.0.moeA.experts.w1"]
+assert sorted((t["file"], t["rows"][0], t["rows"][1]) for t in experts) == \
+    [("shard_pp000_ep000.bin", 0, 2), ("shard_pp000_ep001.bin", 2, 4)], experts
+assert j["num_entries"] > j["num_tensors"]
+EOF
+"$cmoe" export --checkpoint "$root" --out "$work/a.safetensors" > /dev/null
+"$cmoe" export --checkpoint "$work/rs/checkpoints" --out "$work/b.safetensors" > /dev/null
+/usr/bin/python3 - "$work/a.safetensors" "$work/b.safetensors" <<'EOF'
+import json, struct, sys
+def load(p):
+    raw = open(p, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    h = json.loads(raw[8:8 + n])
+    h.pop("__metadata__", None)
+    return {k: raw[8 + n + v["data_offsets"][0]: 8 + n + v["data_offsets"][1]] for k, v in h.items()}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), "resharded weights differ"
+EOF
+rm -rf "$work/c" && cp -r "$work/rs/checkpoints/step_00000003" "$work/c" && rm "$work/c/shard_pp000_ep001.bin"
+expect_fail no_shard "$work/c" "missing checkpoint file .*c/shard_pp000_ep001.bin \(tensor "
+rc=0; "$cmoe" checkpoint reshard "$root" --out "$work/rs/checkpoints" --set parallel.dp=2 > "$work/rs2.log" 2>&1 || rc=$?
+{ [ "$rc" = 1 ] && grep -q "step_00000003 exists; not overwriting it" "$work/rs2.log"; } || { cat "$work/rs2.log"; fail "reshard over an existing step"; }
+rc=0; "$cmoe" checkpoint reshard "$root" --out "$work/rs3" --set train.lr=1 > "$work/rs3.log" 2>&1 || rc=$?
+{ [ "$rc" = 2 ] && grep -q "only parallel.pp, parallel.dp and parallel.ep can change" "$work/rs3.log"; } || fail "reshard --set train.lr"
+rc=0; "$cmoe" checkpoint reshard "$root" --out "$work/rs4" --set parallel.dp=3 --set parallel.ep=2 > "$work/rs4.log" 2>&1 || rc=$?
+{ [ "$rc" = 1 ] && grep -q "ep" "$work/rs4.log"; } || { cat "$work/rs4.log"; fail "reshard with ep not dividing dp"; }
+[ -z "$(ls "$work/rs4" 2>/dev/null)" ] || fail "reshard wrote into $work/rs4 for a bad layout: $(ls "$work/rs4")"
+echo "reshard: (1,2,2) files written, verified, weights equal; bad requests refused"
+
 # Usage errors exit 2.
 rc=0; "$cmoe" checkpoint verify > /dev/null 2>&1 || rc=$?; [ "$rc" = 2 ] || fail "verify without DIR exited $rc"
 rc=0; "$cmoe" checkpoint frob "$ck" > /dev/null 2>&1 || rc=$?; [ "$rc" = 2 ] || fail "unknown subcommand exited $rc"
-echo "checkpoint cli: inspect and verify OK on $n tensors / $b bytes; 7 kinds of damage refused"
+echo "checkpoint cli: inspect, verify and reshard OK on $n tensors / $b bytes; 8 kinds of damage refused"

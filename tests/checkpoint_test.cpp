@@ -1,0 +1,215 @@
+// checkpoint_test.cpp — the sharded checkpoint library: two writers' row slices committed into
+// one checkpoint read back by any row range (across entry boundaries, bit for bit); the
+// manifest checks at open (a missing shard file, a gap or an overlap between slices, a
+// truncated file); a flipped byte caught by the CRC of the entry that holds it; commit order
+// (nothing is `latest` before commit; keep_last retention); a staging leftover replaced.
+#include "checkpoint/checkpoint.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+namespace cmoe {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = (fs::temp_directory_path() / ("cmoe_checkpoint_test_" + std::to_string(::getpid()) + "_" +
+                                          ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+                .string();
+    fs::remove_all(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  static Tensor ramp(const Shape& s, float base) {
+    Tensor t = Tensor::empty(s, DType::kF32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = base + static_cast<float>(i) * 0.25f;
+    return t;
+  }
+
+  // Global tensors: w (6, 3, 2) split as rows [0, 2) by writer A and [2, 6) by writer B;
+  // b (5) whole in writer B. Returns the checkpoint directory.
+  std::string save_two_writers(int64_t step, bool skip_rows_2_to_4 = false, bool overlap = false) {
+    auto tmp = checkpoint_prepare(root_, step);
+    EXPECT_TRUE(tmp.ok()) << tmp.status();
+    const Shape g{6, 3, 2};
+    std::vector<ShardTensor> a = {{"w", w_.slice0(0, overlap ? 3 : 2), g, 0}};
+    std::vector<ShardTensor> b;
+    if (skip_rows_2_to_4) b.push_back({"w", w_.slice0(4, 6), g, 4});
+    else b.push_back({"w", w_.slice0(2, 6), g, 2});
+    b.push_back({"b", b_, b_.shape(), 0});
+    auto ea = checkpoint_write_shard(*tmp, "shard_a.bin", a);
+    auto eb = checkpoint_write_shard(*tmp, "shard_b.bin", b);
+    EXPECT_TRUE(ea.ok() && eb.ok());
+    checkpoint::Manifest meta;
+    meta.set_step(step);
+    for (auto* es : {&*ea, &*eb})
+      for (auto& e : *es) *meta.add_tensors() = e;
+    auto before = checkpoint_latest(root_);
+    EXPECT_TRUE(!before.ok() || *before != root_ + "/" + checkpoint_step_name(step)) << "latest moved before commit";
+    EXPECT_FALSE(fs::exists(root_ + "/" + checkpoint_step_name(step))) << "step directory before commit";
+    auto dir = checkpoint_commit(root_, meta, 2);
+    EXPECT_TRUE(dir.ok()) << dir.status();
+    return dir.ok() ? *dir : std::string();
+  }
+
+  std::string root_;
+  Tensor w_ = ramp({6, 3, 2}, 1.0f), b_ = ramp({5}, -3.0f);
+};
+
+TEST_F(CheckpointTest, TwoWritersReadBackByAnyRows) {
+  const std::string dir = save_two_writers(7);
+  auto latest = checkpoint_latest(root_);
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(*latest, root_ + "/step_00000007");
+  auto r = CheckpointReader::open(dir);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->manifest().format_version(), kCheckpointFormatVersion);
+  ASSERT_NE((*r)->find("w"), nullptr);
+  EXPECT_EQ((*r)->find("w")->entries.size(), 2u);
+  // Every row range, including ones spanning both writers' entries.
+  for (int64_t lo = 0; lo < 6; ++lo) {
+    for (int64_t hi = lo + 1; hi <= 6; ++hi) {
+      Tensor out = Tensor::zeros({hi - lo, 3, 2}, DType::kF32);
+      ASSERT_TRUE((*r)->read_rows("w", lo, out).ok()) << lo << ":" << hi;
+      EXPECT_EQ(std::memcmp(out.raw_data(), w_.slice0(lo, hi).raw_data(), out.nbytes()), 0) << lo << ":" << hi;
+    }
+  }
+  auto b = (*r)->read("b");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(std::memcmp(b->raw_data(), b_.raw_data(), b_.nbytes()), 0);
+  auto bytes = (*r)->verify_all();
+  ASSERT_TRUE(bytes.ok());
+  EXPECT_EQ(*bytes, w_.nbytes() + b_.nbytes());
+  // Wrong trailing dims, dtype or range: refused, naming the tensor.
+  Tensor bad = Tensor::zeros({2, 2, 3}, DType::kF32);
+  absl::Status st = (*r)->read_rows("w", 0, bad);
+  EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
+  EXPECT_NE(st.message().find("tensor w"), std::string::npos) << st;
+  Tensor past = Tensor::zeros({2, 3, 2}, DType::kF32);
+  EXPECT_FALSE((*r)->read_rows("w", 5, past).ok());
+  EXPECT_TRUE(absl::IsNotFound((*r)->read_rows("nope", 0, past)));
+}
+
+TEST_F(CheckpointTest, MissingShardFileNamed) {
+  const std::string dir = save_two_writers(3);
+  fs::remove(dir + "/shard_a.bin");
+  auto r = CheckpointReader::open(dir);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("missing checkpoint file " + dir + "/shard_a.bin (tensor w)"), std::string::npos)
+      << r.status();
+}
+
+TEST_F(CheckpointTest, GapBetweenSlicesIsAMissingShard) {
+  const std::string dir = save_two_writers(3, /*skip_rows_2_to_4=*/true);
+  auto r = CheckpointReader::open(dir);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("tensor w: rows [2, 4) are in no file (a missing shard?)"), std::string::npos)
+      << r.status();
+}
+
+TEST_F(CheckpointTest, OverlappingSlicesRefused) {
+  const std::string dir = save_two_writers(3, false, /*overlap=*/true);
+  auto r = CheckpointReader::open(dir);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("tensor w: rows [2, 3) are in two entries (the second in shard_b.bin)"),
+            std::string::npos)
+      << r.status();
+}
+
+TEST_F(CheckpointTest, TruncatedShardNamedAtOpen) {
+  const std::string dir = save_two_writers(3);
+  fs::resize_file(dir + "/shard_b.bin", fs::file_size(dir + "/shard_b.bin") - 1);
+  auto r = CheckpointReader::open(dir);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("shard_b.bin tensor b: needs bytes"), std::string::npos) << r.status();
+  EXPECT_NE(r.status().message().find("(truncated?)"), std::string::npos) << r.status();
+}
+
+TEST_F(CheckpointTest, FlippedByteCaughtByItsEntryOnly) {
+  const std::string dir = save_two_writers(3);
+  {
+    std::fstream f(dir + "/shard_b.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(8);  // inside w's rows [2, 6) (offset 0)
+    f.put('\x7f');
+  }
+  auto r = CheckpointReader::open(dir);
+  ASSERT_TRUE(r.ok()) << r.status();  // sizes are fine: the damage shows when read
+  Tensor first = Tensor::zeros({2, 3, 2}, DType::kF32);
+  EXPECT_TRUE((*r)->read_rows("w", 0, first).ok()) << "rows [0, 2) live in the intact shard_a.bin";
+  Tensor all = Tensor::zeros({6, 3, 2}, DType::kF32);
+  absl::Status st = (*r)->read_rows("w", 0, all);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("shard_b.bin tensor w at offset 0: CRC-32C"), std::string::npos) << st;
+  EXPECT_FALSE((*r)->verify_all().ok());
+}
+
+TEST_F(CheckpointTest, RetentionAndLeftoverStaging) {
+  // A leftover staging directory of step 2 (a crashed save) is replaced, not merged.
+  fs::create_directories(root_ + "/.tmp-step_00000002");
+  std::ofstream(root_ + "/.tmp-step_00000002/junk.bin") << "junk";
+  save_two_writers(1);
+  save_two_writers(2);
+  EXPECT_FALSE(fs::exists(root_ + "/step_00000002/junk.bin"));
+  save_two_writers(3);
+  EXPECT_FALSE(fs::exists(root_ + "/step_00000001")) << "keep_last 2";
+  EXPECT_TRUE(fs::exists(root_ + "/step_00000002"));
+  auto latest = checkpoint_latest(root_);
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(*latest, root_ + "/step_00000003");
+}
+
+// The asynchronous path (snapshot image, O_DIRECT write where the file system allows it) writes
+// the same bytes and entries as the direct path, and the snapshot does not see later writes to
+// the live tensors.
+TEST_F(CheckpointTest, ImageWritesTheSameShard) {
+  fs::create_directories(root_);
+  const Shape g{6, 3, 2};
+  std::vector<ShardTensor> ts = {{"w", w_.slice0(1, 4), g, 1}, {"b", b_, b_.shape(), 0}, {"w2", ramp({1000, 3}, 7.0f), Shape{1000, 3}, 0}};
+  auto direct = checkpoint_write_shard(root_, "direct.bin", ts);
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  auto image = checkpoint_shard_image("image.bin", ts);
+  ASSERT_TRUE(image.ok()) << image.status();
+  const float before = b_.data<float>()[0];
+  b_.data<float>()[0] = 1e9f;  // training goes on after the snapshot
+  auto written = checkpoint_write_image(root_, *image, 5);
+  b_.data<float>()[0] = before;
+  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_EQ(written->size(), direct->size());
+  for (size_t i = 0; i < direct->size(); ++i) {
+    EXPECT_EQ((*written)[i].offset(), (*direct)[i].offset());
+    EXPECT_EQ((*written)[i].crc32c(), (*direct)[i].crc32c()) << (*direct)[i].name();
+    EXPECT_EQ((*written)[i].file(), "image.bin");
+  }
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string a = slurp(root_ + "/direct.bin"), b = slurp(root_ + "/image.bin");
+  EXPECT_EQ(a.size(), image->size);
+  EXPECT_TRUE(a == b) << "image file differs from the directly written one (" << a.size() << " vs " << b.size() << " bytes)";
+}
+
+TEST_F(CheckpointTest, SingleWriterSaveLoad) {
+  checkpoint::Manifest meta;
+  meta.set_step(4);
+  auto* c = meta.add_counters();
+  c->set_name("data.consumed_samples");
+  c->set_value(99);
+  auto dir = checkpoint_save(root_, meta, {{"w", w_}, {"b", b_}}, 1);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  auto ck = checkpoint_load(*dir);
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  EXPECT_EQ(ck->counter("data.consumed_samples"), 99);
+  EXPECT_EQ(std::memcmp(ck->tensors.at("w").raw_data(), w_.raw_data(), w_.nbytes()), 0);
+  EXPECT_EQ(ck->manifest.tensors(0).file(), "tensors.bin");
+}
+
+}  // namespace
+}  // namespace cmoe
