@@ -3,11 +3,14 @@
 # trained STEPS steps three times in a row, with no checkpoint before the end, with synchronous
 # checkpoints every INTERVAL steps, and with asynchronous ones (checkpoint.async=true), then
 #
-#   time(mode) = sum over steps 1 .. STEPS-1 of (step_s + ckpt_s)
+#   time(mode) = sum over steps 2 .. STEPS-1 of (step_s + ckpt_s)
 #                (metrics.jsonl: step records' step_s, checkpoint records' ckpt_s)
-#   slowdown(mode) = time(mode) / time(none) - 1
+#   vs none    = time(mode) / time(none) - 1
+#   in-run     = time(mode) / (median step_s of the same run * steps) - 1
 #
-# The last step is left out of every sum (all three modes save there). step_s is the step
+# "vs none" compares separate processes, whose step times drift by a few percent on this
+# machine; "in-run" compares a run with itself (none's in-run figure is the noise floor). Step
+# 1 (warm-up) and the last step (all three modes save there) are left out. step_s is the step
 # itself (an asynchronous save's writer thread competes with it for the cores); ckpt_s is the
 # time the loop spends at the step boundary on checkpoints (sync: the whole save; async: the
 # snapshot to host memory, and the commit once the writer is done).
@@ -38,22 +41,28 @@ for mode in none sync async; do
 done
 du -sh "$work/sync/checkpoints/$(cat "$work/sync/checkpoints/latest")" | awk '{print "checkpoint size: " $1}'
 "$python" - "$work" "$steps" "$interval" <<'PY'
-import json, sys
+import json, statistics, sys
 work, steps, interval = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def load(mode):
     recs = [json.loads(l) for l in open(f"{work}/{mode}/metrics.jsonl")]
-    return [dict(r, ckpt_s=r.get("ckpt_s", 0.0), step_s=r.get("step_s", 0.0)) for r in recs
-            if r["step"] < steps and ("loss" in r or "ckpt_s" in r)]
+    step_s = {r["step"]: r["step_s"] for r in recs if "loss" in r and 1 < r["step"] < steps}
+    ckpt_s = {r["step"]: r["ckpt_s"] for r in recs if "ckpt_s" in r and r["step"] < steps}
+    return step_s, ckpt_s
 runs = {m: load(m) for m in ("none", "sync", "async")}
-total = {m: sum(r["step_s"] + r["ckpt_s"] for r in rs) for m, rs in runs.items()}
-saves = [s for s in range(interval, steps, interval)]
-print(f"{steps - 1} steps, checkpoints at steps {saves} (plus the final one, not counted)")
-print(f"{'mode':6} {'time_s':>8} {'step_s sum':>10} {'ckpt_s sum':>10} {'ckpt_s/save':>11} {'slowdown':>9}")
-for m, rs in runs.items():
-    st = sum(r["step_s"] for r in rs)
-    ck = sum(r["ckpt_s"] for r in rs)
-    per = ck / len(saves) if m != "none" and saves else 0.0
-    print(f"{m:6} {total[m]:8.2f} {st:10.2f} {ck:10.3f} {per:11.3f} {100 * (total[m] / total['none'] - 1):8.2f}%")
+saves = list(range(interval, steps, interval))
+print(f"steps 2..{steps - 1} (step 1 warms up; the last step's save is in every mode), checkpoints at {saves}")
+print(f"{'mode':6} {'time_s':>8} {'step_s sum':>10} {'ckpt_s sum':>10} {'ckpt_s/save':>11} {'vs none':>8} {'in-run':>8}")
+out = {}
+base = sum(runs["none"][0].values())
+for m, (st, ck) in runs.items():
+    total = sum(st.values()) + sum(ck.values())
+    # In-run: against this run's own median step time, so drift between runs cancels.
+    inrun = total / (statistics.median(st.values()) * len(st)) - 1
+    per = sum(ck.values()) / len(saves) if m != "none" and saves else 0.0
+    out[m] = (total / base - 1, inrun)
+    print(f"{m:6} {total:8.2f} {sum(st.values()):10.2f} {sum(ck.values()):10.3f} {per:11.3f} {100 * out[m][0]:7.2f}% "
+          f"{100 * inrun:7.2f}%")
 print(json.dumps({"bench": "checkpoint_async", "steps": steps, "interval": interval,
-                  **{f"slowdown_{m}": total[m] / total["none"] - 1 for m in ("sync", "async")}}))
+                  **{f"slowdown_{m}": out[m][0] for m in ("sync", "async")},
+                  **{f"inrun_slowdown_{m}": out[m][1] for m in ("none", "sync", "async")}}))
 PY

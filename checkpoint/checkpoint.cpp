@@ -138,6 +138,7 @@ absl::StatusOr<std::vector<checkpoint::TensorEntry>> checkpoint_write_shard(cons
   Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (fd.get() < 0) return errno_error("cannot create", path);
   std::vector<checkpoint::TensorEntry> entries;
+  std::vector<Tensor> hosts;
   uint64_t offset = 0;
   static const char kZeros[64] = {};
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -146,17 +147,20 @@ absl::StatusOr<std::vector<checkpoint::TensorEntry>> checkpoint_write_shard(cons
     CMOE_RETURN_IF_ERROR(write_all(fd.get(), kZeros, pad, path));
     offset += pad;
     CMOE_ASSIGN_OR_RETURN(checkpoint::TensorEntry e, entry_for(tensors[i], host, file, offset));
-    e.set_crc32c(crc32c(host.raw_data(), host.nbytes()));
     CMOE_RETURN_IF_ERROR(write_all(fd.get(), host.raw_data(), host.nbytes(), path));
     offset += host.nbytes();
     entries.push_back(std::move(e));
+    hosts.push_back(host);
     if (i + 1 == (tensors.size() + 1) / 2) checkpoint_crash_point("shard_data", step);  // half written
   }
+  // The CRCs while the kernel writes the dirty pages back (fsync below waits for the rest).
+  for (size_t i = 0; i < entries.size(); ++i) entries[i].set_crc32c(crc32c(hosts[i].raw_data(), hosts[i].nbytes()));
   if (::fsync(fd.get()) != 0) return errno_error("cannot fsync", path);
   return entries;
 }
 
-absl::StatusOr<ShardImage> checkpoint_shard_image(const std::string& file, const std::vector<ShardTensor>& tensors) {
+absl::StatusOr<ShardImage> checkpoint_shard_image(const std::string& file, const std::vector<ShardTensor>& tensors,
+                                                  ShardImage* reuse) {
   if (!safe_file_name(file)) return absl::InvalidArgumentError(absl::StrCat("bad shard file name \"", file, "\""));
   ShardImage img;
   img.file = file;
@@ -171,9 +175,18 @@ absl::StatusOr<ShardImage> checkpoint_shard_image(const std::string& file, const
   }
   img.size = offset;
   const uint64_t capacity = std::max<uint64_t>(kDirectAlign, (offset + kDirectAlign - 1) / kDirectAlign * kDirectAlign);
-  char* raw = static_cast<char*>(std::aligned_alloc(kDirectAlign, capacity));
-  if (raw == nullptr) return absl::ResourceExhaustedError(absl::StrCat("checkpoint snapshot of ", file, ": cannot allocate ", capacity, " bytes"));
-  img.bytes = std::shared_ptr<char>(raw, [](char* p) { std::free(p); });
+  if (reuse != nullptr && reuse->bytes && reuse->capacity >= capacity) {
+    img.bytes = std::move(reuse->bytes);
+    img.capacity = reuse->capacity;
+  } else {
+    char* fresh = static_cast<char*>(std::aligned_alloc(kDirectAlign, capacity));
+    if (fresh == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrCat("checkpoint snapshot of ", file, ": cannot allocate ", capacity, " bytes"));
+    }
+    img.bytes = std::shared_ptr<char>(fresh, [](char* p) { std::free(p); });
+    img.capacity = capacity;
+  }
+  char* raw = img.bytes.get();
   uint64_t at = 0;
   for (size_t i = 0; i < hosts.size(); ++i) {
     const uint64_t off = img.entries[i].offset();
@@ -181,7 +194,7 @@ absl::StatusOr<ShardImage> checkpoint_shard_image(const std::string& file, const
     std::memcpy(raw + off, hosts[i].raw_data(), hosts[i].nbytes());
     at = off + hosts[i].nbytes();
   }
-  std::memset(raw + at, 0, capacity - at);
+  std::memset(raw + at, 0, capacity - at);  // through the padding O_DIRECT writes
   return img;
 }
 

@@ -69,10 +69,13 @@ absl::StatusOr<std::vector<checkpoint::TensorEntry>> checkpoint_write_shard(cons
 struct ShardImage {
   std::string file;
   std::vector<checkpoint::TensorEntry> entries;
-  std::shared_ptr<char> bytes;  // capacity: size rounded up to 4096, zero-padded
-  uint64_t size = 0;
+  std::shared_ptr<char> bytes;  // `capacity` bytes: size rounded up to 4096, zero-padded
+  uint64_t size = 0, capacity = 0;
 };
-absl::StatusOr<ShardImage> checkpoint_shard_image(const std::string& file, const std::vector<ShardTensor>& tensors);
+// `reuse`: a previous image whose buffer is taken over when large enough (a run's shard has the
+// same size at every save, so the buffer's pages are faulted in once, not at every snapshot).
+absl::StatusOr<ShardImage> checkpoint_shard_image(const std::string& file, const std::vector<ShardTensor>& tensors,
+                                                  ShardImage* reuse = nullptr);
 absl::StatusOr<std::vector<checkpoint::TensorEntry>> checkpoint_write_image(const std::string& dir, ShardImage& image,
                                                                             int64_t step = -1);
 

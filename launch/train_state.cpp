@@ -153,7 +153,6 @@ struct TrainStateSaver::Pending {
 
   void write() {
     entries = async ? checkpoint_write_image(tmp, image, step) : checkpoint_write_shard(tmp, file, tensors, step);
-    image.bytes.reset();  // the snapshot's memory back as soon as it is on disk
     done.store(true, std::memory_order_release);
   }
 };
@@ -194,7 +193,7 @@ absl::StatusOr<std::string> TrainStateSaver::save(Model& model, AdamW& opt, cons
     std::vector<StateSlot> slots = state_slots(model, &opt.exp_avg(), &opt.exp_avg_sq());
     for (const StateSlot* s : owned_slots(slots, layout.ep, ep_rank)) p->tensors.push_back({s->name, s->data, s->global, s->row0});
     if (async) {
-      CMOE_ASSIGN_OR_RETURN(p->image, checkpoint_shard_image(p->file, p->tensors));
+      CMOE_ASSIGN_OR_RETURN(p->image, checkpoint_shard_image(p->file, p->tensors, &spare_));
       p->tensors.clear();  // the image holds the copy; no views of the live state are kept
     }
   }
@@ -235,6 +234,7 @@ absl::StatusOr<std::string> TrainStateSaver::finish() {
 absl::StatusOr<std::string> TrainStateSaver::commit() {
   std::unique_ptr<Pending> p = std::move(pending_);
   if (p->thread.joinable()) p->thread.join();
+  if (p->image.bytes) spare_ = std::move(p->image);  // the next snapshot reuses the buffer
   parallel::Communicator* world = groups_ ? groups_->world.get() : nullptr;
   const bool rank0 = world == nullptr || world->rank() == 0;
   // 3. Every rank's entries (or its error) to world rank 0, which commits.

@@ -44,7 +44,8 @@ std::string shard_file_name(int pp_rank, int ep_rank);
 // small all-reduce per step while a save is pending); finish() waits and commits. A save
 // starting while another is pending finishes the older one first. The background thread never
 // calls MPI. Destroying the saver with a save pending waits for its thread and leaves the
-// checkpoint uncommitted (the previous one stays latest).
+// checkpoint uncommitted (the previous one stays latest). Asynchronous saves keep their
+// snapshot buffer (the size of the rank's shard) between saves.
 class TrainStateSaver {
  public:
   TrainStateSaver(std::string root, const config::RunConfig& cfg, parallel::ProcessGroups* groups);
@@ -67,6 +68,7 @@ class TrainStateSaver {
   const config::RunConfig& cfg_;
   parallel::ProcessGroups* groups_;
   std::unique_ptr<Pending> pending_;
+  ShardImage spare_;  // async: the last snapshot's buffer, kept for the next one
 };
 
 // Loads weights (and, if opt is non-null, optimizer state) from a checkpoint: each parameter's
