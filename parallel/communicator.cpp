@@ -35,6 +35,16 @@ const char* reduce_op_name(ReduceOp op) {
   return "?";
 }
 
+#ifndef CMOE_HAVE_NCCL
+// Without NCCL there is no GPU backend (backend/nccl.cpp defines the real one).
+absl::StatusOr<std::unique_ptr<Communicator>> make_gpu_communicator(Communicator& bootstrap,
+                                                                    const std::string& name) {
+  return absl::UnimplementedError(absl::StrCat(
+      "GPU communicator '", name, "' over '", bootstrap.name(),
+      "': this cmoe was built without NCCL (configure with CUDA and NCCL to get the NCCL backend)"));
+}
+#endif
+
 // ---- CommWork ----
 
 CommWork& CommWork::operator=(CommWork&& o) noexcept {
@@ -127,19 +137,21 @@ absl::Status device_is(const Communicator& c, const char* op, const Tensor& t) {
   return absl::OkStatus();
 }
 
-absl::Status reducible(const Communicator& c, const char* op, const Tensor& t) {
+absl::Status reducible(const Communicator& c, const char* op, const Tensor& t, bool bf16_ok) {
   CMOE_RETURN_IF_ERROR(device_is(c, op, t));
   DType d = t.dtype();
-  if (d != DType::kF32 && d != DType::kI32 && d != DType::kI64) {
-    return absl::InvalidArgumentError(absl::StrCat(where(c, op), ": cannot reduce ", t.str(),
-                                                   "; reductions take f32, i32 or i64 (reduce "
-                                                   "bf16 data in f32)"));
+  if (d != DType::kF32 && d != DType::kI32 && d != DType::kI64 && !(bf16_ok && d == DType::kBF16)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where(c, op), ": cannot reduce ", t.str(),
+        bf16_ok ? "; reductions take f32, i32, i64 or bf16"
+                : "; reductions take f32, i32 or i64 (reduce bf16 data in f32)"));
   }
   return absl::OkStatus();
 }
 
-absl::Status reduce_scatter_shapes(const Communicator& c, const Tensor& out, const Tensor& in) {
-  CMOE_RETURN_IF_ERROR(reducible(c, "reduce_scatter", in));
+absl::Status reduce_scatter_shapes(const Communicator& c, const Tensor& out, const Tensor& in,
+                                   bool bf16_ok) {
+  CMOE_RETURN_IF_ERROR(reducible(c, "reduce_scatter", in, bf16_ok));
   CMOE_RETURN_IF_ERROR(device_is(c, "reduce_scatter", out));
   if (out.dtype() != in.dtype() || in.numel() != out.numel() * c.size()) {
     return absl::InvalidArgumentError(absl::StrCat(where(c, "reduce_scatter"), ": in ", in.str(),

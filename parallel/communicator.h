@@ -2,8 +2,10 @@
 //
 // A Communicator is a group of ranks plus collectives and point-to-point transfers over
 // Tensors. Backends (parallel/backend/): MpiCommunicator (CPU tensors, Open MPI),
-// LocalCommunicator (one process, size 1, identity semantics). A GPU backend (NCCL) will
-// implement the same interface for CUDA tensors; device() says which tensors a backend moves.
+// NcclCommunicator (CUDA tensors, one GPU per rank, bootstrapped over MPI; built with CUDA and
+// NCCL), LocalCommunicator (one process, size 1, identity semantics, CPU or CUDA tensors).
+// device() says which tensors a backend moves; make_world_communicator and
+// make_gpu_communicator choose the backend.
 //
 // Every operation has an async form returning a CommWork (so data-parallel gradient buckets
 // and pipeline sends can overlap compute) and a blocking form (= async + wait). Tensors are
@@ -92,9 +94,11 @@ class Communicator {
                                                               const std::string& name) = 0;
 
   // --- async forms (the backend contract) ---
-  // buf[i] = op_r buf_r[i] (in place); buf: any shape, f32 / i32 / i64.
+  // buf[i] = op_r buf_r[i] (in place); buf: any shape, f32 / i32 / i64 (and bf16 on CUDA
+  // tensors: NCCL reduces bf16 natively; MPI has no bf16 type, so CPU data reduces in f32).
   virtual absl::StatusOr<CommWork> all_reduce_async(const Tensor& buf, ReduceOp op) = 0;
-  // out[i] = op_r in_r[rank * n + i]; in: (size * n, ...) viewed flat, out: n elements.
+  // out[i] = op_r in_r[rank * n + i]; in: (size * n, ...) viewed flat, out: n elements;
+  // dtypes as all_reduce.
   virtual absl::StatusOr<CommWork> reduce_scatter_async(const Tensor& out, const Tensor& in,
                                                         ReduceOp op) = 0;
   // out = concat_r in_r along dim 0; in: (n, ...), out: (size * n, ...).
@@ -134,8 +138,10 @@ class Communicator {
 // Argument checks shared by all backends (InvalidArgument naming op, group and shapes).
 namespace comm_check {
 absl::Status device_is(const Communicator& c, const char* op, const Tensor& t);
-absl::Status reducible(const Communicator& c, const char* op, const Tensor& t);
-absl::Status reduce_scatter_shapes(const Communicator& c, const Tensor& out, const Tensor& in);
+// f32, i32 or i64; also bf16 when `bf16_ok` (the backends moving CUDA tensors).
+absl::Status reducible(const Communicator& c, const char* op, const Tensor& t, bool bf16_ok = false);
+absl::Status reduce_scatter_shapes(const Communicator& c, const Tensor& out, const Tensor& in,
+                                   bool bf16_ok = false);
 absl::Status all_gather_shapes(const Communicator& c, const Tensor& out, const Tensor& in);
 absl::Status all_to_all_shapes(const Communicator& c, const Tensor& out, const Tensor& in);
 // Also returns each tensor's row size (elements per dim-0 row) through row_elems.
@@ -150,6 +156,14 @@ absl::Status peer(const Communicator& c, const char* op, int peer);
 // LocalCommunicator. Initialises MPI on first use and finalises it at exit.
 absl::StatusOr<std::unique_ptr<Communicator>> make_world_communicator();
 bool launched_by_mpi();
+
+// The GPU communicator over `bootstrap`'s ranks (a CPU communicator, normally the world's): an
+// NcclCommunicator (backend/nccl.h) on this rank's GPU, mpi_local_rank() % device_count()
+// (device 0 without MPI). Collective over `bootstrap` and, under MPI, over the whole job (the
+// local rank comes from splitting MPI_COMM_WORLD). A rank without a usable GPU makes the call
+// fail on every rank, naming its reason. Unimplemented in a build without NCCL.
+absl::StatusOr<std::unique_ptr<Communicator>> make_gpu_communicator(
+    Communicator& bootstrap, const std::string& name = "world");
 
 // For a rank that hit an unrecoverable error: prints the status with host and world rank on
 // stderr and ends the whole job (MPI_Abort on MPI_COMM_WORLD when MPI is running, exit(1)

@@ -1,5 +1,5 @@
-// cuda_check.h — turns CUDA runtime and cuBLAS return codes into absl::Status (internal to
-// core/cuda).
+// cuda_check.h — turns CUDA runtime and cuBLAS return codes into absl::Status (for core/cuda,
+// and the NCCL communicator in parallel/backend/nccl.cpp).
 //
 // CUDA_CHECK(call) / CUBLAS_CHECK(call) evaluate `call` once and yield an absl::Status that
 // names the call, the file and line, and the library's error string, so a failure on a user's

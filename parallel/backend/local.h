@@ -4,7 +4,8 @@
 // multi-rank ones: every collective has its size-1 meaning — all_reduce and broadcast leave
 // the buffer as it is, reduce_scatter / all_gather / all_to_all(_v) copy in to out, a send
 // to self is received by a matching receive (same tag) in the same batch_p2p. Argument checks
-// are the same as the MPI backend's, so a shape bug shows up on one rank too.
+// are the MPI backend's for CPU tensors and the NCCL backend's for CUDA tensors (which also
+// reduce bf16), so a shape bug shows up on one rank too.
 #pragma once
 
 #include <string>

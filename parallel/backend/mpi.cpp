@@ -1,22 +1,17 @@
 // mpi.cpp — MpiCommunicator (see mpi.h), MPI set-up, abort_job and make_world_communicator.
 #include "parallel/backend/mpi.h"
 
-#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <thread>
 
 #include "parallel/backend/local.h"
 
 namespace cmoe::parallel {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 bool mpi_running() {
   int init = 0, fin = 0;
@@ -58,11 +53,6 @@ MPI_Op mpi_op(ReduceOp op) {
   return MPI_OP_NULL;
 }
 
-// How long a waiting rank polls without giving up its core: as plain MPI does (busy
-// polling) when every rank has a core of its own, but only briefly on an oversubscribed node,
-// where the peer it waits for may need that core. Set by mpi_init.
-Clock::duration g_spin_time = std::chrono::milliseconds(100);
-
 void finalize_at_exit() {
   if (mpi_running()) MPI_Finalize();
 }
@@ -96,7 +86,11 @@ absl::Status mpi_init(int* argc, char*** argv) {
     MPI_Comm_size(node, &node_ranks);
     MPI_Comm_free(&node);
   }
-  if (node_ranks > static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))) g_spin_time = Clock::duration::zero();
+  // Waiters spin as plain MPI does (busy polling) when every rank has a core of its own, but
+  // not at all on an oversubscribed node, where the peer a rank waits for may need the core.
+  if (node_ranks > static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))) {
+    set_comm_spin_time(CommClock::duration::zero());
+  }
   return absl::OkStatus();
 }
 
@@ -120,6 +114,20 @@ void abort_job(const absl::Status& status, int exit_code) {
   std::fflush(stdout);
   if (mpi_running()) MPI_Abort(MPI_COMM_WORLD, exit_code);
   std::exit(exit_code);
+}
+
+void abort_job_on_timeout(const std::string& what, const std::string& group, double waited_s,
+                          double timeout_s, const std::function<void()>& before_abort) {
+  std::fprintf(stderr,
+               "cmoe: communication timeout on host %s, world rank %d: %s on %s did not "
+               "complete after %.1f s (timeout %g s, set by CMOE_COMM_TIMEOUT_S). A peer in "
+               "this group is stalled or has died; aborting the job.\n",
+               host_name().c_str(), world_rank_or_minus_one(), what.c_str(), group.c_str(),
+               waited_s, timeout_s);
+  std::fflush(stderr);
+  if (before_abort) before_abort();
+  if (mpi_running()) MPI_Abort(MPI_COMM_WORLD, kCommTimeoutExitCode);
+  std::_Exit(kCommTimeoutExitCode);
 }
 
 void comm_or_abort(const absl::Status& status, const char* what) {
@@ -147,7 +155,7 @@ class MpiCommunicator::Work final : public CommWorkImpl {
   std::string what;         // "all_reduce f32(1024) sum", for messages
   std::string group;        // "communicator 'dp' (rank 1 of 2, world ranks 1,3)"
   double timeout_s = 0;
-  Clock::time_point start = Clock::now();
+  CommClock::time_point start = CommClock::now();
   std::vector<MPI_Request> reqs;
   std::vector<Tensor> keep;           // buffers stay alive until completion
   std::vector<int> counts, displs;    // all_to_all_v arrays must outlive the request
@@ -170,9 +178,8 @@ class MpiCommunicator::Work final : public CommWorkImpl {
   absl::Status wait() override {
     if (reqs.empty()) return absl::OkStatus();
     std::vector<MPI_Status> st(reqs.size());
-    const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
-                                      std::chrono::duration<double>(timeout_s));
-    for (int polls = 0;; ++polls) {
+    DeadlineWaiter waiter(start, timeout_s);
+    for (;;) {
       int flag = 0;
       int rc = MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &flag, st.data());
       if (rc != MPI_SUCCESS) return error_from(rc, st);
@@ -180,15 +187,7 @@ class MpiCommunicator::Work final : public CommWorkImpl {
         reqs.clear();
         return absl::OkStatus();
       }
-      if (polls < 256) continue;  // short operations finish while spinning
-      Clock::time_point now = Clock::now();
-      if (now > deadline) timed_out(now);
-      if (now - start < g_spin_time) continue;
-      if (now - start < std::chrono::seconds(1)) {
-        sched_yield();
-      } else {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
+      if (!waiter.pause()) abort_job_on_timeout(what, group, waiter.elapsed_s(), timeout_s);
     }
   }
 
@@ -207,19 +206,6 @@ class MpiCommunicator::Work final : public CommWorkImpl {
     return absl::InternalError(absl::StrCat(what, " on ", group, " failed (host ", host_name(),
                                             ", world rank ", world_rank_or_minus_one(), "): ",
                                             mpi_error_text(rc)));
-  }
-
-  [[noreturn]] void timed_out(Clock::time_point now) {
-    double waited = std::chrono::duration<double>(now - start).count();
-    std::fprintf(stderr,
-                 "cmoe: communication timeout on host %s, world rank %d: %s on %s did not "
-                 "complete after %.1f s (timeout %g s, set by CMOE_COMM_TIMEOUT_S). A peer in "
-                 "this group is stalled or has died; aborting the job.\n",
-                 host_name().c_str(), world_rank_or_minus_one(), what.c_str(), group.c_str(),
-                 waited, timeout_s);
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, kCommTimeoutExitCode);
-    std::_Exit(kCommTimeoutExitCode);
   }
 };
 
@@ -262,13 +248,7 @@ MpiCommunicator::~MpiCommunicator() {
 std::unique_ptr<MpiCommunicator::Work> MpiCommunicator::start_work(std::string what) const {
   auto w = std::make_unique<Work>();
   w->what = std::move(what);
-  std::string members;
-  for (size_t i = 0; i < world_ranks_.size() && i < 16; ++i) {
-    absl::StrAppend(&members, i ? "," : "", world_ranks_[i]);
-  }
-  if (world_ranks_.size() > 16) absl::StrAppend(&members, ",...");
-  w->group = absl::StrCat("communicator '", name_, "' (rank ", rank_, " of ", size_,
-                          ", world ranks ", members, ")");
+  w->group = describe_group(name_, rank_, size_, world_ranks_);
   w->timeout_s = timeout_s_;
   return w;
 }

@@ -2,13 +2,14 @@
 // collectives), and process-wide MPI set-up.
 //
 // Every operation is posted nonblocking (MPI_Iallreduce, MPI_Ialltoallv, MPI_Isend, ...) and
-// completed by polling MPI_Testall against a deadline of timeout_s() seconds from posting:
-// spinning for the first 100 ms (as blocking MPI does; not at all when the node has more
-// ranks than cores), then yielding the core, then sleeping 1 ms between polls once the wait
-// exceeds a second, so a rank waiting on a slow peer does not starve its neighbours.
-// When the deadline passes the rank prints who it is (host, world rank), the operation, the
-// group and the elapsed time, and calls MPI_Abort(MPI_COMM_WORLD, kCommTimeoutExitCode):
-// the launcher then ends every rank, so nothing hangs.
+// completed by polling MPI_Testall against a deadline of timeout_s() seconds from posting,
+// with the shared waiting policy of deadline.h: spinning for the first 100 ms (as blocking MPI
+// does; not at all when the node has more ranks than cores), then yielding the core, then
+// sleeping 1 ms between polls once the wait exceeds a second, so a rank waiting on a slow peer
+// does not starve its neighbours. When the deadline passes the rank prints who it is (host,
+// world rank), the operation, the group and the elapsed time, and calls
+// MPI_Abort(MPI_COMM_WORLD, kCommTimeoutExitCode): the launcher then ends every rank, so
+// nothing hangs.
 //
 // Each MpiCommunicator owns its MPI_Comm (freed in the destructor) with MPI_ERRORS_RETURN
 // set, so MPI errors come back as Status carrying MPI_Error_string's text. Destroy
@@ -22,11 +23,10 @@
 #include <string>
 #include <vector>
 
+#include "parallel/backend/deadline.h"
 #include "parallel/communicator.h"
 
 namespace cmoe::parallel {
-
-inline constexpr int kCommTimeoutExitCode = 124;  // the exit status timeout(1) uses
 
 // Initialises MPI once per process (later calls are no-ops) with MPI_THREAD_FUNNELED, sets
 // MPI_ERRORS_RETURN on MPI_COMM_WORLD and registers MPI_Finalize to run at exit.

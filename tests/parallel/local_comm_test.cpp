@@ -1,13 +1,18 @@
 // local_comm_test.cpp — LocalCommunicator: every collective has its size-1 meaning, the
 // argument checks match the MPI backend's, and unmatched self-messages are errors rather
-// than hangs. Also covers the CMOE_COMM_TIMEOUT_S parsing and make_process_groups over a
-// single process.
+// than hangs. Also covers the CMOE_COMM_TIMEOUT_S parsing, make_process_groups over a single
+// process and make_gpu_communicator without a launcher.
+#include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "parallel/backend/local.h"
 #include "parallel/process_groups.h"
+#ifdef CMOE_HAVE_NCCL
+#include "core/cuda/cuda_backend.h"
+#endif
 
 namespace cmoe::parallel {
 namespace {
@@ -115,6 +120,41 @@ TEST(LocalComm, WorldIsLocalWithoutALauncher) {
   auto w = make_world_communicator();
   ASSERT_TRUE(w.ok());
   EXPECT_EQ((*w)->size(), 1);
+}
+
+// One process, no launcher: Unimplemented in a build without NCCL; with NCCL, a size-1 NCCL
+// communicator on device 0 where a GPU is usable, else an error carrying the driver's reason.
+TEST(LocalComm, GpuCommunicatorOrAReason) {
+  if (launched_by_mpi()) GTEST_SKIP() << "running under an MPI launcher";
+  LocalCommunicator boot;
+  auto g = make_gpu_communicator(boot, "gpu");
+#ifndef CMOE_HAVE_NCCL
+  EXPECT_EQ(g.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(g.status().message().find("built without NCCL"), std::string::npos) << g.status();
+#else
+  absl::StatusOr<int> gpus = cuda::device_count();
+  if (!gpus.ok()) {
+    ASSERT_FALSE(g.ok());
+    const std::string msg(g.status().message());
+    EXPECT_EQ(g.status().code(), gpus.status().code()) << msg;
+    EXPECT_NE(msg.find("1 of 1 ranks could not set up their GPU"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::string(gpus.status().message())), std::string::npos) << msg;
+    std::printf("make_gpu_communicator without a GPU: %s\n", msg.c_str());
+    return;
+  }
+  ASSERT_TRUE(g.ok()) << g.status();
+  Communicator& c = **g;
+  EXPECT_EQ(c.size(), 1);
+  EXPECT_EQ(c.name(), "gpu");
+  EXPECT_TRUE(c.device().is_cuda());
+  Tensor t = Tensor::full({4}, 3.0f, c.device());
+  ASSERT_TRUE(c.all_reduce(t).ok());
+  EXPECT_EQ(t.to_floats(), std::vector<float>(4, 3.0f));
+  // bf16 reduces on CUDA tensors, with NCCL and with the local backend alike.
+  Tensor b = Tensor::zeros({4}, DType::kBF16, c.device());
+  EXPECT_TRUE(c.all_reduce(b).ok());
+  EXPECT_TRUE(LocalCommunicator("one-gpu", c.device()).all_reduce(b).ok());
+#endif
 }
 
 }  // namespace
