@@ -134,6 +134,9 @@ absl::StatusOr<std::vector<std::string>> gather_bytes(parallel::Communicator* wo
 }  // namespace
 
 std::string shard_file_name(int pp_rank, int ep_rank) { return absl::StrFormat("shard_pp%03d_ep%03d.bin", pp_rank, ep_rank); }
+std::string shard_file_name_zero1(int pp_rank, int dp_rank) {
+  return absl::StrFormat("shard_pp%03d_dp%03d.bin", pp_rank, dp_rank);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Saving.
@@ -183,15 +186,27 @@ absl::StatusOr<std::string> TrainStateSaver::save(Model& model, AdamW& opt, cons
   if (!prepared.ok()) return prepared;
   if (!ok) return absl::InternalError("checkpoint: world rank 0 could not create the staging directory (see its message)");
   if (!rank0) p->tmp = absl::StrCat(root_, "/.tmp-", checkpoint_step_name(counters.step));
-  // 2. This rank's share.
+  // 2. This rank's share. ZeRO-1: every rank writes the parameters whose optimizer state it
+  // owns (and dp rank 0 the router biases); else the first expert-parallel block's ranks.
   const int pp_rank = groups_ ? groups_->place.pp_rank : 0, ep_rank = groups_ ? groups_->place.ep_rank : 0;
-  p->writer = groups_ == nullptr || groups_->place.edp_rank == 0;
+  const int dp_rank = groups_ ? groups_->place.dp_rank : 0;
+  const bool sharded = opt.sharded();
+  p->writer = groups_ == nullptr || sharded || groups_->place.edp_rank == 0;
   const bool async = cfg_.checkpoint().async();
   p->async = async;
   if (p->writer) {
-    p->file = shard_file_name(pp_rank, ep_rank);
+    p->file = sharded ? shard_file_name_zero1(pp_rank, dp_rank) : shard_file_name(pp_rank, ep_rank);
     std::vector<StateSlot> slots = state_slots(model, &opt.exp_avg(), &opt.exp_avg_sq());
-    for (const StateSlot* s : owned_slots(slots, layout.ep, ep_rank)) p->tensors.push_back({s->name, s->data, s->global, s->row0});
+    std::vector<const StateSlot*> mine;
+    const int n_params = static_cast<int>(model.params().size());
+    if (sharded) {
+      for (const StateSlot& s : slots) {
+        if (s.unit < n_params ? opt.owns(static_cast<size_t>(s.unit)) : dp_rank == 0) mine.push_back(&s);
+      }
+    } else {
+      mine = owned_slots(slots, layout.ep, ep_rank);
+    }
+    for (const StateSlot* s : mine) p->tensors.push_back({s->name, s->data, s->global, s->row0});
     if (async) {
       CMOE_ASSIGN_OR_RETURN(p->image, checkpoint_shard_image(p->file, p->tensors, &spare_));
       p->tensors.clear();  // the image holds the copy; no views of the live state are kept
@@ -298,6 +313,7 @@ absl::StatusOr<RunCounters> load_train_state(CheckpointReader& ck, const config:
   std::vector<StateSlot> slots = opt ? state_slots(model, &opt->exp_avg(), &opt->exp_avg_sq()) : state_slots(model, nullptr, nullptr);
   for (const StateSlot& s : slots) {
     if (opt == nullptr && s.name.rfind("optim.", 0) == 0) continue;
+    if (!s.data.defined()) continue;  // ZeRO-1: a moment another rank owns
     const CheckpointReader::Info* info = ck.find(s.name);
     if (info == nullptr) return absl::NotFoundError(absl::StrCat(ck.dir(), ": checkpoint has no tensor ", s.name));
     if (!(info->shape == s.global) || info->dtype != s.data.dtype()) {

@@ -33,6 +33,10 @@ struct RunCounters {
 
 // "shard_pp000_ep001.bin": the data file of writer (pipeline stage, expert-parallel rank).
 std::string shard_file_name(int pp_rank, int ep_rank);
+// "shard_pp000_dp003.bin": with the distributed optimizer (ZeRO-1) every rank writes the
+// parameters whose optimizer state it owns (with their moments; dp rank 0 also the router
+// biases), one file per (stage, dp rank).
+std::string shard_file_name_zero1(int pp_rank, int dp_rank);
 
 // Saves training state under root (<run-dir>/checkpoints). Collective over groups->world when
 // groups is given (every rank calls every method at the same step); groups null = one process.

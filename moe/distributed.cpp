@@ -2,7 +2,9 @@
 // (see distributed.h).
 #include "moe/distributed.h"
 
+#include <algorithm>
 #include <cstring>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "parallel/process_groups.h"
@@ -107,8 +109,9 @@ ag::Var ep_dispatch_experts(const ag::Var& u, const Tensor& indices, const ag::V
 }
 
 GradReducer::GradReducer(std::vector<Param>* params, parallel::Communicator* dp, parallel::Communicator* edp,
-                         int divisor, int64_t bucket_elems)
-    : params_(params), divisor_(divisor), bucket_of_(params->size(), -1) {
+                         int divisor, int64_t bucket_elems, bool distributed)
+    : params_(params), divisor_(divisor), distributed_(distributed), owned_(params->size(), true),
+      bucket_of_(params->size(), -1) {
   // Reverse creation order approximates the order backward completes the gradients (the head
   // first, the embedding last). A bucket holds parameters of one group only.
   int open[2] = {-1, -1};  // the bucket being filled, per group (replicated, expert)
@@ -125,7 +128,38 @@ GradReducer::GradReducer(std::vector<Param>* params, parallel::Communicator* dp,
     buckets_[open[g]].elems += n;
     bucket_of_[i] = open[g];
   }
-  for (Bucket& b : buckets_) b.pending = static_cast<int>(b.params.size());
+  for (Bucket& b : buckets_) {
+    b.pending = static_cast<int>(b.params.size());
+    const int size = b.comm == nullptr ? 1 : b.comm->size(), me = b.comm == nullptr ? 0 : b.comm->rank();
+    if (!distributed_) continue;
+    // Owners: largest parameter first, to the rank with the fewest elements so far (lowest
+    // rank on ties); then the bucket laid out owner by owner.
+    std::vector<size_t> order = b.params;
+    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
+      return (*params)[x].var.value().numel() > (*params)[y].var.value().numel();
+    });
+    std::vector<int64_t> load(static_cast<size_t>(size), 0);
+    std::map<size_t, int> owner;
+    for (size_t i : order) {
+      const int r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+      load[r] += (*params)[i].var.value().numel();
+      owner[i] = r;
+      owned_[i] = r == me;
+    }
+    b.chunk = *std::max_element(load.begin(), load.end());
+    std::vector<size_t> laid;
+    for (int r = 0; r < size; ++r) {
+      int64_t at = static_cast<int64_t>(r) * b.chunk;
+      for (size_t i : b.params) {
+        if (owner[i] != r) continue;
+        laid.push_back(i);
+        b.offset.push_back(at);
+        at += (*params)[i].var.value().numel();
+      }
+    }
+    b.params = laid;
+    b.elems = b.chunk * size;
+  }
 }
 
 std::function<void(size_t)> GradReducer::hook() {
@@ -148,6 +182,21 @@ void GradReducer::launch_ready_in_order() {
 
 absl::Status GradReducer::launch(Bucket& b) {
   b.launched = true;
+  if (distributed_) {
+    b.buf = Tensor::zeros({b.elems}, DType::kF32);  // padding included
+    float* base = b.buf.data<float>();
+    for (size_t k = 0; k < b.params.size(); ++k) {
+      const Tensor& g = (*params_)[b.params[k]].var.grad();
+      if (g.defined()) std::memcpy(base + b.offset[k], g.data<float>(), g.numel() * sizeof(float));
+    }
+    if (b.comm == nullptr || b.comm->size() == 1) {
+      b.out = b.buf;
+      return absl::OkStatus();
+    }
+    b.out = Tensor::empty({b.chunk}, DType::kF32);  // this rank's chunk of the sum
+    CMOE_ASSIGN_OR_RETURN(b.work, b.comm->reduce_scatter_async(b.out, b.buf, parallel::ReduceOp::kSum));
+    return absl::OkStatus();
+  }
   b.buf = Tensor::empty({b.elems}, DType::kF32);
   float* dst = b.buf.data<float>();
   for (size_t i : b.params) {
@@ -169,8 +218,25 @@ absl::Status GradReducer::finish() {
   const float inv = 1.0f / static_cast<float>(divisor_);
   for (Bucket& b : buckets_) {
     CMOE_RETURN_IF_ERROR(b.work.wait());
-    const float* src = b.buf.data<float>();
-    for (size_t i : b.params) {
+    if (distributed_) {
+      // out holds this rank's chunk: offsets shift by the chunks before it.
+      const int me = b.comm == nullptr || b.comm->size() == 1 ? 0 : b.comm->rank();
+      const int64_t first = static_cast<int64_t>(me) * b.chunk;
+      for (size_t k = 0; k < b.params.size(); ++k) {
+        Param& p = (*params_)[b.params[k]];
+        if (!owned_[b.params[k]]) {
+          p.var.zero_grad();  // the owner updates it; gather_params brings the value back
+          continue;
+        }
+        Tensor g = Tensor::empty(p.var.value().shape(), DType::kF32);
+        const float* src = b.out.data<float>() + (b.offset[k] - first);
+        float* out = g.data<float>();
+        for (int64_t e = 0, n = g.numel(); e < n; ++e) out[e] = src[e] * inv;
+        p.var.set_grad(g);
+      }
+    } else {
+      const float* src = b.buf.data<float>();
+      for (size_t i : b.params) {
       Param& p = (*params_)[i];
       Tensor g = Tensor::empty(p.var.value().shape(), DType::kF32);
       const int64_t n = g.numel();
@@ -178,13 +244,48 @@ absl::Status GradReducer::finish() {
       for (int64_t e = 0; e < n; ++e) out[e] = src[e] * inv;
       p.var.set_grad(g);
       src += n;
+      }
     }
     b.buf = Tensor();
+    b.out = Tensor();
     b.launched = false;
     b.pending = static_cast<int>(b.params.size());
   }
   next_launch_ = 0;
   overlapped_ = 0;
+  return absl::OkStatus();
+}
+
+absl::Status GradReducer::gather_params() {
+  if (!distributed_) return absl::OkStatus();
+  // Post every bucket's all-gather, then copy values out as they complete.
+  std::vector<parallel::CommWork> works(buckets_.size());
+  std::vector<Tensor> bufs(buckets_.size());
+  for (size_t bi = 0; bi < buckets_.size(); ++bi) {
+    Bucket& b = buckets_[bi];
+    if (b.comm == nullptr || b.comm->size() == 1) continue;
+    const int me = b.comm->rank();
+    bufs[bi] = Tensor::zeros({b.elems}, DType::kF32);
+    float* base = bufs[bi].data<float>();
+    for (size_t k = 0; k < b.params.size(); ++k) {
+      if (!owned_[b.params[k]]) continue;
+      const Tensor& v = (*params_)[b.params[k]].var.value();
+      std::memcpy(base + b.offset[k], v.data<float>(), v.numel() * sizeof(float));
+    }
+    const Tensor mine = bufs[bi].slice0(b.chunk * me, b.chunk * (me + 1)).clone();
+    CMOE_ASSIGN_OR_RETURN(works[bi], b.comm->all_gather_async(bufs[bi], mine));
+  }
+  for (size_t bi = 0; bi < buckets_.size(); ++bi) {
+    if (!bufs[bi].defined()) continue;
+    CMOE_RETURN_IF_ERROR(works[bi].wait());
+    const Bucket& b = buckets_[bi];
+    const float* base = bufs[bi].data<float>();
+    for (size_t k = 0; k < b.params.size(); ++k) {
+      if (owned_[b.params[k]]) continue;
+      Tensor& v = (*params_)[b.params[k]].var.mutable_value();
+      std::memcpy(v.data<float>(), base + b.offset[k], v.numel() * sizeof(float));
+    }
+  }
   return absl::OkStatus();
 }
 

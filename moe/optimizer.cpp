@@ -81,6 +81,14 @@ void adamw_loop(float* p, float* m, float* v, const float* g, int64_t n, const A
 }
 }  // namespace
 
+void AdamW::shard(const std::vector<bool>& owned) {
+  CMOE_CHECK(owned.size() == params_->size(), "AdamW::shard: ", owned.size(), " flags for ", params_->size(), " parameters");
+  owned_ = owned;
+  for (size_t i = 0; i < owned.size(); ++i) {
+    if (!owned[i]) m_[i] = Tensor(), v_[i] = Tensor();
+  }
+}
+
 void AdamW::step(float lr, float grad_scale) {
   ++t_;
   const float bc1 = 1.0f - std::pow(opt_.beta1, static_cast<float>(t_));
@@ -89,6 +97,7 @@ void AdamW::step(float lr, float grad_scale) {
     Param& p = (*params_)[i];
     const Tensor& g = p.var.grad();
     if (!g.defined()) continue;
+    CMOE_CHECK(owns(i), "AdamW: a gradient for parameter ", p.name, ", whose state another rank owns");
     const float decay_mul = p.decay ? 1.0f - lr * opt_.weight_decay : 1.0f;
     const AdamWCoeffs c{opt_.beta1, opt_.beta2, opt_.eps, decay_mul, lr / bc1, 1.0f / std::sqrt(bc2), grad_scale};
     adamw_loop(p.var.mutable_value().data<float>(), m_[i].data<float>(), v_[i].data<float>(), g.data<float>(),

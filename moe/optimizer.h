@@ -29,11 +29,17 @@ class AdamW {
   // First and second moments, parallel to the params (for checkpoints).
   std::vector<Tensor>& exp_avg() { return m_; }
   std::vector<Tensor>& exp_avg_sq() { return v_; }
+  // ZeRO-1: keep state only for the parameters this rank owns (the others' moments are
+  // freed and left undefined; step() skips parameters without a gradient).
+  void shard(const std::vector<bool>& owned);
+  bool owns(size_t i) const { return owned_.empty() || owned_[i]; }
+  bool sharded() const { return !owned_.empty(); }
 
  private:
   std::vector<Param>* params_;
   AdamWOptions opt_;
   std::vector<Tensor> m_, v_;
+  std::vector<bool> owned_;  // empty = every parameter
   int64_t t_ = 0;
 };
 

@@ -140,9 +140,12 @@ absl::StatusOr<TrainSummary> train_loop(const config::RunConfig& cfg, Model& mod
   Pipe pipe;
   if (parallel) pipe = {groups->pp.get(), groups->place.pp_rank, groups->layout.pp};
   std::unique_ptr<GradReducer> reducer;
+  const bool zero1 = dp > 1 && cfg.parallel().distributed_optimizer();
   if (dp > 1) {
-    reducer = std::make_unique<GradReducer>(&model.params(), groups->dp.get(), groups->edp.get(), dp);
+    reducer = std::make_unique<GradReducer>(&model.params(), groups->dp.get(), groups->edp.get(), dp,
+                                            GradReducer::kBucketElems, zero1);
     model.set_grad_ready(reducer->hook());
+    if (zero1) opt.shard(reducer->owned());
   }
 
   std::ofstream metrics;
@@ -270,17 +273,20 @@ absl::StatusOr<TrainSummary> train_loop(const config::RunConfig& cfg, Model& mod
     if (reducer) {
       CMOE_RETURN_IF_ERROR(reducer->finish());
       if (rank0 && step == start_step) {
-        std::printf("data parallel: %d gradient buckets, %d launched during backward\n", reducer->num_buckets(),
-                    reducer->launched_during_backward());
+        std::printf("data parallel: %d gradient buckets, %d launched during backward%s\n", reducer->num_buckets(),
+                    reducer->launched_during_backward(),
+                    zero1 ? "; distributed optimizer (ZeRO-1): reduce-scatter, owner update, all-gather" : "");
       }
     }
 
     // Global gradient norm: a replicated parameter counted once over its dp copies, an expert
-    // slice once over its dp / ep copies, summed over the stages.
+    // slice once over its dp / ep copies, summed over the stages. (ZeRO-1: only the owner has
+    // the gradient, so each counts once as it is.)
     double sq = 0;
     for (const Param& p : model.params()) {
       if (!p.var.grad().defined()) continue;
-      sq += ops::sum_squares(p.var.grad()) / (p.expert ? static_cast<double>(dp) / ep : static_cast<double>(dp));
+      const double copies = zero1 ? 1.0 : (p.expert ? static_cast<double>(dp) / ep : static_cast<double>(dp));
+      sq += ops::sum_squares(p.var.grad()) / copies;
     }
     bool stop = hooks.stop_requested && hooks.stop_requested();
     if (parallel) {
@@ -302,6 +308,7 @@ absl::StatusOr<TrainSummary> train_loop(const config::RunConfig& cfg, Model& mod
     const float clip = t.grad_clip() > 0 && grad_norm > t.grad_clip() ? static_cast<float>(t.grad_clip() / grad_norm) : 1.0f;
     const float lr = lr_at(step, t);
     opt.step(lr, clip);
+    if (zero1) CMOE_RETURN_IF_ERROR(reducer->gather_params());
     for (Param& p : model.params()) p.var.zero_grad();
     reports = merge_reports(reports);
     if (cfg.model().moe().aux_free_bias()) model.update_router_biases(reports, cfg.model().moe().aux_free_bias_rate());
