@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "parallel/backend/mpi.h"
 #include "parallel/process_groups.h"
+#include "tests/parallel/mpi_gtest.h"
 
 namespace cmoe::parallel {
 namespace {
@@ -314,15 +315,6 @@ TEST(Comm, ProcessGroupsRejectMismatchedWorld) {
       << g.status();
 }
 
-// Prints failed assertions only, prefixed with the rank (the default printer runs on rank 0).
-class FailurePrinter : public ::testing::EmptyTestEventListener {
-  void OnTestPartResult(const ::testing::TestPartResult& r) override {
-    if (!r.failed()) return;
-    std::fprintf(stderr, "[rank %d] %s:%d: %s\n", rank(), r.file_name() ? r.file_name() : "?",
-                 r.line_number(), r.summary());
-  }
-};
-
 }  // namespace
 }  // namespace cmoe::parallel
 
@@ -338,11 +330,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "comm_test needs at least 2 ranks (run it under mpirun -np 4)\n");
     return 1;
   }
-  if (g_world->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new FailurePrinter);
-  }
+  cmoe::testing::print_failures_only_off_rank0(g_world->rank());
   int failed = RUN_ALL_TESTS() != 0;
   cmoe::Tensor t = cmoe::Tensor::full({1}, static_cast<float>(failed));
   if (!g_world->all_reduce(t).ok()) abort_job(absl::InternalError("final all_reduce failed"));

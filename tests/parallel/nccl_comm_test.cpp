@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "parallel/backend/mpi.h"
 #include "parallel/backend/nccl.h"
+#include "tests/parallel/mpi_gtest.h"
 
 namespace cmoe::parallel {
 namespace {
@@ -501,15 +502,6 @@ TEST(NcclComm, ZeroSizedOperationsAreNoOps) {
   ASSERT_TRUE(g_nccl->barrier().ok());
 }
 
-// Prints failed assertions only, prefixed with the rank (the default printer runs on rank 0).
-class FailurePrinter : public ::testing::EmptyTestEventListener {
-  void OnTestPartResult(const ::testing::TestPartResult& r) override {
-    if (!r.failed()) return;
-    std::fprintf(stderr, "[rank %d] %s:%d: %s\n", rank(), r.file_name() ? r.file_name() : "?",
-                 r.line_number(), r.summary());
-  }
-};
-
 }  // namespace
 }  // namespace cmoe::parallel
 
@@ -531,11 +523,7 @@ int main(int argc, char** argv) {
   } else if (g_world->rank() == 0) {
     std::printf("nccl_comm_test: %s: the GPU tests skip\n", g_skip_reason.c_str());
   }
-  if (g_world->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new FailurePrinter);
-  }
+  cmoe::testing::print_failures_only_off_rank0(g_world->rank());
   const int failed = RUN_ALL_TESTS() != 0;
   const int skipped = ::testing::UnitTest::GetInstance()->skipped_test_count() > 0;
   cmoe::Tensor t = cmoe::Tensor::empty({2}, cmoe::DType::kI32);
