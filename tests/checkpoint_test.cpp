@@ -196,6 +196,33 @@ TEST_F(CheckpointTest, ImageWritesTheSameShard) {
   EXPECT_TRUE(a == b) << "image file differs from the directly written one (" << a.size() << " vs " << b.size() << " bytes)";
 }
 
+// Format 1 (one tensors.bin, whole tensors, no layout) is still read; a newer format is refused
+// naming the version.
+TEST_F(CheckpointTest, FormatVersions) {
+  checkpoint::Manifest meta;
+  meta.set_step(2);
+  auto dir = checkpoint_save(root_, meta, {{"w", w_}}, 1);
+  ASSERT_TRUE(dir.ok());
+  auto rewrite = [&](uint32_t version) {
+    auto r = CheckpointReader::open(*dir);
+    ASSERT_TRUE(r.ok());
+    checkpoint::Manifest m = (*r)->manifest();
+    m.set_format_version(version);
+    m.clear_layout();
+    std::ofstream(*dir + "/manifest.pb", std::ios::binary | std::ios::trunc) << m.SerializeAsString();
+  };
+  rewrite(1);
+  auto v1 = checkpoint_load(*dir);
+  ASSERT_TRUE(v1.ok()) << v1.status();
+  EXPECT_EQ(std::memcmp(v1->tensors.at("w").raw_data(), w_.raw_data(), w_.nbytes()), 0);
+  rewrite(kCheckpointFormatVersion + 1);
+  auto future = CheckpointReader::open(*dir);
+  ASSERT_FALSE(future.ok());
+  EXPECT_NE(future.status().message().find("format_version " + std::to_string(kCheckpointFormatVersion + 1)),
+            std::string::npos)
+      << future.status();
+}
+
 TEST_F(CheckpointTest, SingleWriterSaveLoad) {
   checkpoint::Manifest meta;
   meta.set_step(4);
