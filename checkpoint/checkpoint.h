@@ -55,12 +55,14 @@ std::string checkpoint_step_name(int64_t step);
 absl::StatusOr<std::string> checkpoint_prepare(const std::string& root, int64_t step);
 
 // Writes `tensors` to <dir>/<file> (64-byte aligned, back to back), fsyncs it, and returns
-// their manifest entries. Safe to call from a background thread. `step` only serves the
-// crash test hook below.
+// their manifest entries. Safe to call from a background thread. The bytes stream through two
+// 8 MiB aligned staging buffers, one filled while a writer thread writes the other, with
+// O_DIRECT when direct_io and the file system allows it (else ordinary writes). `step` only
+// serves the crash test hook below.
 absl::StatusOr<std::vector<checkpoint::TensorEntry>> checkpoint_write_shard(const std::string& dir,
                                                                             const std::string& file,
                                                                             const std::vector<ShardTensor>& tensors,
-                                                                            int64_t step = -1);
+                                                                            int64_t step = -1, bool direct_io = true);
 
 // A shard file's bytes in host memory, 4096-byte aligned: the snapshot an asynchronous save
 // takes (one copy of each tensor, on the calling thread) and writes later (in a background
@@ -77,7 +79,7 @@ struct ShardImage {
 absl::StatusOr<ShardImage> checkpoint_shard_image(const std::string& file, const std::vector<ShardTensor>& tensors,
                                                   ShardImage* reuse = nullptr);
 absl::StatusOr<std::vector<checkpoint::TensorEntry>> checkpoint_write_image(const std::string& dir, ShardImage& image,
-                                                                            int64_t step = -1);
+                                                                            int64_t step = -1, bool direct_io = true);
 
 // Completes a save whose writers have all returned: `meta` carries every writer's entries
 // (in the order the manifest should list them).

@@ -149,13 +149,13 @@ struct TrainStateSaver::Pending {
   std::string file;
   std::vector<ShardTensor> tensors;  // sync: views of the live state
   ShardImage image;                  // async: the snapshot
-  bool async = false;
+  bool async = false, direct_io = true;
   std::thread thread;
   std::atomic<bool> done{false};
   absl::StatusOr<std::vector<checkpoint::TensorEntry>> entries{std::vector<checkpoint::TensorEntry>{}};
 
   void write() {
-    entries = async ? checkpoint_write_image(tmp, image, step) : checkpoint_write_shard(tmp, file, tensors, step);
+    entries = async ? checkpoint_write_image(tmp, image, step, direct_io) : checkpoint_write_shard(tmp, file, tensors, step, direct_io);
     done.store(true, std::memory_order_release);
   }
 };
@@ -194,6 +194,7 @@ absl::StatusOr<std::string> TrainStateSaver::save(Model& model, AdamW& opt, cons
   p->writer = groups_ == nullptr || sharded || groups_->place.edp_rank == 0;
   const bool async = cfg_.checkpoint().async();
   p->async = async;
+  p->direct_io = cfg_.checkpoint().direct_io();
   if (p->writer) {
     p->file = sharded ? shard_file_name_zero1(pp_rank, dp_rank) : shard_file_name(pp_rank, ep_rank);
     std::vector<StateSlot> slots = state_slots(model, &opt.exp_avg(), &opt.exp_avg_sq());
@@ -363,7 +364,8 @@ absl::StatusOr<std::string> reshard_checkpoint(CheckpointReader& src, const conf
         written.insert(s->name);
       }
       CMOE_ASSIGN_OR_RETURN(std::vector<checkpoint::TensorEntry> entries,
-                            checkpoint_write_shard(tmp, shard_file_name(stage, e), tensors, counters.step));
+                            checkpoint_write_shard(tmp, shard_file_name(stage, e), tensors, counters.step,
+                                                   cfg.checkpoint().direct_io()));
       for (auto& en : entries) *meta.add_tensors() = std::move(en);
     }
   }

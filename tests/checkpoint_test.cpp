@@ -171,7 +171,11 @@ TEST_F(CheckpointTest, RetentionAndLeftoverStaging) {
 TEST_F(CheckpointTest, ImageWritesTheSameShard) {
   fs::create_directories(root_);
   const Shape g{6, 3, 2};
-  std::vector<ShardTensor> ts = {{"w", w_.slice0(1, 4), g, 1}, {"b", b_, b_.shape(), 0}, {"w2", ramp({1000, 3}, 7.0f), Shape{1000, 3}, 0}};
+  // w2 (20 MB) spans several 8 MiB staging buffers of the streaming writer.
+  std::vector<ShardTensor> ts = {{"w", w_.slice0(1, 4), g, 1},
+                                 {"b", b_, b_.shape(), 0},
+                                 {"w2", ramp({5'000'000}, 7.0f), Shape{5'000'000}, 0},
+                                 {"w3", ramp({1000, 3}, 9.0f), Shape{1000, 3}, 0}};
   auto direct = checkpoint_write_shard(root_, "direct.bin", ts);
   ASSERT_TRUE(direct.ok()) << direct.status();
   auto image = checkpoint_shard_image("image.bin", ts);
@@ -221,6 +225,28 @@ TEST_F(CheckpointTest, FormatVersions) {
   EXPECT_NE(future.status().message().find("format_version " + std::to_string(kCheckpointFormatVersion + 1)),
             std::string::npos)
       << future.status();
+}
+
+// Without O_DIRECT (checkpoint.direct_io false, or a file system refusing it) both writers use
+// ordinary writes and produce the same files.
+TEST_F(CheckpointTest, WritesWithoutDirectIo) {
+  const std::string dir = root_ + "/buffered";
+  fs::create_directories(dir);
+  std::vector<ShardTensor> ts = {{"w", w_, w_.shape(), 0}, {"big", ramp({3'000'000}, 1.0f), Shape{3'000'000}, 0}};
+  auto direct = checkpoint_write_shard(dir, "a.bin", ts, -1, /*direct_io=*/false);
+  auto image = checkpoint_shard_image("b.bin", ts);
+  ASSERT_TRUE(direct.ok() && image.ok());
+  auto written = checkpoint_write_image(dir, *image, -1, /*direct_io=*/false);
+  ASSERT_TRUE(written.ok()) << written.status();
+  checkpoint::Manifest meta;
+  for (const auto& e : *direct) *meta.add_tensors() = e;
+  meta.set_format_version(kCheckpointFormatVersion);
+  std::ofstream(dir + "/manifest.pb", std::ios::binary) << meta.SerializeAsString();
+  auto r = CheckpointReader::open(dir);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE((*r)->verify_all().ok());
+  EXPECT_EQ(fs::file_size(dir + "/a.bin"), fs::file_size(dir + "/b.bin"));
+  EXPECT_EQ((*written)[1].crc32c(), (*direct)[1].crc32c());
 }
 
 TEST_F(CheckpointTest, SingleWriterSaveLoad) {
