@@ -20,7 +20,7 @@
 // (retention's cost inside a real save) and CRC-32C throughput in memory.
 //
 // usage: checkpoint_bench [--dir DIR (default: the build directory)] [--reps 3]
-//                         [--config configs/cpu-small.textproto]
+//                         [--config configs/cpu-small.textproto] [--direct-io 1|0]
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -51,6 +51,7 @@ struct Args {
   std::string dir = CMOE_BINARY_DIR "/checkpoint_bench_tmp";
   std::string config = CMOE_SOURCE_DIR "/configs/cpu-small.textproto";
   int reps = 3;
+  bool direct_io = true;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -176,7 +177,7 @@ int run(const Args& a) {
     const double w = disk_write(raw, bytes, chunk);
     auto t0 = std::chrono::steady_clock::now();
     meta.set_step(rep + 1);  // a new directory: no old checkpoint is replaced or retired inside the timing
-    auto saved = checkpoint_save(root, meta, tensors, /*keep_last=*/a.reps + 1);
+    auto saved = checkpoint_save(root, meta, tensors, /*keep_last=*/a.reps + 1, "tensors.bin", a.direct_io);
     const double s = seconds_since(t0);
     if (!saved.ok()) {
       std::fprintf(stderr, "checkpoint_bench: %s\n", std::string(saved.status().message()).c_str());
@@ -250,6 +251,8 @@ int main(int argc, char** argv) {
       a.dir = argv[++i];
     } else if (f == "--reps") {
       a.reps = std::max(1, std::atoi(argv[++i]));
+    } else if (f == "--direct-io") {
+      a.direct_io = std::atoi(argv[++i]) != 0;
     } else if (f == "--config") {
       a.config = argv[++i];
     } else {

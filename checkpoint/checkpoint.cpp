@@ -339,12 +339,12 @@ absl::StatusOr<std::string> checkpoint_commit(const std::string& root, checkpoin
 
 absl::StatusOr<std::string> checkpoint_save(const std::string& root, checkpoint::Manifest meta,
                                             const std::vector<NamedTensor>& tensors, int keep_last,
-                                            const std::string& file) {
+                                            const std::string& file, bool direct_io) {
   CMOE_ASSIGN_OR_RETURN(std::string tmp, checkpoint_prepare(root, meta.step()));
   std::vector<ShardTensor> shard;
   shard.reserve(tensors.size());
   for (const NamedTensor& t : tensors) shard.push_back({t.name, t.tensor, t.tensor.shape(), 0});
-  CMOE_ASSIGN_OR_RETURN(std::vector<checkpoint::TensorEntry> entries, checkpoint_write_shard(tmp, file, shard, meta.step()));
+  CMOE_ASSIGN_OR_RETURN(std::vector<checkpoint::TensorEntry> entries, checkpoint_write_shard(tmp, file, shard, meta.step(), direct_io));
   meta.clear_tensors();
   for (auto& e : entries) *meta.add_tensors() = std::move(e);
   return checkpoint_commit(root, std::move(meta), keep_last);

@@ -90,7 +90,7 @@ absl::StatusOr<std::string> checkpoint_commit(const std::string& root, checkpoin
 // prepare + one writer (file `file`, whole tensors) + commit.
 absl::StatusOr<std::string> checkpoint_save(const std::string& root, checkpoint::Manifest meta,
                                             const std::vector<NamedTensor>& tensors, int keep_last,
-                                            const std::string& file = "tensors.bin");
+                                            const std::string& file = "tensors.bin", bool direct_io = true);
 
 // The directory <root>/latest points to; NotFound when there is none yet.
 absl::StatusOr<std::string> checkpoint_latest(const std::string& root);
