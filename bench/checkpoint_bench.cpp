@@ -2,14 +2,18 @@
 // write and read speed, measured in the same run on the same directory.
 //
 // Checkpoint: the cpu-small model's parameters (real names and shapes, initialised) plus both
-// AdamW moments for each, saved with checkpoint_save and read back with checkpoint_load (every
-// CRC-32C verified) — what `cmoe train` writes every checkpoint.interval steps.
+// AdamW moments for each, saved with checkpoint_save and read back the way a resume does
+// (CheckpointReader::open, then read_rows into the run's already allocated tensors; every
+// CRC-32C verified) — what `cmoe train` writes every checkpoint.interval steps and reads on
+// resume. (checkpoint_load, which allocates fresh tensors for tools, also pays their page
+// faults: about 0.25 s for these 579 MB.)
 // Disk baselines, per repetition, with the same byte count:
-//   write: write() in 8 MiB chunks to a new file, then fsync (what `dd bs=8M conv=fsync` does);
+//   write: write() in 8 MiB chunks to a new file, then fsync (what `dd bs=8M conv=fsync` does),
+//          with O_DIRECT when the checkpoint is written with it (--direct-io, default 1);
 //   read:  the page cache is emptied for that file (fsync'd pages dropped with
 //          posix_fadvise(POSIX_FADV_DONTNEED); mincore() confirms how much stayed resident),
 //          then read() in 8 MiB chunks.
-// Before each checkpoint_load the checkpoint's files are dropped from the cache the same way, so
+// Before each load the checkpoint's files are dropped from the cache the same way, so
 // load and read both come from the disk. Each repetition saves a new step directory and deletes
 // it after the load, so deleting old checkpoints (retention) is not timed. The asynchronous
 // save's two halves are timed too: the snapshot (checkpoint_shard_image: one copy into an
@@ -31,6 +35,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -85,18 +90,25 @@ double evict(const std::string& path) {
   return resident;
 }
 
-// Sequential write of `bytes` then fsync; seconds.
-double disk_write(const std::string& path, uint64_t bytes, const std::vector<char>& chunk) {
+// Sequential write of `bytes` then fsync; seconds. direct: O_DIRECT from an aligned buffer, as
+// the checkpoint writer does (dd oflag=direct), so both leave the data in the same place: on
+// this VM the host caches buffered writes but not direct ones, and a later "disk" read of the
+// file is only comparable between files written the same way.
+double disk_write(const std::string& path, uint64_t bytes, const std::vector<char>& chunk, bool direct) {
+  std::unique_ptr<char, void (*)(void*)> aligned(static_cast<char*>(std::aligned_alloc(4096, chunk.size())), std::free);
+  std::memcpy(aligned.get(), chunk.data(), chunk.size());
   const auto t0 = std::chrono::steady_clock::now();
   {
-    const fileio::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    const fileio::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | (direct ? O_DIRECT : 0), 0644));
     if (fd.get() < 0) die("create " + path);
-    for (uint64_t done = 0; done < bytes;) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size(), bytes - done));
-      const ssize_t w = ::write(fd.get(), chunk.data(), n);
+    const uint64_t total = direct ? (bytes + 4095) / 4096 * 4096 : bytes;
+    for (uint64_t done = 0; done < total;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size(), total - done));
+      const ssize_t w = ::write(fd.get(), aligned.get(), n);
       if (w <= 0) die("write " + path);
       done += static_cast<uint64_t>(w);
     }
+    if (direct && ::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) die("ftruncate " + path);
     if (::fsync(fd.get()) != 0) die("fsync " + path);
   }
   return seconds_since(t0);
@@ -170,11 +182,13 @@ int run(const Args& a) {
 
   std::vector<double> w_mbs, r_mbs, s_mbs, l_mbs, d_s, snap_s, img_mbs;
   ShardImage spare;  // the asynchronous saver keeps its snapshot buffer between saves
+  std::vector<Tensor> into;  // the resumed run's tensors: allocated and touched before timing
+  for (const NamedTensor& t : tensors) into.push_back(Tensor::zeros(t.tensor.shape(), t.tensor.dtype()));
   double worst_resident = 0;
   std::printf("%-4s %14s %14s %14s %14s %14s %12s\n", "rep", "disk write", "ckpt save", "disk read", "ckpt load",
               "async write", "snapshot");
   for (int rep = 0; rep < a.reps; ++rep) {
-    const double w = disk_write(raw, bytes, chunk);
+    const double w = disk_write(raw, bytes, chunk, a.direct_io);
     auto t0 = std::chrono::steady_clock::now();
     meta.set_step(rep + 1);  // a new directory: no old checkpoint is replaced or retired inside the timing
     auto saved = checkpoint_save(root, meta, tensors, /*keep_last=*/a.reps + 1, "tensors.bin", a.direct_io);
@@ -187,12 +201,22 @@ int run(const Args& a) {
     const double r = disk_read(raw, chunk);
     for (const char* f : {"/tensors.bin", "/manifest.pb"}) worst_resident = std::max(worst_resident, evict(*saved + f));
     t0 = std::chrono::steady_clock::now();
-    auto loaded = checkpoint_load(*saved);
+    absl::Status loaded = absl::OkStatus();
+    {
+      auto reader = CheckpointReader::open(*saved);
+      if (!reader.ok()) loaded = reader.status();
+      for (size_t i = 0; loaded.ok() && i < tensors.size(); ++i) loaded = (*reader)->read_rows(tensors[i].name, 0, into[i]);
+    }
     const double l = seconds_since(t0);
-    if (!loaded.ok() || loaded->tensors.size() != tensors.size()) {
-      std::fprintf(stderr, "checkpoint_bench: load failed: %s\n",
-                   loaded.ok() ? "tensor count differs" : std::string(loaded.status().message()).c_str());
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "checkpoint_bench: load failed: %s\n", std::string(loaded.message()).c_str());
       return 1;
+    }
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (std::memcmp(into[i].raw_data(), tensors[i].tensor.raw_data(), into[i].nbytes()) != 0) {
+        std::fprintf(stderr, "checkpoint_bench: %s read back differs\n", tensors[i].name.c_str());
+        return 1;
+      }
     }
     // The asynchronous save's halves, into a fresh directory.
     const std::string async_dir = a.dir + "/async";
