@@ -127,6 +127,21 @@ absl::StatusOr<checkpoint::TensorEntry> entry_for(const ShardTensor& st, const T
 
 uint64_t align64(uint64_t offset) { return (offset + 63) / 64 * 64; }
 
+// A shard file's layout: each tensor (on the host) at the next 64-byte boundary; its entries
+// without CRCs. Returns the file size.
+absl::StatusOr<uint64_t> shard_layout(const std::string& file, const std::vector<ShardTensor>& tensors,
+                                      std::vector<Tensor>* hosts, std::vector<checkpoint::TensorEntry>* entries) {
+  uint64_t size = 0;
+  for (const ShardTensor& st : tensors) {
+    hosts->push_back(st.data.device().is_cpu() ? st.data : st.data.to(kCPU));
+    size = align64(size);
+    CMOE_ASSIGN_OR_RETURN(checkpoint::TensorEntry e, entry_for(st, hosts->back(), file, size));
+    entries->push_back(std::move(e));
+    size += hosts->back().nbytes();
+  }
+  return size;
+}
+
 }  // namespace
 
 namespace {
@@ -160,17 +175,10 @@ absl::StatusOr<std::vector<checkpoint::TensorEntry>> checkpoint_write_shard(cons
                                                                             int64_t step, bool direct_io) {
   if (!safe_file_name(file)) return absl::InvalidArgumentError(absl::StrCat("bad shard file name \"", file, "\""));
   const std::string path = dir + "/" + file;
-  // Layout first: entries with their offsets and CRCs.
+  // Layout first (offsets), then the bytes; CRCs while the bytes go.
   std::vector<checkpoint::TensorEntry> entries;
   std::vector<Tensor> hosts;
-  uint64_t size = 0;
-  for (const ShardTensor& st : tensors) {
-    hosts.push_back(st.data.device().is_cpu() ? st.data : st.data.to(kCPU));
-    size = align64(size);
-    CMOE_ASSIGN_OR_RETURN(checkpoint::TensorEntry e, entry_for(st, hosts.back(), file, size));
-    entries.push_back(std::move(e));
-    size += hosts.back().nbytes();
-  }
+  CMOE_ASSIGN_OR_RETURN(const uint64_t size, shard_layout(file, tensors, &hosts, &entries));
   bool direct = false;
   CMOE_ASSIGN_OR_RETURN(int raw_fd, open_for_write(path, direct_io, &direct));
   Fd fd(raw_fd);
@@ -249,14 +257,7 @@ absl::StatusOr<ShardImage> checkpoint_shard_image(const std::string& file, const
   ShardImage img;
   img.file = file;
   std::vector<Tensor> hosts;
-  uint64_t offset = 0;
-  for (const ShardTensor& st : tensors) {
-    hosts.push_back(st.data.device().is_cpu() ? st.data : st.data.to(kCPU));
-    offset = align64(offset);
-    CMOE_ASSIGN_OR_RETURN(checkpoint::TensorEntry e, entry_for(st, hosts.back(), file, offset));
-    img.entries.push_back(std::move(e));
-    offset += hosts.back().nbytes();
-  }
+  CMOE_ASSIGN_OR_RETURN(const uint64_t offset, shard_layout(file, tensors, &hosts, &img.entries));
   img.size = offset;
   const uint64_t capacity = std::max<uint64_t>(kDirectAlign, (offset + kDirectAlign - 1) / kDirectAlign * kDirectAlign);
   if (reuse != nullptr && reuse->bytes && reuse->capacity >= capacity) {
