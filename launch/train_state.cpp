@@ -55,18 +55,15 @@ std::vector<StateSlot> state_slots(Model& model, const std::vector<Tensor>* m, c
 // replicated units the greedy balance gives it (largest unit first, to the writer with the
 // fewest bytes so far, the lowest rank on ties — the same answer on every rank).
 std::vector<const StateSlot*> owned_slots(const std::vector<StateSlot>& slots, int ep, int ep_rank) {
-  std::map<int, int64_t> unit_bytes;
+  std::map<int, int64_t> unit_bytes;  // replicated units, in unit order
   for (const StateSlot& s : slots)
     if (!s.expert) unit_bytes[s.unit] += static_cast<int64_t>(s.data.nbytes());
-  std::vector<std::pair<int, int64_t>> units(unit_bytes.begin(), unit_bytes.end());
-  std::stable_sort(units.begin(), units.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-  std::vector<int64_t> load(static_cast<size_t>(ep), 0);
+  std::vector<int64_t> sizes;
+  for (const auto& [unit, bytes] : unit_bytes) sizes.push_back(bytes);
+  const std::vector<int> writer = parallel::balance_by_size(sizes, ep);
   std::map<int, int> owner;
-  for (const auto& [unit, bytes] : units) {
-    const size_t w = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-    load[w] += bytes;
-    owner[unit] = static_cast<int>(w);
-  }
+  size_t k = 0;
+  for (const auto& [unit, bytes] : unit_bytes) owner[unit] = writer[k++];
   std::vector<const StateSlot*> mine;
   for (const StateSlot& s : slots)
     if (s.expert || owner[s.unit] == ep_rank) mine.push_back(&s);

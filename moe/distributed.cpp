@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "parallel/process_groups.h"
@@ -132,29 +131,25 @@ GradReducer::GradReducer(std::vector<Param>* params, parallel::Communicator* dp,
     b.pending = static_cast<int>(b.params.size());
     const int size = b.comm == nullptr ? 1 : b.comm->size(), me = b.comm == nullptr ? 0 : b.comm->rank();
     if (!distributed_) continue;
-    // Owners: largest parameter first, to the rank with the fewest elements so far (lowest
-    // rank on ties); then the bucket laid out owner by owner.
-    std::vector<size_t> order = b.params;
-    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) {
-      return (*params)[x].var.value().numel() > (*params)[y].var.value().numel();
-    });
+    // Owners balanced by size (parallel::balance_by_size); then the bucket laid out owner by
+    // owner, each owner's chunk padded to the largest.
+    std::vector<int64_t> sizes;
+    for (size_t i : b.params) sizes.push_back((*params)[i].var.value().numel());
+    const std::vector<int> owner = parallel::balance_by_size(sizes, size);
     std::vector<int64_t> load(static_cast<size_t>(size), 0);
-    std::map<size_t, int> owner;
-    for (size_t i : order) {
-      const int r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
-      load[r] += (*params)[i].var.value().numel();
-      owner[i] = r;
-      owned_[i] = r == me;
+    for (size_t k = 0; k < b.params.size(); ++k) {
+      load[owner[k]] += sizes[k];
+      owned_[b.params[k]] = owner[k] == me;
     }
     b.chunk = *std::max_element(load.begin(), load.end());
     std::vector<size_t> laid;
     for (int r = 0; r < size; ++r) {
       int64_t at = static_cast<int64_t>(r) * b.chunk;
-      for (size_t i : b.params) {
-        if (owner[i] != r) continue;
-        laid.push_back(i);
+      for (size_t k = 0; k < b.params.size(); ++k) {
+        if (owner[k] != r) continue;
+        laid.push_back(b.params[k]);
         b.offset.push_back(at);
-        at += (*params)[i].var.value().numel();
+        at += sizes[k];
       }
     }
     b.params = laid;
@@ -216,6 +211,12 @@ absl::Status GradReducer::finish() {
   while (next_launch_ < buckets_.size()) CMOE_RETURN_IF_ERROR(launch(buckets_[next_launch_++]));
   CMOE_RETURN_IF_ERROR(error_);
   const float inv = 1.0f / static_cast<float>(divisor_);
+  auto set_mean_grad = [inv](Param& p, const float* sum) {
+    Tensor g = Tensor::empty(p.var.value().shape(), DType::kF32);
+    float* out = g.data<float>();
+    for (int64_t e = 0, n = g.numel(); e < n; ++e) out[e] = sum[e] * inv;
+    p.var.set_grad(g);
+  };
   for (Bucket& b : buckets_) {
     CMOE_RETURN_IF_ERROR(b.work.wait());
     if (distributed_) {
@@ -224,26 +225,14 @@ absl::Status GradReducer::finish() {
       const int64_t first = static_cast<int64_t>(me) * b.chunk;
       for (size_t k = 0; k < b.params.size(); ++k) {
         Param& p = (*params_)[b.params[k]];
-        if (!owned_[b.params[k]]) {
-          p.var.zero_grad();  // the owner updates it; gather_params brings the value back
-          continue;
-        }
-        Tensor g = Tensor::empty(p.var.value().shape(), DType::kF32);
-        const float* src = b.out.data<float>() + (b.offset[k] - first);
-        float* out = g.data<float>();
-        for (int64_t e = 0, n = g.numel(); e < n; ++e) out[e] = src[e] * inv;
-        p.var.set_grad(g);
+        if (owned_[b.params[k]]) set_mean_grad(p, b.out.data<float>() + (b.offset[k] - first));
+        else p.var.zero_grad();  // the owner updates it; gather_params brings the value back
       }
     } else {
       const float* src = b.buf.data<float>();
       for (size_t i : b.params) {
-      Param& p = (*params_)[i];
-      Tensor g = Tensor::empty(p.var.value().shape(), DType::kF32);
-      const int64_t n = g.numel();
-      float* out = g.data<float>();
-      for (int64_t e = 0; e < n; ++e) out[e] = src[e] * inv;
-      p.var.set_grad(g);
-      src += n;
+        set_mean_grad((*params_)[i], src);
+        src += (*params_)[i].var.value().numel();
       }
     }
     b.buf = Tensor();
@@ -264,15 +253,14 @@ absl::Status GradReducer::gather_params() {
   for (size_t bi = 0; bi < buckets_.size(); ++bi) {
     Bucket& b = buckets_[bi];
     if (b.comm == nullptr || b.comm->size() == 1) continue;
-    const int me = b.comm->rank();
-    bufs[bi] = Tensor::zeros({b.elems}, DType::kF32);
-    float* base = bufs[bi].data<float>();
+    const int64_t first = static_cast<int64_t>(b.comm->rank()) * b.chunk;
+    Tensor mine = Tensor::zeros({b.chunk}, DType::kF32);  // this rank's chunk, padding included
     for (size_t k = 0; k < b.params.size(); ++k) {
       if (!owned_[b.params[k]]) continue;
       const Tensor& v = (*params_)[b.params[k]].var.value();
-      std::memcpy(base + b.offset[k], v.data<float>(), v.numel() * sizeof(float));
+      std::memcpy(mine.data<float>() + (b.offset[k] - first), v.data<float>(), v.numel() * sizeof(float));
     }
-    const Tensor mine = bufs[bi].slice0(b.chunk * me, b.chunk * (me + 1)).clone();
+    bufs[bi] = Tensor::empty({b.elems}, DType::kF32);
     CMOE_ASSIGN_OR_RETURN(works[bi], b.comm->all_gather_async(bufs[bi], mine));
   }
   for (size_t bi = 0; bi < buckets_.size(); ++bi) {

@@ -2,6 +2,9 @@
 // (see process_groups.h for the order).
 #include "parallel/process_groups.h"
 
+#include <algorithm>
+#include <numeric>
+
 namespace cmoe::parallel {
 
 absl::Status validate_layout(const ParallelLayout& l, int world) {
@@ -53,6 +56,21 @@ int expert_owner(int64_t n_experts, int ep, int64_t e) {
   // The smallest r whose range ends past e: floor((r + 1) E / ep) >= e + 1
   // <=> r >= ceil((e + 1) ep / E) - 1.
   return static_cast<int>(((e + 1) * ep - 1) / n_experts);
+}
+
+std::vector<int> balance_by_size(std::span<const int64_t> sizes, int n) {
+  CMOE_CHECK(n >= 1, "balance_by_size: ", n, " owners");
+  std::vector<size_t> order(sizes.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return sizes[a] > sizes[b]; });
+  std::vector<int64_t> load(static_cast<size_t>(n), 0);
+  std::vector<int> owner(sizes.size());
+  for (size_t i : order) {
+    const auto least = std::min_element(load.begin(), load.end());
+    *least += sizes[i];
+    owner[i] = static_cast<int>(least - load.begin());
+  }
+  return owner;
 }
 
 namespace {

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,11 @@ struct ExpertRange {
 ExpertRange owned_experts(int64_t n_experts, int ep, int ep_rank);
 // The ep_rank owning expert e (the inverse of owned_experts).
 int expert_owner(int64_t n_experts, int ep, int64_t e);
+
+// Items of the given sizes spread over n owners: largest first (ties in index order), each to
+// the owner with the least so far (the lowest rank on ties). Deterministic, so every rank
+// computes the same answer; used for ZeRO-1 parameter owners and checkpoint writers.
+std::vector<int> balance_by_size(std::span<const int64_t> sizes, int n);
 
 // The communicators of one rank. Each group communicator is a split of `world`, named
 // "dp", "pp", "ep" and "edp" in messages.

@@ -124,5 +124,16 @@ TEST(ProcessGroups, ExpertOwnershipPartitionsTheExperts) {
   }
 }
 
+// Largest first to the least-loaded owner, lowest rank on ties: the owners ZeRO-1 and the
+// checkpoint writers use, identical on every rank.
+TEST(BalanceBySize, LargestFirstToLeastLoaded) {
+  const std::vector<int64_t> sizes = {5, 9, 1, 9, 3};
+  // 9 (#1) -> 0, 9 (#3) -> 1, 5 (#0) -> 0 (tie 9:9), 3 (#4) -> 1 (14:9), 1 (#2) -> 1 (14:12).
+  EXPECT_EQ(balance_by_size(sizes, 2), (std::vector<int>{0, 0, 1, 1, 1}));
+  EXPECT_EQ(balance_by_size(sizes, 1), (std::vector<int>(5, 0)));
+  EXPECT_EQ(balance_by_size(sizes, 8), (std::vector<int>{2, 0, 4, 1, 3}));
+  EXPECT_TRUE(balance_by_size({}, 3).empty());
+}
+
 }  // namespace
 }  // namespace cmoe::parallel
