@@ -20,11 +20,11 @@
 #include <string>
 
 #include "core/allocator.h"
-#include "core/config/config.h"
+#include "moe/train/config.h"
 #include "core/ops/matmul.h"
 #include "core/rng.h"
 #include "moe/model.h"
-#include "moe/optimizer.h"
+#include "moe/train/optimizer.h"
 
 namespace cmoe {
 namespace {

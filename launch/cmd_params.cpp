@@ -3,7 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "core/config/config.h"
+#include "moe/train/config.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
 #include "moe/params.h"

@@ -2,7 +2,7 @@
 // of the paper configs against the paper's table (Su et al. 2025).
 #include <cmath>
 
-#include "core/config/config.h"
+#include "moe/train/config.h"
 #include "gtest/gtest.h"
 #include "moe/params.h"
 
