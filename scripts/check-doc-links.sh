@@ -10,7 +10,7 @@
 #      that is not part of the repository) is an error, in code spans too.
 #   3. Repository paths mentioned in text or code spans — `docs/cli.md`, `moe/router.h`,
 #      `parallelism.md` — must exist: a path starting with a top-level source folder is taken
-#      from ROOT; a bare `NAME.md` from the file's folder or ROOT. A path that names a build
+#      from ROOT; a bare `NAME.md` from the file's folder, ROOT or docs/. A path naming a build
 #      product or a family (`bench/alltoall_bench`, `moe/distributed.*`) passes when some file
 #      starts with it; templated paths (`{`, `<`) are skipped.
 # Usage: scripts/check-doc-links.sh [ROOT [FILE...]]   (ROOT defaults to the repository)
@@ -94,7 +94,7 @@ for f in "${files[@]}"; do
     exists_or_prefix "$resolved" || report "$f" "$line" "mentions a missing file: $path"
   done < <(grep -noP "(?<![\w./-])$top/[\w./*{<>-]*[\w*/]" "$f")
   while IFS=: read -r line name; do
-    if [[ ! -e $dir/$name && ! -e $root/$name ]]; then
+    if [[ ! -e $dir/$name && ! -e $root/$name && ! -e $root/docs/$name ]]; then
       report "$f" "$line" "mentions a missing file: $name"
     fi
   done < <(grep -noP '(?<![\w./-])[\w-]+\.md(?![\w])' "$f")
