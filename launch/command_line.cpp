@@ -2,6 +2,8 @@
 #include "launch/command_line.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 
@@ -13,6 +15,12 @@ std::vector<FlagSpec> config_flags() {
 }
 
 std::optional<ParsedFlags> parse_command_line(const CommandSpec& spec, int argc, char** argv, int first) {
+  for (int i = first; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+      std::fputs(flags_usage(spec.name, spec.flags).c_str(), stdout);
+      std::exit(0);  // nothing is open yet
+    }
+  }
   auto flags = flags_parse(spec.name, spec.flags, argc, argv, first);
   if (!flags.ok()) {
     std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());

@@ -23,7 +23,7 @@ struct CommandSpec {
 // The flags every config-reading command takes: --config FILE and repeatable --set k=v.
 std::vector<FlagSpec> config_flags();
 
-// Parses argv[first, argc). On a usage error prints "cmoe NAME: ..." and the usage to stderr
+// Parses argv[first, argc). `--help` prints the usage to stdout and exits 0. On a usage error prints "cmoe NAME: ..." and the usage to stderr
 // and returns nullopt: the caller returns kExitUsage.
 std::optional<ParsedFlags> parse_command_line(const CommandSpec& spec, int argc, char** argv, int first);
 

@@ -11,6 +11,7 @@
 #include "core/check.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/descriptor.h"
@@ -188,6 +189,22 @@ absl::StatusOr<double> numeric_at(const pb::Message& root, const std::string& pa
   return absl::InternalError("empty path");
 }
 
+// A number as a person wrote it: integers exactly (not 2.14748e+09), others to 9 digits.
+std::string fmt_number(double v) {
+  if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 9.2e18) return absl::StrCat(static_cast<int64_t>(v));
+  return absl::StrFormat("%.9g", v);
+}
+
+// Whether `message` names the field `path` (as a whole dotted path, not part of a longer one).
+bool names_field(const std::string& message, const std::string& path) {
+  auto part = [](char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'; };
+  for (size_t at = message.find(path); at != std::string::npos; at = message.find(path, at + 1)) {
+    const size_t end = at + path.size();
+    if ((at == 0 || !part(message[at - 1])) && (end == message.size() || !part(message[end]))) return true;
+  }
+  return false;
+}
+
 absl::Status rule(bool ok, const std::string& message) {
   return ok ? absl::OkStatus() : absl::InvalidArgumentError(absl::StrCat("config: ", message));
 }
@@ -243,9 +260,9 @@ absl::Status config_validate(const RunConfig& cfg) {
   for (const Range& r : kRanges) {
     CMOE_ASSIGN_OR_RETURN(double v, numeric_at(cfg, r.path));
     if (!(v >= r.lo && v <= r.hi) || std::isnan(v)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config: ", r.path, " = ", v, " is out of range; allowed [", r.lo, ", ",
-          r.hi >= kInf ? std::string("inf") : absl::StrCat(r.hi), "]"));
+      return absl::InvalidArgumentError(absl::StrCat("config: ", r.path, " = ", fmt_number(v),
+                                                     " is out of range; allowed [", fmt_number(r.lo), ", ",
+                                                     r.hi >= kInf ? std::string("inf") : fmt_number(r.hi), "]"));
     }
   }
   const auto& m = cfg.model();
@@ -299,8 +316,14 @@ absl::StatusOr<RunConfig> config_load(const std::string& path, const std::vector
   CMOE_ASSIGN_OR_RETURN(RunConfig cfg, config_parse(ss.str(), path));
   for (const std::string& o : overrides) CMOE_RETURN_IF_ERROR(config_set(cfg, o));
   absl::Status st = config_validate(cfg);
-  if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", st.message()));
-  return cfg;
+  if (st.ok()) return cfg;
+  // Say where the offending values came from: the --set overrides the message names, else
+  // the file.
+  std::vector<std::string> blamed;
+  for (const std::string& o : overrides)
+    if (names_field(std::string(st.message()), o.substr(0, o.find('=')))) blamed.push_back("--set " + o);
+  if (blamed.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", st.message()));
+  return absl::InvalidArgumentError(absl::StrCat(absl::StrJoin(blamed, ", "), " (on ", path, "): ", st.message()));
 }
 
 void config_materialise(pb::Message& msg) {
