@@ -3,12 +3,14 @@
 // reads (attention: q, k, v, out and the (B, H, T) log-sum-exp; cross-entropy: h, w, targets
 // and the (N) log-sum-exp), never a (T x T) score or (N x V) logit matrix.
 #include "autograd/ops.h"
+#include "core/profiler.h"
 #include "core/ops/attention.h"
 #include "core/ops/cross_entropy.h"
 
 namespace cmoe::ag {
 
 Var attention(const Var& q, const Var& k, const Var& v, float scale) {
+  prof::Span span("attention", prof::Cat::kOp);
   CMOE_CHECK(q.value().rank() == 4 && k.shape() == q.shape() && v.shape() == q.shape(),
              "attention: q ", q.value().str(), ", k ", k.value().str(), ", v ", v.value().str(),
              " must share one (B, T, H, Dh) shape");
@@ -18,7 +20,7 @@ Var attention(const Var& q, const Var& k, const Var& v, float scale) {
   ops::attention_forward(out, lse, q.value(), k.value(), v.value(), scale);
   auto qi = q.impl(), ki = k.impl(), vi = v.impl();
   Tensor qv = q.value(), kv = k.value(), vv = v.value();
-  return make_result(out, "attention", {q, k, v},
+  Var result = make_result(out, "attention", {q, k, v},
                      [qi, ki, vi, qv, kv, vv, out, lse, scale](const Tensor& g) {
                        Tensor dq = Tensor::empty(qv.shape(), DType::kF32);
                        Tensor dk = Tensor::empty(qv.shape(), DType::kF32);
@@ -28,16 +30,19 @@ Var attention(const Var& q, const Var& k, const Var& v, float scale) {
                        if (ki->requires_grad) accumulate_grad(*ki, dk);
                        if (vi->requires_grad) accumulate_grad(*vi, dv);
                      });
+  op_flops(result, "attention", 2.0 * s[0] * s[2] * s[1] * s[1] * s[3]);
+  return result;
 }
 
 Var cross_entropy(const Var& h, const Var& w, const Tensor& targets, int64_t chunk,
                   DType compute_dtype) {
+  prof::Span span("cross_entropy", prof::Cat::kOp);
   Tensor loss = Tensor::empty(Shape{}, DType::kF32);
   Tensor lse = Tensor::empty({h.shape()[0]}, DType::kF32);  // (N)
   ops::cross_entropy_forward(loss, lse, h.value(), w.value(), targets, chunk, compute_dtype);
   auto hi = h.impl(), wi = w.impl();
   Tensor hv = h.value(), wv = w.value();
-  return make_result(loss, "cross_entropy", {h, w},
+  Var result = make_result(loss, "cross_entropy", {h, w},
                      [hi, wi, hv, wv, targets, lse, chunk, compute_dtype](const Tensor& g) {
                        Tensor dh = Tensor::empty(hv.shape(), DType::kF32);
                        Tensor dw = Tensor::zeros(wv.shape(), DType::kF32);
@@ -46,6 +51,8 @@ Var cross_entropy(const Var& h, const Var& w, const Tensor& targets, int64_t chu
                        if (hi->requires_grad) accumulate_grad(*hi, dh);
                        if (wi->requires_grad) accumulate_grad(*wi, dw);
                      });
+  op_flops(result, "cross_entropy", 2.0 * hv.dim(0) * wv.dim(0) * hv.dim(1));
+  return result;
 }
 
 }  // namespace cmoe::ag

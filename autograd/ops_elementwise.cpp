@@ -1,5 +1,6 @@
 // ops_elementwise.cpp — autograd wrappers for add, mul, scale, sum, reshape.
 #include "autograd/ops.h"
+#include "core/profiler.h"
 #include "core/ops/elementwise.h"
 
 namespace cmoe::ag {
@@ -9,6 +10,7 @@ Tensor like(const Tensor& t) { return Tensor::empty(t.shape(), DType::kF32, t.de
 }  // namespace
 
 Var add(const Var& a, const Var& b) {
+  prof::Span span("add", prof::Cat::kOp);
   CMOE_CHECK(a.shape() == b.shape(), "add: ", a.value().str(), " + ", b.value().str());
   Tensor out = like(a.value());
   ops::add_forward(out, a.value(), b.value());
@@ -21,6 +23,7 @@ Var add(const Var& a, const Var& b) {
 }
 
 Var mul(const Var& a, const Var& b) {
+  prof::Span span("mul", prof::Cat::kOp);
   CMOE_CHECK(a.shape() == b.shape(), "mul: ", a.value().str(), " * ", b.value().str());
   Tensor out = like(a.value());
   ops::mul_forward(out, a.value(), b.value());
@@ -36,6 +39,7 @@ Var mul(const Var& a, const Var& b) {
 }
 
 Var scale(const Var& x, float s) {
+  prof::Span span("scale", prof::Cat::kOp);
   Tensor out = like(x.value());
   ops::scale_forward(out, x.value(), s);
   auto xi = x.impl();
@@ -47,6 +51,7 @@ Var scale(const Var& x, float s) {
 }
 
 Var scale_rows(const Var& x, const Var& s) {
+  prof::Span span("scale_rows", prof::Cat::kOp);
   CMOE_CHECK(s.value().numel() == x.value().rows(), "scale_rows: ", s.value().str(), " for ", x.value().str());
   Tensor out = like(x.value());
   ops::scale_rows_forward(out, x.value(), s.value());
@@ -62,6 +67,7 @@ Var scale_rows(const Var& x, const Var& s) {
 }
 
 Var add_bias(const Var& x, const Var& b) {
+  prof::Span span("add_bias", prof::Cat::kOp);
   CMOE_CHECK(b.value().numel() == x.value().cols(), "add_bias: ", b.value().str(), " for ", x.value().str());
   Tensor out = like(x.value());
   ops::add_bias_forward(out, x.value(), b.value());
@@ -76,6 +82,7 @@ Var add_bias(const Var& x, const Var& b) {
 }
 
 Var sum(const Var& x) {
+  prof::Span span("sum", prof::Cat::kOp);
   Tensor out = Tensor::empty(Shape{}, DType::kF32);
   ops::sum_forward(out, x.value());
   auto xi = x.impl();

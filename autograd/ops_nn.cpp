@@ -3,6 +3,7 @@
 // dimensions are flattened here and restored on results. An input's gradient is computed only
 // when that input requires grad.
 #include "autograd/ops.h"
+#include "core/profiler.h"
 #include "core/ops/embedding.h"
 #include "core/ops/permute.h"
 #include "core/ops/rmsnorm.h"
@@ -21,6 +22,7 @@ Tensor as_vec(const Tensor& t) { return t.view(Shape{t.numel()}); }
 
 // out[..., :] = table[ids[...], :]: ids of any shape S (i32) -> S + (D)
 Var embedding(const Var& table, const Tensor& ids) {
+  prof::Span span("embedding", prof::Cat::kOp);
   CMOE_CHECK(table.value().rank() == 2, "embedding: table ", table.value().str(), ", want (V, D)");
   const int64_t d = table.value().dim(1);
   std::vector<int64_t> dims(ids.shape().dims().begin(), ids.shape().dims().end());
@@ -39,6 +41,7 @@ Var embedding(const Var& table, const Tensor& ids) {
 
 // out = x * rstd * w over the last dim: x (..., D), w (D)
 Var rmsnorm(const Var& x, const Var& w, float eps) {
+  prof::Span span("rmsnorm", prof::Cat::kOp);
   const Tensor xr = as_rows(x.value());
   CMOE_CHECK(w.value().numel() == xr.cols(), "rmsnorm: w ", w.value().str(), " for x ", x.value().str());
   Tensor out = like(x.value());
@@ -58,6 +61,7 @@ Var rmsnorm(const Var& x, const Var& w, float eps) {
 
 // rotate (B, T, H, Dh) by positions pos0 + t
 Var rope(const Var& x, float theta, int64_t pos0) {
+  prof::Span span("rope", prof::Cat::kOp);
   Tensor out = like(x.value());
   ops::rope_forward(out, x.value(), theta, pos0);
   auto xi = x.impl();
@@ -70,6 +74,7 @@ Var rope(const Var& x, float theta, int64_t pos0) {
 
 // silu(gate) * up, both (..., F)
 Var swiglu(const Var& gate, const Var& up) {
+  prof::Span span("swiglu", prof::Cat::kOp);
   CMOE_CHECK(gate.shape() == up.shape(), "swiglu: gate ", gate.value().str(), " up ", up.value().str());
   Tensor out = like(gate.value());
   ops::swiglu_forward(out, gate.value(), up.value());
@@ -86,6 +91,7 @@ Var swiglu(const Var& gate, const Var& up) {
 
 // softmax over the last dim of x (..., E)
 Var softmax(const Var& x) {
+  prof::Span span("softmax", prof::Cat::kOp);
   Tensor out = like(x.value());
   Tensor out2 = as_rows(out);
   ops::softmax_forward(out2, as_rows(x.value()));
@@ -100,6 +106,7 @@ Var softmax(const Var& x) {
 
 // k largest of each row of x (N, E), descending, ties to the lower index; masked entries skipped
 TopK topk(const Var& x, int k, const Tensor& mask) {
+  prof::Span span("topk", prof::Cat::kOp);
   CMOE_CHECK(x.value().rank() == 2, "topk: x ", x.value().str(), ", want (N, E)");
   const int64_t n = x.value().dim(0);
   Tensor values = f32(Shape{n, k});
@@ -116,6 +123,7 @@ TopK topk(const Var& x, int k, const Tensor& mask) {
 
 // out[m] = x[idx[m]]: x (N, D), idx (M) -> (M, D)
 Var gather_rows(const Var& x, const Tensor& idx) {
+  prof::Span span("gather_rows", prof::Cat::kOp);
   const Tensor xr = as_rows(x.value());
   Tensor out = f32(Shape{idx.numel(), xr.cols()});
   ops::gather_rows_forward(out, xr, as_vec(idx));
@@ -131,6 +139,7 @@ Var gather_rows(const Var& x, const Tensor& idx) {
 
 // out (n_rows, D), out[idx[m]] += w[m] * y[m]: y (M, D), idx (M), w (M)
 Var scatter_add_rows(const Var& y, const Tensor& idx, const Var& w, int64_t n_rows) {
+  prof::Span span("scatter_add_rows", prof::Cat::kOp);
   const Tensor yr = as_rows(y.value());
   Tensor out = Tensor::zeros(Shape{n_rows, yr.cols()}, DType::kF32);
   const Tensor flat_idx = as_vec(idx), wv = as_vec(w.value());

@@ -1,9 +1,11 @@
 // variable.cpp — the tape walk, gradient accumulation and recomputation.
 #include "autograd/variable.h"
 
+#include <cstring>
 #include <unordered_set>
 
 #include "core/ops/elementwise.h"
+#include "core/profiler.h"
 
 namespace cmoe::ag {
 
@@ -48,9 +50,16 @@ Var make_result(Tensor value, const char* op_name, std::vector<Var> inputs,
   bool any = false;
   if (t_grad_enabled)
     for (const Var& v : inputs) any = any || v.requires_grad();
+  double bytes = 0;
+  if (prof::capturing() && std::strcmp(op_name, "reshape") != 0) {  // a view moves nothing
+    bytes = static_cast<double>(value.nbytes());
+    for (const Var& v : inputs) bytes += static_cast<double>(v.value().nbytes());
+    prof::add_work(op_name, 0, bytes);
+  }
   Var out(std::move(value), any);
   if (!any) return out;
   auto node = std::make_shared<Node>();
+  node->bytes = 2 * bytes;
   node->op_name = op_name;
   for (const Var& v : inputs) node->inputs.push_back(v.impl());
   node->backward = std::move(backward);
@@ -96,8 +105,17 @@ void backward(const std::vector<Var>& roots, const std::vector<Tensor>& root_gra
     std::shared_ptr<VarImpl> v = std::move(*it);
     std::shared_ptr<Node> node = std::move(v->node);  // releases the graph edge now
     Tensor g = std::move(v->grad);                    // intermediate grads are not kept
-    if (g.defined()) node->backward(g);
+    if (!g.defined()) continue;
+    prof::Span span(node->op_name, prof::Cat::kOpBackward);
+    span.add_work(node->flops, node->bytes);
+    node->backward(g);
   }
+}
+
+void op_flops(const Var& result, const char* op_name, double forward_flops) {
+  if (!prof::capturing()) return;
+  prof::add_work(op_name, forward_flops, 0);
+  if (result.defined() && result.impl()->node) result.impl()->node->flops = 2 * forward_flops;
 }
 
 Var recompute(const std::function<Var(const std::vector<Var>&)>& fn, const std::vector<Var>& inputs) {

@@ -32,6 +32,8 @@ struct Node {
   const char* op_name = "";
   std::vector<std::shared_ptr<VarImpl>> inputs;
   std::function<void(const Tensor& grad_out)> backward;
+  // Work of the backward, for the profiler (core/profiler.h); set while a capture runs.
+  double flops = 0, bytes = 0;
 };
 
 struct VarImpl {
@@ -85,8 +87,14 @@ void accumulate_grad(VarImpl& input, const Tensor& g);
 bool needs_grad(std::initializer_list<const Var*> inputs);
 
 // Wraps an op's output: when needs_grad, attaches a Node with these inputs and backward.
+// While a profile capture runs it also adds the bytes the op read and wrote to the op's span
+// and estimates its backward's (twice as many).
 Var make_result(Tensor value, const char* op_name, std::vector<Var> inputs,
                 std::function<void(const Tensor& grad_out)> backward);
+
+// For matmul-like ops, while profiling: the forward's FLOPs go to the op's span and twice as
+// many to its backward (dx and dw each cost a forward).
+void op_flops(const Var& result, const char* op_name, double forward_flops);
 
 // Runs backward from scalar `root` (seed gradient 1), or from several roots with given
 // gradients (pipeline stages). Intermediate grads and Nodes are freed as the walk goes.

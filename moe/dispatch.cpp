@@ -3,9 +3,12 @@
 
 #include <cmath>
 
+#include "core/profiler.h"
+
 namespace cmoe {
 
 DispatchPlan dispatch_plan(const Tensor& indices, int64_t num_experts, float capacity_factor) {
+  prof::Span span("dispatch_plan", prof::Cat::kOp);
   CMOE_CHECK(indices.dtype() == DType::kI32 && indices.rank() == 2, "dispatch_plan: indices ", indices.str());
   DispatchPlan plan;
   plan.num_tokens = indices.dim(0);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/profiler.h"
 #include "core/rng.h"
 
 namespace cmoe {
@@ -95,6 +96,7 @@ void hash_experts(int32_t* out, int64_t token_id, int64_t k, int64_t num_experts
 
 RouterOutput route(const ag::Var& u, const ag::Var& w_router, const Tensor& token_ids,
                    const RouterOptions& opt, const Tensor& bias) {
+  prof::Span span("router", prof::Cat::kOp);  // selection and statistics; its ops nest inside
   const int64_t N = u.value().dim(0), E = opt.num_experts;
   RouterOutput out;
   out.counts.assign(E, 0);

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/profiler.h"
+
 namespace cmoe::parallel {
 
 double default_comm_timeout_s() {
@@ -77,37 +79,57 @@ absl::Status wait_on(absl::StatusOr<CommWork> w) {
 }
 }  // namespace
 
+// Each blocking operation is a profiler span (core/profiler.h) carrying the bytes this rank
+// sends or contributes, and counts toward the step's communication time.
 absl::Status Communicator::all_reduce(const Tensor& buf, ReduceOp op) {
+  prof::Span span("all_reduce", prof::Cat::kComm);
+  span.add_work(0, static_cast<double>(buf.nbytes()));
   return wait_on(all_reduce_async(buf, op));
 }
 absl::Status Communicator::reduce_scatter(const Tensor& out, const Tensor& in, ReduceOp op) {
+  prof::Span span("reduce_scatter", prof::Cat::kComm);
+  span.add_work(0, static_cast<double>(in.nbytes()));
   return wait_on(reduce_scatter_async(out, in, op));
 }
 absl::Status Communicator::all_gather(const Tensor& out, const Tensor& in) {
+  prof::Span span("all_gather", prof::Cat::kComm);
+  span.add_work(0, static_cast<double>(in.nbytes()));
   return wait_on(all_gather_async(out, in));
 }
 absl::Status Communicator::all_to_all(const Tensor& out, const Tensor& in) {
+  prof::Span span("all_to_all", prof::Cat::kComm);
+  span.add_work(0, static_cast<double>(in.nbytes()));
   return wait_on(all_to_all_async(out, in));
 }
 absl::Status Communicator::all_to_all_v(const Tensor& out, std::span<const int64_t> recv_rows,
                                         const Tensor& in, std::span<const int64_t> send_rows) {
+  prof::Span span("all_to_all_v", prof::Cat::kComm);
+  span.add_work(0, static_cast<double>(in.nbytes()));
   return wait_on(all_to_all_v_async(out, recv_rows, in, send_rows));
 }
 absl::Status Communicator::broadcast(const Tensor& buf, int root) {
+  prof::Span span("broadcast", prof::Cat::kComm);
+  span.add_work(0, static_cast<double>(buf.nbytes()));
   return wait_on(broadcast_async(buf, root));
 }
 absl::Status Communicator::send(const Tensor& t, int dst, int tag) {
   P2POp op{P2POp::kSend, t, dst, tag};
-  return wait_on(batch_p2p_async({&op, 1}));
+  return batch_p2p({&op, 1});
 }
 absl::Status Communicator::recv(const Tensor& t, int src, int tag) {
   P2POp op{P2POp::kRecv, t, src, tag};
-  return wait_on(batch_p2p_async({&op, 1}));
+  return batch_p2p({&op, 1});
 }
 absl::Status Communicator::batch_p2p(std::span<const P2POp> ops) {
+  prof::Span span("send_recv", prof::Cat::kComm);
+  for (const P2POp& o : ops)
+    if (o.kind == P2POp::kSend) span.add_work(0, static_cast<double>(o.tensor.nbytes()));
   return wait_on(batch_p2p_async(ops));
 }
-absl::Status Communicator::barrier() { return wait_on(barrier_async()); }
+absl::Status Communicator::barrier() {
+  prof::Span span("barrier", prof::Cat::kComm);
+  return wait_on(barrier_async());
+}
 
 // ---- argument checks ----
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/profiler.h"
 #include "parallel/process_groups.h"
 
 namespace cmoe::parallel {
@@ -119,7 +120,11 @@ absl::Status GradReducer::finish() {
     p.var.set_grad(g);
   };
   for (Bucket& b : buckets_) {
-    CMOE_RETURN_IF_ERROR(b.work.wait());
+    {
+      prof::Span span(distributed_ ? "grad_reduce_scatter wait" : "grad_all_reduce wait", prof::Cat::kComm);
+      span.add_work(0, static_cast<double>(b.elems) * sizeof(float));
+      CMOE_RETURN_IF_ERROR(b.work.wait());
+    }
     if (distributed_) {
       // out holds this rank's chunk: offsets shift by the chunks before it.
       const int me = b.comm == nullptr || b.comm->size() == 1 ? 0 : b.comm->rank();
@@ -166,7 +171,11 @@ absl::Status GradReducer::gather_params() {
   }
   for (size_t bi = 0; bi < buckets_.size(); ++bi) {
     if (!bufs[bi].defined()) continue;
-    CMOE_RETURN_IF_ERROR(works[bi].wait());
+    {
+      prof::Span span("zero1_all_gather wait", prof::Cat::kComm);
+      span.add_work(0, static_cast<double>(buckets_[bi].chunk) * sizeof(float));
+      CMOE_RETURN_IF_ERROR(works[bi].wait());
+    }
     const Bucket& b = buckets_[bi];
     const float* base = bufs[bi].data<float>();
     for (size_t k = 0; k < b.params.size(); ++k) {

@@ -290,3 +290,39 @@ double matmul_peak_gflops(DType dtype) {
 }
 
 }  // namespace cmoe::ops
+
+namespace cmoe::ops {
+
+double memory_bandwidth_gbs() {
+  static std::mutex mu;
+  static double cached = 0;
+  std::lock_guard<std::mutex> lock(mu);
+  if (cached > 0) return cached;
+  // Larger than any last-level cache seen on the machines cmoe runs on, so the copy streams
+  // from and to memory.
+  constexpr int64_t kFloats = int64_t{32} << 20;  // 128 MiB
+  constexpr double kSeconds = 0.3;
+  Tensor a = Tensor::full({kFloats}, 1.0f), b = Tensor::full({kFloats}, 0.0f);
+  const float* src = a.data<float>();
+  float* dst = b.data<float>();
+  auto copy = [&] {
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < kFloats; c += 1 << 16) {
+      std::memcpy(dst + c, src + c, static_cast<size_t>(std::min<int64_t>(1 << 16, kFloats - c)) * sizeof(float));
+    }
+  };
+  copy();
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  double best = 0;
+  do {
+    const Clock::time_point t0 = Clock::now();
+    copy();
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, 2.0 * kFloats * sizeof(float) / s * 1e-9);
+  } while (std::chrono::duration<double>(Clock::now() - start).count() < kSeconds);
+  cached = best;
+  return cached;
+}
+
+}  // namespace cmoe::ops

@@ -41,4 +41,8 @@ int64_t matmul_primitive_count();
 // benches' "fraction of peak" are reported against it.
 double matmul_peak_gflops(DType dtype);
 
+// The machine's measured memory bandwidth in GB/s (bytes read + written per second): the best
+// of repeated parallel copies of a 128 MiB array, cached after the first call (~0.3 s).
+double memory_bandwidth_gbs();
+
 }  // namespace cmoe::ops

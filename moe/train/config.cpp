@@ -1,6 +1,7 @@
 // config.cpp — text-format parsing, --set overrides by reflection, and range validation.
 #include "moe/train/config.h"
 
+#include "moe/train/profile.h"
 #include "moe/variant.h"
 
 #include <cmath>
@@ -270,6 +271,7 @@ absl::Status config_validate(const RunConfig& cfg) {
   const auto& p = cfg.parallel();
   CMOE_RETURN_IF_ERROR(validate_model_config(m));
   CMOE_RETURN_IF_ERROR(precision_dtype(t.precision()).status());
+  CMOE_RETURN_IF_ERROR(parse_profile_steps(t.profile_steps()).status());
   CMOE_RETURN_IF_ERROR(rule(t.min_lr() <= t.lr(), absl::StrCat("train.min_lr = ", t.min_lr(),
                                                                " must not exceed train.lr = ", t.lr())));
   CMOE_RETURN_IF_ERROR(rule(t.exit_at_step() <= t.steps(),

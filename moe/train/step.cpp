@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/ops/elementwise.h"
+#include "core/profiler.h"
 #include "parallel/pipeline.h"
 
 namespace cmoe {
@@ -66,7 +67,12 @@ absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t
   std::map<int64_t, InFlight> inflight;
   parallel::PipelineStageFns fns;
   fns.forward = [&](int64_t micro, const Tensor& input) -> absl::StatusOr<Tensor> {
-    CMOE_ASSIGN_OR_RETURN(Batch batch, next_());
+    prof::Span span("forward", prof::Cat::kPhase, micro);
+    Batch batch;
+    {
+      prof::Span wait("data wait", prof::Cat::kData);
+      CMOE_ASSIGN_OR_RETURN(batch, next_());
+    }
     InFlight& it = inflight[micro];
     if (!first) it.input = ag::Var(input, true);
     ForwardOptions o = fopt_;
@@ -79,6 +85,7 @@ absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t
     return last ? Tensor() : it.f.hidden.value();
   };
   fns.backward = [&](int64_t micro, const Tensor& grad_output) -> absl::StatusOr<Tensor> {
+    prof::Span span("backward", prof::Cat::kPhase, micro);
     InFlight it = std::move(inflight.at(micro));
     inflight.erase(micro);
     const Tensor seed = Tensor::full({}, 1.0f / static_cast<float>(M));
@@ -110,16 +117,22 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   int64_t tokens = 0;
   std::vector<RouterReport> reports;
   CMOE_RETURN_IF_ERROR(micro_batches(loss_sum, aux_sum, tokens, reports));
-  if (reducer_) CMOE_RETURN_IF_ERROR(reducer_->finish());
+  if (reducer_) {
+    prof::Span span("grad_reduce", prof::Cat::kPhase);
+    CMOE_RETURN_IF_ERROR(reducer_->finish());
+  }
 
   // Global gradient norm: a replicated parameter counted once over its dp copies, an expert
   // slice once over its dp / ep copies, summed over the stages. (ZeRO-1: only the owner has
   // the gradient, so each counts once as it is.)
   double sq = 0;
-  for (const Param& p : model_.params()) {
-    if (!p.var.grad().defined()) continue;
-    const double copies = zero1_ ? 1.0 : (p.expert ? static_cast<double>(dp_) / ep_ : static_cast<double>(dp_));
-    sq += ops::sum_squares(p.var.grad()) / copies;
+  {
+    prof::Span span("grad_norm", prof::Cat::kOptimizer);
+    for (const Param& p : model_.params()) {
+      if (!p.var.grad().defined()) continue;
+      const double copies = zero1_ ? 1.0 : (p.expert ? static_cast<double>(dp_) / ep_ : static_cast<double>(dp_));
+      sq += ops::sum_squares(p.var.grad()) / copies;
+    }
   }
   Result res;
   res.stop = stop_requested_ && stop_requested_();
@@ -141,11 +154,20 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   }
   const float clip = t.grad_clip() > 0 && grad_norm > t.grad_clip() ? static_cast<float>(t.grad_clip() / grad_norm) : 1.0f;
   const float lr = lr_at(step, t);
-  opt_.step(lr, clip);
-  if (zero1_) CMOE_RETURN_IF_ERROR(reducer_->gather_params());
-  for (Param& p : model_.params()) p.var.zero_grad();
-  reports = merge_reports(reports);
-  if (cfg_.model().moe().aux_free_bias()) model_.update_router_biases(reports, cfg_.model().moe().aux_free_bias_rate());
+  {
+    prof::Span span("adamw", prof::Cat::kOptimizer);
+    opt_.step(lr, clip);
+  }
+  if (zero1_) {
+    prof::Span span("zero1_gather", prof::Cat::kPhase);
+    CMOE_RETURN_IF_ERROR(reducer_->gather_params());
+  }
+  {
+    prof::Span span("zero_grad, router stats", prof::Cat::kOptimizer);
+    for (Param& p : model_.params()) p.var.zero_grad();
+    reports = merge_reports(reports);
+    if (cfg_.model().moe().aux_free_bias()) model_.update_router_biases(reports, cfg_.model().moe().aux_free_bias_rate());
+  }
 
   StepRecord& r = res.record;
   r.step = step + 1;

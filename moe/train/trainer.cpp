@@ -8,7 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/ops/matmul.h"
+#include "core/profiler.h"
 #include "moe/params.h"
+#include "moe/train/profile.h"
 #include "moe/train/train_data.h"
 
 namespace cmoe {
@@ -20,28 +22,42 @@ absl::StatusOr<TrainSummary> train_loop(TrainLoop& loop, int64_t start_step) {
   summary.steps_done = start_step;
   auto validate = [&](int64_t step) -> absl::Status {
     if (!loop.validate) return absl::OkStatus();
+    prof::Span span("eval", prof::Cat::kEval);
     CMOE_ASSIGN_OR_RETURN(summary.final_eval, loop.validate());
     loop.metrics.eval(step, summary.final_eval);
     return absl::OkStatus();
   };
 
   for (int64_t step = start_step; step < end; ++step) {
-    CMOE_ASSIGN_OR_RETURN(TrainStep::Result r, loop.step.run(step));
-    if (step == start_step && loop.rank0 && !loop.step.describe().empty()) std::printf("%s\n", loop.step.describe().c_str());
-    summary.steps_done = step + 1;
-    summary.final_train_loss = r.record.loss;
-    const bool last = step + 1 == end;
-    loop.metrics.step(r.record, start_step, end);
-
-    // Checkpoint work at this step boundary, after the step's record (a crash here loses no
-    // record the checkpoint covers), timed apart from the step.
-    if (loop.checkpoints != nullptr) {
-      const auto tc = std::chrono::steady_clock::now();
-      CMOE_ASSIGN_OR_RETURN(bool work, loop.checkpoints->at_step_end(step + 1, last, r.stop, loop.model, loop.opt));
-      if (work) loop.metrics.checkpoint(step + 1, std::chrono::duration<double>(std::chrono::steady_clock::now() - tc).count());
+    if (loop.profiler != nullptr) loop.profiler->before_step(step + 1);
+    bool stop = false;
+    {
+      prof::Span iteration("step", prof::Cat::kStep, step + 1);
+      CMOE_ASSIGN_OR_RETURN(TrainStep::Result r, loop.step.run(step));
+      if (step == start_step && loop.rank0 && !loop.step.describe().empty()) std::printf("%s\n", loop.step.describe().c_str());
+      summary.steps_done = step + 1;
+      summary.final_train_loss = r.record.loss;
+      stop = r.stop && step + 1 < end;
+      const bool last = step + 1 == end;
+      {
+        prof::Span span("metrics", prof::Cat::kOther);
+        loop.metrics.step(r.record, start_step, end);
+      }
+      // Checkpoint work at this step boundary, after the step's record (a crash here loses no
+      // record the checkpoint covers), timed apart from the step.
+      if (loop.checkpoints != nullptr) {
+        prof::Span span("checkpoint", prof::Cat::kCheckpoint);
+        const auto tc = std::chrono::steady_clock::now();
+        CMOE_ASSIGN_OR_RETURN(bool work, loop.checkpoints->at_step_end(step + 1, last, r.stop, loop.model, loop.opt));
+        if (work) loop.metrics.checkpoint(step + 1, std::chrono::duration<double>(std::chrono::steady_clock::now() - tc).count());
+      }
+      if ((step + 1) % t.eval_interval() == 0 && !last) CMOE_RETURN_IF_ERROR(validate(step + 1));
     }
-    if ((step + 1) % t.eval_interval() == 0 && !last) CMOE_RETURN_IF_ERROR(validate(step + 1));
-    if (r.stop && !last) {
+    if (loop.profiler != nullptr) {
+      CMOE_ASSIGN_OR_RETURN(std::string text, loop.profiler->after_step(step + 1));
+      if (!text.empty()) std::fputs(text.c_str(), stdout), std::fflush(stdout);
+    }
+    if (stop) {
       if (loop.rank0) std::printf("stopping at step %lld on request (checkpoint saved)\n", static_cast<long long>(step + 1));
       return summary;
     }
@@ -185,9 +201,11 @@ absl::Status train_run(const config::RunConfig& cfg, const std::string& run_dir,
   eval_opt.compute_dtype = compute_dtype(t);
   const int64_t rows = t.micro_batch_size() * cfg.model().seq_len();
   const int dp = job.layout.dp, dp_rank = job.dp_rank;
+  StepProfiler profiler(*parse_profile_steps(t.profile_steps()), run_dir, groups ? groups->world->rank() : 0, job.rank0,
+                        ops::matmul_peak_gflops(compute_dtype(t)) * 1e9);
   TrainLoop loop{cfg, step, *metrics, &checkpoints,
                  [&]() { return evaluate(model, validation_batches(cfg, dp, dp_rank), t.eval_batches(), eval_opt, groups, rows); },
-                 model, opt, job.rank0};
+                 model, opt, job.rank0, &profiler};
 
   auto summary = train_loop(loop, counters.step);
   if (!summary.ok()) return fail(summary.status());

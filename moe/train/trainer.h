@@ -20,6 +20,7 @@
 #include "moe/train/config.h"
 #include "moe/train/evaluate.h"
 #include "moe/train/metrics.h"
+#include "moe/train/profile.h"
 #include "moe/train/step.h"
 #include "moe/train/train_state.h"
 
@@ -42,6 +43,7 @@ struct TrainLoop {
   Model& model;
   AdamW& opt;
   bool rank0 = true;
+  StepProfiler* profiler = nullptr;  // train.profile_steps
 };
 
 // Trains from `start_step` (0 for a fresh run) to train.steps (or train.exit_at_step).
