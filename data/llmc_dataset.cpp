@@ -4,6 +4,7 @@
 #include <glob.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "core/check.h"
@@ -12,16 +13,30 @@ namespace cmoe::data {
 
 namespace {
 
+// The directory glob() could not read, and why (set by glob_error; glob runs on this thread).
+thread_local std::string g_glob_failed_dir;
+thread_local int g_glob_errno = 0;
+int glob_error(const char* path, int err) {
+  g_glob_failed_dir = path;
+  g_glob_errno = err;
+  return 1;  // stop: a directory that cannot be read could hide shards
+}
+
 // The files `pattern` matches, in byte order; a pattern without glob characters is itself.
 absl::StatusOr<std::vector<std::string>> expand_pattern(const std::string& pattern) {
   if (pattern.find_first_of("*?[") == std::string::npos) return std::vector<std::string>{pattern};
   glob_t g{};
-  const int rc = ::glob(pattern.c_str(), GLOB_ERR | GLOB_NOSORT, nullptr, &g);
+  g_glob_failed_dir.clear();
+  const int rc = ::glob(pattern.c_str(), GLOB_ERR | GLOB_NOSORT, glob_error, &g);
   std::vector<std::string> out;
   if (rc == 0) out.assign(g.gl_pathv, g.gl_pathv + g.gl_pathc);
   ::globfree(&g);
   if (rc == GLOB_NOMATCH) {
     return absl::NotFoundError(absl::StrCat(pattern, ": no file matches this llm.c shard pattern"));
+  }
+  if (rc == GLOB_ABORTED && !g_glob_failed_dir.empty()) {
+    return absl::NotFoundError(absl::StrCat(pattern, ": cannot read directory ", g_glob_failed_dir, ": ",
+                                            std::strerror(g_glob_errno)));
   }
   if (rc != 0) return absl::InternalError(absl::StrCat(pattern, ": cannot expand the pattern (glob error ", rc, ")"));
   std::sort(out.begin(), out.end());  // bytewise, whatever the locale

@@ -233,6 +233,11 @@ TEST(LlmcDataset, PathRulesAndErrors) {
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(none.status().message().find("zzz_*.bin: no file matches"), std::string::npos) << none.status();
+  auto nodir = open_sequence_source(dir.file("no-such-dir/web_*.bin"));
+  ASSERT_FALSE(nodir.ok());
+  EXPECT_EQ(nodir.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(nodir.status().message().find("no-such-dir: No such file or directory"), std::string::npos)
+      << nodir.status();
   auto mixed = open_sequence_source(dir.file("a_*.bin"));
   ASSERT_FALSE(mixed.ok());
   EXPECT_NE(mixed.status().message().find("a_000001.bin: a Llama-3 shard, but"), std::string::npos) << mixed.status();
