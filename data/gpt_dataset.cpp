@@ -97,10 +97,10 @@ void append_shuffled_range(int64_t begin, int64_t end, NumpyRandomState* rng, st
 
 }  // namespace
 
-absl::StatusOr<GptDataset> GptDataset::build(std::shared_ptr<const IndexedDataset> ds, SplitRange range,
+absl::StatusOr<GptDataset> GptDataset::build(std::shared_ptr<const SequenceSource> ds, SplitRange range,
                                              const GptDatasetConfig& cfg) {
   CMOE_CHECK(ds != nullptr, "null dataset");
-  const std::string& name = ds->prefix();
+  const std::string& name = ds->name();
   if (cfg.seq_length < 2) {
     return absl::InvalidArgumentError(absl::StrCat("sequence length ", cfg.seq_length, " must be at least 2"));
   }
@@ -117,7 +117,7 @@ absl::StatusOr<GptDataset> GptDataset::build(std::shared_ptr<const IndexedDatase
   GptDataset g;
   g.ds_ = std::move(ds);
   g.cfg_ = cfg;
-  const IndexedDataset& d = *g.ds_;
+  const SequenceSource& d = *g.ds_;
   const int64_t T = cfg.seq_length;
   int64_t tpe = 0;
   for (int64_t i = range.begin; i < range.end; ++i) tpe += d.sequence_length(i);
@@ -207,6 +207,22 @@ absl::Status GptDataset::sample_unshuffled(int64_t j, std::span<int32_t> out) co
   }
   CMOE_CHECK(filled == static_cast<int64_t>(out.size()), "sample ", j, " has ", filled, " tokens");
   return absl::OkStatus();
+}
+
+std::string GptDataset::token_location(int64_t k, int64_t p) const {
+  CMOE_CHECK(k >= 0 && k < size() && p >= 0 && p <= cfg_.seq_length, "sample ", k, " token ", p);
+  const int64_t j = shuffle_index_[k];
+  const int64_t beg = sample_index_[2 * j], beg_off = sample_index_[2 * j + 1], end = sample_index_[2 * j + 2];
+  // The same walk as sample_unshuffled, stopping at the piece that holds token p.
+  for (int64_t i = beg; i <= end; ++i) {
+    const int32_t seq = document_index_[i];
+    const int64_t offset = i == beg ? beg_off : 0;
+    const int64_t length = ds_->sequence_length(seq) - offset;
+    if (p < length || i == end) return ds_->token_location(seq, offset + p);
+    p -= length;
+  }
+  CMOE_CHECK(false, "sample ", k, ": no piece holds the token");
+  return {};
 }
 
 absl::Status GptDataset::sample(int64_t k, std::span<int32_t> out) const {

@@ -1,4 +1,5 @@
-// gpt_dataset.h — Megatron-compatible GPT training samples over an IndexedDataset.
+// gpt_dataset.h — Megatron-compatible GPT training samples over a SequenceSource (a Megatron
+// IndexedDataset, or llm.c shards read as documents: data/llmc_dataset.h).
 //
 // For the same prefix, split, sequence length, sample count and seed, GptDataset yields exactly
 // the sample order and tokens of megatron/core/datasets/gpt_dataset.py (with its defaults:
@@ -25,7 +26,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "data/indexed_dataset.h"
+#include "data/sequence_source.h"
 
 namespace cmoe::data {
 
@@ -83,7 +84,7 @@ struct GptDatasetConfig {
 class GptDataset {
  public:
   // Builds the three indices for sequence ids `range` of `ds`.
-  static absl::StatusOr<GptDataset> build(std::shared_ptr<const IndexedDataset> ds, SplitRange range,
+  static absl::StatusOr<GptDataset> build(std::shared_ptr<const SequenceSource> ds, SplitRange range,
                                           const GptDatasetConfig& cfg);
 
   int64_t size() const { return static_cast<int64_t>(shuffle_index_.size()); }  // all samples of E epochs
@@ -91,7 +92,7 @@ class GptDataset {
   int64_t num_epochs() const { return num_epochs_; }
   int64_t tokens_per_epoch() const { return tokens_per_epoch_; }
   bool separate_final_epoch() const { return separate_final_epoch_; }
-  const IndexedDataset& indexed() const { return *ds_; }
+  const SequenceSource& source() const { return *ds_; }
 
   const std::vector<int32_t>& document_index() const { return document_index_; }  // (E * split size)
   // (size()+1, 2) row-major: [doc_index position, token offset] where sample j starts.
@@ -102,10 +103,12 @@ class GptDataset {
   absl::Status sample(int64_t k, std::span<int32_t> out) const;
   // out (seq_length+1) = tokens of unshuffled sample j.
   absl::Status sample_unshuffled(int64_t j, std::span<int32_t> out) const;
+  // Where token p (in [0, seq_length]) of the k-th consumed sample is stored: "FILE: at byte N".
+  std::string token_location(int64_t k, int64_t p) const;
 
  private:
   GptDataset() = default;
-  std::shared_ptr<const IndexedDataset> ds_;
+  std::shared_ptr<const SequenceSource> ds_;
   GptDatasetConfig cfg_;
   int64_t num_epochs_ = 0;
   int64_t tokens_per_epoch_ = 0;

@@ -330,6 +330,11 @@ absl::Status IndexedDataset::read(int64_t i, int64_t offset, int64_t count, int3
   return absl::OkStatus();
 }
 
+std::string IndexedDataset::token_location(int64_t i, int64_t offset) const {
+  const int64_t itemsize = static_cast<int64_t>(token_dtype_size(layout_.dtype));
+  return absl::StrCat(bin_.path(), ": at byte ", sequence_pointer(i) + offset * itemsize);
+}
+
 absl::Status IndexedDataset::check_vocab(int64_t vocab_size) const {
   std::vector<int32_t> buf;
   const int64_t itemsize = static_cast<int64_t>(token_dtype_size(layout_.dtype));

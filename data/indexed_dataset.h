@@ -22,6 +22,7 @@
 //
 // llm.c shards (formats.md §2): 256 x int32 header [magic, version, n, 0...], then n tokens;
 // GPT-2 kind (20240520, version 1, uint16) and Llama-3 kind (20240801, version 7, uint32).
+// data/llmc_dataset.h turns shards into training sequences.
 //
 // Every malformed input is an absl::Status naming the file, the byte offset, what was found and
 // what was expected; nothing in here aborts on bad data.
@@ -36,6 +37,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "data/sequence_source.h"
 
 namespace cmoe::data {
 
@@ -93,7 +95,7 @@ absl::StatusOr<IndexLayout> index_parse(const uint8_t* idx, size_t idx_size, siz
 
 // A memory-mapped Megatron dataset. Accessors load unaligned fields with memcpy. Copying is
 // disabled (it owns the maps); move it or share it through a shared_ptr.
-class IndexedDataset {
+class IndexedDataset final : public SequenceSource {
  public:
   // Opens PREFIX.idx and PREFIX.bin and validates them (index_parse).
   static absl::StatusOr<IndexedDataset> open(const std::string& prefix);
@@ -101,15 +103,16 @@ class IndexedDataset {
   IndexedDataset& operator=(IndexedDataset&&) = default;
 
   const std::string& prefix() const { return prefix_; }
+  const std::string& name() const override { return prefix_; }
   const std::string& idx_path() const { return idx_.path(); }
   const std::string& bin_path() const { return bin_.path(); }
   TokenDType dtype() const { return layout_.dtype; }
-  int64_t num_sequences() const { return layout_.num_sequences; }
+  int64_t num_sequences() const override { return layout_.num_sequences; }
   int64_t num_documents() const { return layout_.doc_index_length - 1; }
-  int64_t num_tokens() const { return layout_.num_tokens; }
+  int64_t num_tokens() const override { return layout_.num_tokens; }
   size_t bin_size() const { return bin_.size(); }
 
-  int32_t sequence_length(int64_t i) const;    // i in [0, S)
+  int32_t sequence_length(int64_t i) const override;  // i in [0, S)
   int64_t sequence_pointer(int64_t i) const;   // byte offset in .bin
   int64_t document_index(int64_t j) const;     // j in [0, D1)
   std::vector<int32_t> sequence_lengths() const;  // (S) copy
@@ -117,7 +120,8 @@ class IndexedDataset {
   // out[0..count) = tokens [offset, offset+count) of sequence i, widened/narrowed to int32.
   // Returns an error if the range is outside the sequence or a value does not fit in int32
   // (int64 data) or is negative (when vocab checks are wanted, use check_vocab).
-  absl::Status read(int64_t i, int64_t offset, int64_t count, int32_t* out) const;
+  absl::Status read(int64_t i, int64_t offset, int64_t count, int32_t* out) const override;
+  std::string token_location(int64_t i, int64_t offset) const override;  // "P.bin: at byte N"
   // Scans every token: each must lie in [0, vocab_size). Names the first bad one's offset.
   absl::Status check_vocab(int64_t vocab_size) const;
 

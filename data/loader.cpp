@@ -49,8 +49,7 @@ absl::StatusOr<BlendedSamples> BlendedSamples::build(const LoaderConfig& cfg) {
   }
   for (size_t i = 0; i < n; ++i) w[i] = cfg.sources[i].weight / sum;
   for (size_t i = 0; i < n; ++i) {
-    CMOE_ASSIGN_OR_RETURN(IndexedDataset ds, IndexedDataset::open(cfg.sources[i].prefix));
-    auto shared = std::make_shared<const IndexedDataset>(std::move(ds));
+    CMOE_ASSIGN_OR_RETURN(std::shared_ptr<const SequenceSource> shared, open_sequence_source(cfg.sources[i].prefix));
     CMOE_ASSIGN_OR_RETURN(auto ranges, split_ranges(cfg.split, shared->num_sequences()));
     const auto& range = ranges[static_cast<int>(cfg.split_name)];
     if (!range.has_value() || range->size() == 0) {
@@ -87,9 +86,10 @@ absl::Status BlendedSamples::sample(int64_t k, std::span<int32_t> out) const {
   if (vocab_size_ > 0) {
     for (size_t p = 0; p < out.size(); ++p) {
       if (out[p] < 0 || out[p] >= vocab_size_) {
-        return absl::DataLossError(absl::StrCat(g.indexed().bin_path(), ": global sample ", k, " (dataset sample ",
-                                                dataset_sample_of(k), "), position ", p, ": found token id ", out[p],
-                                                ", expected an id in [0, ", vocab_size_, ") (vocabulary size)"));
+        return absl::DataLossError(absl::StrCat(g.token_location(dataset_sample_of(k), static_cast<int64_t>(p)),
+                                                ": global sample ", k, " (dataset sample ", dataset_sample_of(k),
+                                                "), position ", p, ": found token id ", out[p],
+                                                ", expected an id in [0, ", vocab_size_, ") (model.vocab_size)"));
       }
     }
   }

@@ -36,7 +36,9 @@
 namespace cmoe::data {
 
 struct LoaderSource {
-  std::string prefix;   // Megatron dataset prefix (PREFIX.bin / PREFIX.idx)
+  // Megatron dataset prefix (PREFIX.bin / PREFIX.idx), or llm.c shards: a FILE.bin or a glob
+  // (data/sequence_source.h says which; data/llmc_dataset.h how shards become sequences).
+  std::string prefix;
   double weight = 1.0;  // blend weight (normalised over the sources)
 };
 

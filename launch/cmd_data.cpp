@@ -1,7 +1,5 @@
 // cmd_data.cpp — `cmoe data inspect|samples`: a dataset's header facts and documents, and the
 // Megatron-compatible sample order with each sample's tokens (to compare with Megatron runs).
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -13,9 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "core/check.h"
 #include "core/json.h"
 #include "data/gpt_dataset.h"
 #include "data/indexed_dataset.h"
+#include "data/llmc_dataset.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
 
@@ -27,22 +27,19 @@ constexpr const char* kDataUsage =
     "usage: cmoe data <subcommand> [flags]\n"
     "\n"
     "subcommands:\n"
-    "  inspect PREFIX [--json] [--docs N]\n"
-    "      header facts of a Megatron dataset (PREFIX.bin/.idx) or an llm.c shard (FILE.bin);\n"
-    "      --docs N also prints the first N documents' token ids as JSON\n"
+    "  inspect PREFIX [--json] [--docs N] [--unigram]\n"
+    "      header facts of a Megatron dataset (PREFIX.bin/.idx), an llm.c shard (FILE.bin) or a\n"
+    "      glob of llm.c shards ('DIR/name_train_*.bin'); --docs N also prints the first N\n"
+    "      documents' token ids as JSON; --unigram the tokens' unigram entropy\n"
     "  samples PREFIX --seq-length T --num-samples N [--seed R] [--split 969,30,1]\n"
     "          [--split-name train] [--json] [--max-samples K]\n"
-    "      the Megatron GPT dataset's sample order and each sample's T+1 tokens\n";
+    "      the Megatron GPT dataset's sample order and each sample's T+1 tokens (PREFIX may be\n"
+    "      llm.c shards, read as documents cut at the end-of-text token, as training reads them)\n";
 
 std::string json_string(const std::string& s) {
   std::string out;
   json::append_quoted(&out, s);
   return out;
-}
-
-bool file_exists(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0;
 }
 
 int fail(const std::string& cmd, const absl::Status& s) {
@@ -62,33 +59,63 @@ bool parse_int(const ParsedFlags& f, const std::string& name, int64_t fallback, 
   return true;
 }
 
-int inspect_llmc(const std::string& path, bool json, int64_t ndocs) {
-  auto shard = data::LlmcShard::open(path);
-  if (!shard.ok()) return fail("inspect", shard.status());
-  const char* kind = shard->kind() == data::LlmcShard::Kind::kGpt2 ? "gpt2" : "llama3";
+// Unigram entropy H = -sum_v p_v ln p_v (nats/token): the loss of the best model that ignores
+// context, the bar a trained LM's validation loss must fall well below. One pass over the data.
+absl::StatusOr<double> unigram_entropy(const data::SequenceSource& ds) {
+  std::vector<int64_t> counts;
+  std::vector<int32_t> toks;
+  for (int64_t i = 0; i < ds.num_sequences(); ++i) {
+    toks.resize(static_cast<size_t>(ds.sequence_length(i)));
+    CMOE_RETURN_IF_ERROR(ds.read(i, 0, ds.sequence_length(i), toks.data()));
+    for (int32_t t : toks) {
+      if (t < 0) continue;
+      if (static_cast<size_t>(t) >= counts.size()) counts.resize(static_cast<size_t>(t) + 1, 0);
+      ++counts[static_cast<size_t>(t)];
+    }
+  }
+  double h = 0, n = static_cast<double>(ds.num_tokens());
+  for (int64_t c : counts)
+    if (c > 0) h -= c / n * std::log(c / n);
+  return h;
+}
+
+// One shard or a glob of shards; documents are the source's sequences (cut before each
+// delimiter token, data/llmc_dataset.h), as training reads them.
+int inspect_llmc(const std::string& path, bool json, int64_t ndocs, bool unigram) {
+  auto ds = data::LlmcDataset::open(path);
+  if (!ds.ok()) return fail("inspect", ds.status());
+  const char* kind = ds->kind() == data::LlmcShard::Kind::kGpt2 ? "gpt2" : "llama3";
   std::string docs_json;
   if (ndocs > 0) {
-    // Each document starts with the delimiter token.
-    std::vector<int32_t> all(static_cast<size_t>(shard->num_tokens()));
-    if (auto s = shard->read(0, shard->num_tokens(), all.data()); !s.ok()) return fail("inspect", s);
     std::vector<std::string> docs;
     std::vector<int32_t> cur;
-    for (size_t i = 0; i <= all.size() && static_cast<int64_t>(docs.size()) < ndocs; ++i) {
-      if (i == all.size() || (all[i] == shard->document_delimiter() && i > 0)) {
-        docs.push_back(absl::StrCat("[", absl::StrJoin(cur, ", "), "]"));
-        cur.clear();
-      }
-      if (i < all.size()) cur.push_back(all[i]);
+    for (int64_t i = 0; i < std::min(ndocs, ds->num_sequences()); ++i) {
+      cur.resize(static_cast<size_t>(ds->sequence_length(i)));
+      if (auto s = ds->read(i, 0, ds->sequence_length(i), cur.data()); !s.ok()) return fail("inspect", s);
+      docs.push_back(absl::StrCat("[", absl::StrJoin(cur, ", "), "]"));
     }
     docs_json = absl::StrCat("[", absl::StrJoin(docs, ", "), "]");
   }
+  double h = 0;
+  if (unigram) {
+    auto e = unigram_entropy(*ds);
+    if (!e.ok()) return fail("inspect", e.status());
+    h = *e;
+  }
+  const long long tokens = static_cast<long long>(ds->num_tokens());
+  const long long sequences = static_cast<long long>(ds->num_sequences());
   if (json) {
-    std::printf("{\"format\": \"llmc\", \"path\": %s, \"kind\": \"%s\", \"version\": %d, \"tokens\": %lld%s%s}\n",
-                json_string(path).c_str(), kind, shard->version(), static_cast<long long>(shard->num_tokens()),
-                ndocs > 0 ? ", \"documents\": " : "", docs_json.c_str());
+    std::printf("{\"format\": \"llmc\", \"path\": %s, \"kind\": \"%s\", \"version\": %d, \"shards\": %zu, "
+                "\"tokens\": %lld, \"num_documents\": %lld, \"delimiter\": %d%s%s%s}\n",
+                json_string(path).c_str(), kind, ds->shards().front().version(), ds->shards().size(), tokens, sequences,
+                ds->delimiter(), ndocs > 0 ? ", \"documents\": " : "", docs_json.c_str(),
+                unigram ? absl::StrFormat(", \"unigram_entropy_nats\": %.6f", h).c_str() : "");
   } else {
-    std::printf("format:   llm.c shard (%s)\npath:     %s\nversion:  %d\ntokens:   %lld\n", kind, path.c_str(),
-                shard->version(), static_cast<long long>(shard->num_tokens()));
+    std::printf("format:    llm.c shard (%s)\npath:      %s\nversion:   %d\nshards:    %zu\ntokens:    %lld\n"
+                "documents: %lld (cut before each %d)\n",
+                kind, path.c_str(), ds->shards().front().version(), ds->shards().size(), tokens, sequences,
+                ds->delimiter());
+    if (unigram) std::printf("unigram:   %.4f nats/token (perplexity %.1f)\n", h, std::exp(h));
     if (ndocs > 0) std::printf("documents: %s\n", docs_json.c_str());
   }
   return 0;
@@ -113,9 +140,7 @@ int cmd_data_inspect(int argc, char** argv) {
   if (!parse_int(*flags, "docs", 0, &ndocs) || ndocs < 0) return 2;
   const std::string prefix = flags->positional[0];
   const bool json = flags->has("json");
-  if (!file_exists(prefix + ".idx") && prefix.size() > 4 && prefix.ends_with(".bin") && file_exists(prefix)) {
-    return inspect_llmc(prefix, json, ndocs);
-  }
+  if (data::is_llmc_path(prefix)) return inspect_llmc(prefix, json, ndocs, flags->has("unigram"));
   auto ds = data::IndexedDataset::open(prefix);
   if (!ds.ok()) return fail("inspect", ds.status());
   int64_t min_len = 0, max_len = 0;
@@ -138,26 +163,12 @@ int cmd_data_inspect(int argc, char** argv) {
     }
     docs_json = absl::StrCat("[", absl::StrJoin(docs, ", "), "]");
   }
-  // Unigram entropy H = -sum_v p_v ln p_v (nats/token): the loss of the best model that
-  // ignores context, the bar a trained LM's validation loss must fall well below.
   std::string unigram;
   if (flags->has("unigram")) {
-    std::vector<int64_t> counts;
-    std::vector<int32_t> toks;
-    for (int64_t i = 0; i < ds->num_sequences(); ++i) {
-      toks.resize(static_cast<size_t>(ds->sequence_length(i)));
-      if (auto s = ds->read(i, 0, ds->sequence_length(i), toks.data()); !s.ok()) return fail("inspect", s);
-      for (int32_t t : toks) {
-        if (t < 0) continue;
-        if (static_cast<size_t>(t) >= counts.size()) counts.resize(static_cast<size_t>(t) + 1, 0);
-        ++counts[static_cast<size_t>(t)];
-      }
-    }
-    double h = 0, n = static_cast<double>(ds->num_tokens());
-    for (int64_t c : counts)
-      if (c > 0) h -= c / n * std::log(c / n);
-    unigram = json ? absl::StrFormat(", \"unigram_entropy_nats\": %.6f", h)
-                   : absl::StrFormat("unigram:    %.4f nats/token (perplexity %.1f)\n", h, std::exp(h));
+    auto h = unigram_entropy(*ds);
+    if (!h.ok()) return fail("inspect", h.status());
+    unigram = json ? absl::StrFormat(", \"unigram_entropy_nats\": %.6f", *h)
+                   : absl::StrFormat("unigram:    %.4f nats/token (perplexity %.1f)\n", *h, std::exp(*h));
   }
   if (json) {
     std::printf(
@@ -211,9 +222,9 @@ int cmd_data_samples(int argc, char** argv) {
   auto split = data::split_from_name(flags->get("split-name", "train"));
   if (!split.ok()) return fail("samples", split.status());
   const std::string prefix = flags->positional[0];
-  auto opened = data::IndexedDataset::open(prefix);
+  auto opened = data::open_sequence_source(prefix);
   if (!opened.ok()) return fail("samples", opened.status());
-  auto ds = std::make_shared<const data::IndexedDataset>(std::move(*opened));
+  std::shared_ptr<const data::SequenceSource> ds = std::move(*opened);
   const std::string split_spec = flags->get("split", "969,30,1");
   auto ranges = data::split_ranges(split_spec, ds->num_sequences());
   if (!ranges.ok()) return fail("samples", ranges.status());

@@ -108,7 +108,9 @@ std::string hf_config_json(const config::ModelConfig& m, const std::string& dtyp
   const MoeVariant v = resolve_variant(m);
   const auto& moe = m.moe();
   json::Value j = json::Value::object();
-  auto num = [](double x) { return json::Value::formatted(x, "%.9g"); };
+  // The config's values are f32: 7 significant digits give them back exactly, without
+  // float noise (1e-05, not 9.99999975e-06).
+  auto num = [](double x) { return json::Value::formatted(x, "%.7g"); };
   // A dense export is a plain LLaMA checkpoint that transformers' LlamaForCausalLM loads as is.
   json::Value arch = json::Value::array();
   arch.push_back(json::Value::string(v.routed ? "CmoeForCausalLM" : "LlamaForCausalLM"));

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the embedded mini-Pile (see docs/data.md): installs the Debian packages it is drawn
-# from, extracts Pile-format jsonl.zst (one pile_set_name per source), trains the default
-# byte-level BPE tokenizer (vocabulary 8192) and preprocesses train/validation Megatron
-# datasets. Idempotent: each stage is skipped when its output exists.
+# Builds the embedded mini-Pile (README.md): from the Debian packages it is drawn from
+# (installed by scripts/install-deps.sh; missing ones are an error), extracts Pile-format
+# jsonl.zst (one pile_set_name per source), trains the default byte-level BPE tokenizer
+# (vocabulary 8192) and preprocesses train/validation Megatron datasets. Idempotent: each
+# stage is skipped when its output exists.
 # Usage: scripts/build-mini-pile.sh [OUT_DIR]   (default data-cache/mini-pile; needs build/bin/cmoe,
 # or the binary $CMOE_BIN names). Relative paths: OUT_DIR from the repository root, CMOE_BIN from
 # the caller's directory.
@@ -13,17 +14,15 @@ cd "$(dirname "$0")/.."
 out=${1:-data-cache/mini-pile}
 [[ -x $cmoe ]] || { echo "build-mini-pile: $cmoe not found; run scripts/build.sh first" >&2; exit 1; }
 
+# The source packages come from scripts/install-deps.sh; this script installs nothing.
 pkgs=(bible-kjv fortunes python3.11-doc dict-gcide zstd python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
-  sudo_cmd=()
-  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
-  echo "build-mini-pile: installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  echo "build-mini-pile: the Debian packages ${missing[*]} are missing; run scripts/install-deps.sh" >&2
+  exit 1
 fi
 
 mkdir -p "$out"

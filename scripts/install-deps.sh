@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs cmoe's Debian 12 build and test dependencies. Idempotent: packages already
-# present are skipped, and apt-get runs only when something is missing.
+# Installs cmoe's Debian 12 build and test dependencies, and the packages the mini-Pile is
+# drawn from: everything the main job and the test suite need, so neither installs anything
+# later. Idempotent: packages already present are skipped, and apt-get runs only when
+# something is missing.
 set -euo pipefail
 
 pkgs=(
@@ -15,6 +17,8 @@ pkgs=(
   libicu-dev
   python3 python3-torch python3-numpy  # the PyTorch cross-check test and bench/torch_peer.py
   libopenblas0-openmp  # an optimised BLAS for PyTorch's f32 matmuls (Debian's default is the reference BLAS)
+  # The embedded mini-Pile's text (scripts/build-mini-pile.sh, the main job and e2e.mini_pile):
+  bible-kjv fortunes python3.11-doc dict-gcide zstd
 )
 
 missing=()

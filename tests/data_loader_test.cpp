@@ -1,6 +1,7 @@
 // data_loader_test.cpp — the training loader: resuming mid-epoch reproduces the uninterrupted
 // stream, the global order is the same for dp = 1, 2, 4, blends follow Megatron's rule, and
 // prefetch-thread errors arrive as a Status.
+#include <fstream>
 #include <memory>
 
 #include "data/loader.h"
@@ -173,6 +174,15 @@ TEST_F(LoaderTest, TokenOutsideVocabularyIsAStatusFromThePrefetchThread) {
   EXPECT_EQ(err.code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(err.message().find("a.bin"), std::string::npos) << err;
   EXPECT_NE(err.message().find("expected an id in [0, 500)"), std::string::npos) << err;
+  // "a.bin: at byte N: ... found token id X": the uint16 at byte N of a.bin is X.
+  const std::string msg(err.message());
+  const size_t at = msg.find(".bin: at byte "), id_at = msg.find("found token id ");
+  ASSERT_TRUE(at != std::string::npos && id_at != std::string::npos) << msg;
+  std::ifstream f(dir_.file("a.bin"), std::ios::binary);
+  f.seekg(std::stoll(msg.substr(at + 14)));
+  uint8_t b[2] = {0, 0};
+  f.read(reinterpret_cast<char*>(b), 2);
+  EXPECT_EQ(b[0] | (b[1] << 8), std::stoll(msg.substr(id_at + 15))) << msg;
   EXPECT_EQ((*l)->next().status(), err);  // sticky
 }
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end: the embedded mini-Pile from Debian packages to training steps.
-#  1. scripts/build-mini-pile.sh builds it from scratch into WORKDIR (jsonl.zst, tokenizer, shards);
+#  1. scripts/build-mini-pile.sh builds it from scratch (jsonl.zst, tokenizer, shards) into the
+#     test cache (tests/mini_pile_cache.sh: built once per set of inputs, shared by the Release and
+#     ASan suites), and run again on the finished directory it changes nothing (idempotent);
 #  2. the first training documents (`cmoe data inspect --docs 3 --json`) and the first document
 #     of every other source (read from the .bin with numpy) decode with `cmoe tokenizer decode
 #     --bytes` to exactly their source text in raw/train.jsonl followed by <|endoftext|>, and the
@@ -10,21 +12,27 @@
 #     the .idx lengths;
 #  4. `cmoe train` (configs/tiny.textproto, vocabulary 8192) runs 5 steps with an evaluation on
 #     the validation shard, and every logged loss is finite and near ln(8192) at the start.
-# Usage: e2e_mini_pile.sh CMOE SOURCE_DIR WORKDIR     (python: /usr/bin/python3 with numpy)
+# Usage: e2e_mini_pile.sh CMOE SOURCE_DIR WORKDIR CACHE_ROOT   (python: /usr/bin/python3 with numpy)
 set -euo pipefail
-cmoe=$(realpath "$1") src=$(realpath "$2") work=$3
+cmoe=$(realpath "$1") src=$(realpath "$2") work=$3 cache=$4
 python=/usr/bin/python3
 rm -rf "$work"
 mkdir -p "$work"
 work=$(realpath "$work")
-mp=$work/mini-pile
 
-CMOE_BIN=$cmoe "$src/scripts/build-mini-pile.sh" "$mp" > "$work/build.log" 2>&1 \
+mp=$("$src/tests/mini_pile_cache.sh" "$cmoe" "$src" "$cache" 2> "$work/build.log" | tail -1) \
   || { echo "FAIL: build-mini-pile.sh"; cat "$work/build.log"; exit 1; }
+grep -m1 '^mini_pile_cache' "$work/build.log"
 for f in train.jsonl.zst val.jsonl.zst tokenizer.json raw/train.jsonl raw/val.jsonl \
          train_text_document.bin train_text_document.idx val_text_document.bin val_text_document.idx; do
   [[ -s $mp/$f ]] || { echo "FAIL: build-mini-pile.sh did not write $f"; exit 1; }
 done
+# Idempotent: a second run over the finished directory rewrites nothing.
+before=$(cd "$mp" && find . -type f -printf '%p %s %T@\n' | sort)
+CMOE_BIN=$cmoe "$src/scripts/build-mini-pile.sh" "$mp" > "$work/rebuild.log" 2>&1 \
+  || { echo "FAIL: build-mini-pile.sh on a finished directory"; cat "$work/rebuild.log"; exit 1; }
+[ "$before" = "$(cd "$mp" && find . -type f -printf '%p %s %T@\n' | sort)" ] \
+  || { echo "FAIL: build-mini-pile.sh rewrote files of a finished mini-Pile"; exit 1; }
 
 "$cmoe" data inspect "$mp/train_text_document" --docs 3 --json > "$work/train_inspect.json"
 "$cmoe" data inspect "$mp/val_text_document" --docs 1 --json > "$work/val_inspect.json"

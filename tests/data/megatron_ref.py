@@ -8,7 +8,8 @@ and a sample's tokens are cut from the concatenated document stream by position 
 Megatron's sample-index walk, so the two sides compute each answer in different ways.
 
 Library use: `reference(prefix, seq_length, num_samples, seed, split, split_name)` returns a dict
-shaped like `cmoe data samples --json`. Command line: megatron_ref.py PREFIX T N SEED SPLIT NAME
+shaped like `cmoe data samples --json`; `reference_sequences(sequences, ...)` does the same for
+sequences given as arrays (llm.c shards cut into documents, tests/data_llmc_test.py). Command line: megatron_ref.py PREFIX T N SEED SPLIT NAME
 prints that dict as JSON.
 """
 import json
@@ -56,9 +57,23 @@ def split_range(split, num_sequences, split_name):
     return int(round(bookends[i] * n)), int(round(bookends[i + 1] * n))
 
 
-def reference(prefix, seq_length, num_samples, seed, split="969,30,1", split_name="train", max_samples=None):
+def read_sequences(prefix):
+    """The dataset's sequences as a list of int64 numpy arrays, cut from the .bin at the .idx's
+    pointers and lengths."""
     dtype, lengths, pointers, _ = read_idx(prefix)
     tokens_bin = np.fromfile(prefix + ".bin", dtype=np.uint8)
+    return [tokens_bin[int(p) : int(p) + int(n) * dtype.itemsize].view(dtype).astype(np.int64)
+            for p, n in zip(pointers, lengths)]
+
+
+def reference(prefix, seq_length, num_samples, seed, split="969,30,1", split_name="train", max_samples=None):
+    return reference_sequences(read_sequences(prefix), seq_length, num_samples, seed, split, split_name, max_samples)
+
+
+def reference_sequences(sequences, seq_length, num_samples, seed, split="969,30,1", split_name="train",
+                        max_samples=None):
+    """`reference` for sequences given as a list of 1-D integer arrays (any source format)."""
+    lengths = np.array([len(q) for q in sequences], dtype=np.int32)
     rng_ = split_range(split, len(lengths), split_name)
     assert rng_ is not None, f"split {split} has no {split_name} part"
     begin, end = rng_
@@ -94,12 +109,7 @@ def reference(prefix, seq_length, num_samples, seed, split="969,30,1", split_nam
         document_index = repeated(epochs)
 
     # 4. The concatenated token stream of document_index; sample j = stream[j*T : j*T + T + 1].
-    pieces = []
-    for seq in document_index:
-        start = int(pointers[seq])
-        nbytes = int(lengths[seq]) * dtype.itemsize
-        pieces.append(tokens_bin[start : start + nbytes].view(dtype))
-    stream = np.concatenate(pieces).astype(np.int64)
+    stream = np.concatenate([sequences[seq] for seq in document_index]).astype(np.int64)
     total = (epochs * tpe - 1) // T
 
     # 5. shuffle_index over 0..total-1 (split the same way as the document index).
