@@ -4,7 +4,7 @@
 // For the same prefix, split, sequence length, sample count and seed, GptDataset yields exactly
 // the sample order and tokens of megatron/core/datasets/gpt_dataset.py (with its defaults:
 // add_extra_token_to_sequence, drop the last partial sequence), so a cmoe run can be compared
-// with a Megatron run sample for sample. The recipe (docs/formats.md):
+// with a Megatron run sample for sample. The recipe (docs/data.md):
 //   1. the split's sequence ids are a contiguous range from --split weights (split_ranges);
 //   2. E = smallest epoch count with E * tokens_per_epoch >= N*T + 1;
 //   3. document_index = the split's ids repeated E times, shuffled by numpy's

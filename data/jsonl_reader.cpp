@@ -1,5 +1,5 @@
 // jsonl_reader.cpp — see jsonl_reader.h. Parses the line with cmoe's strict JSON parser
-// (data/json.h) and picks out the two strings.
+// (core/json.h) and picks out the two strings.
 #include "data/jsonl_reader.h"
 
 #include "absl/strings/str_cat.h"

@@ -1,7 +1,7 @@
 // jsonl_reader.h — Pile records from JSON Lines: {"text": ..., "meta": {"pile_set_name": ...}}.
 //
 // The interface preprocessing uses to pull the two strings it needs out of one line, parsed
-// with cmoe's strict JSON parser (data/json.h); lone surrogate escapes become U+FFFD.
+// with cmoe's strict JSON parser (core/json.h); lone surrogate escapes become U+FFFD.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // tokenizer.h — byte-level BPE as GPT-2 and GPT-NeoX do it, loaded from and saved to Hugging
-// Face `tokenizer.json` (docs: ../shared/docs/formats.md section 3, and docs/tokenizer.md).
+// Face `tokenizer.json` (docs/tokenizer.md, docs/data.md).
 //
 // Encoding pipeline (the order Hugging Face tokenizers uses, so ids match it exactly):
 //   1. added tokens with normalized=false are cut out of the raw text (leftmost-longest);

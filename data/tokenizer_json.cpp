@@ -1,6 +1,6 @@
 // tokenizer_json.cpp — Hugging Face tokenizer.json <-> TokenizerSpec.
 //
-// Accepted (formats.md section 3): model BPE with merges as "a b" strings or ["a", "b"] pairs;
+// Accepted (docs/tokenizer.md): model BPE with merges as "a b" strings or ["a", "b"] pairs;
 // pre_tokenizer ByteLevel, or Sequence[Split(GPT-2 regex, Isolated), ByteLevel(use_regex:false)];
 // normalizer null, NFC or a Sequence holding at most NFC; post_processor null or ByteLevel;
 // decoder null or ByteLevel; truncation and padding null. Anything else is rejected with the key

@@ -27,7 +27,7 @@ absl::StatusOr<std::unique_ptr<data::Loader>> open_loader(const config::RunConfi
   }
   if (lc.sources.empty()) {
     return absl::InvalidArgumentError("config: data.prefix (or data.sources) is not set; point it at a "
-                                      "Megatron dataset prefix (PREFIX.bin + PREFIX.idx)");
+                                      "Megatron dataset prefix (PREFIX.bin + PREFIX.idx) or llm.c shards (FILE.bin, or a glob)");
   }
   lc.split_name = train ? data::Split::kTrain : data::Split::kValid;
   lc.seq_length = cfg.model().seq_len();

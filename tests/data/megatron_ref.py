@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """megatron_ref.py — an independent numpy reference of Megatron-core's GPT dataset sample order.
 
-Written from docs/formats.md §1 (and megatron/core/datasets/gpt_dataset.py), sharing no code
+Written from docs/data.md (the Megatron .bin/.idx and GPT-dataset sections) (and megatron/core/datasets/gpt_dataset.py), sharing no code
 with cmoe: the .idx is parsed with numpy.frombuffer at the documented offsets, the shuffles are
 numpy.random.RandomState(seed).shuffle itself (the ground truth cmoe's C++ MT19937 must match),
 and a sample's tokens are cut from the concatenated document stream by position rather than by
@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 _MAGIC = b"MMIDIDX\x00\x00"
-# Token dtype codes common to Megatron-core and GPT-NeoX (formats.md §1).
+# Token dtype codes common to Megatron-core and GPT-NeoX (docs/data.md).
 _DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 8: np.uint16}
 _SPLIT_NAMES = {"train": 0, "valid": 1, "validation": 1, "val": 1, "test": 2}
 
