@@ -96,6 +96,25 @@ TEST(Generate, CachedLogitsEqualFullForwardEveryVariant) {
   }
 }
 
+TEST(Generate, CachedLogitsEqualFullForwardInBf16) {
+  // train.precision bf16: the matmuls round their inputs to bf16 in both paths; the results
+  // differ only by f32 accumulation order, amplified through later roundings.
+  const Tensor ids = random_ids(2, 20, 6);
+  Model model(test_model("kind: CARTESIAN"), 23);
+  ForwardOptions opt;
+  opt.compute_dtype = DType::kBF16;
+  const std::vector<float> full = model.logits(ids, opt).to_floats(), cached = cached_logits(model, ids, opt);
+  const std::vector<float> f32 = model.logits(ids, {}).to_floats();
+  double worst = 0, scale = 0, vs_f32 = 0;
+  for (size_t i = 0; i < full.size(); ++i) {
+    worst = std::max(worst, std::abs(static_cast<double>(full[i]) - cached[i]));
+    vs_f32 = std::max(vs_f32, std::abs(static_cast<double>(full[i]) - f32[i]));
+    scale = std::max(scale, std::abs(static_cast<double>(full[i])));
+  }
+  EXPECT_GT(vs_f32, 0.0);  // bf16 really was used
+  EXPECT_LE(worst, 2e-2 * scale) << "max |full - cached| " << worst << ", max |logit| " << scale;
+}
+
 TEST(Generate, CachedLogitsGiveTheTrainingForwardsCrossEntropy) {
   // Model::forward's loss path (the fused chunked cross-entropy) at one target at a time equals
   // lse(z) - z[target] of the cached logits at that position.
