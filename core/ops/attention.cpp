@@ -561,7 +561,10 @@ void attention_kv_forward(Tensor& out, const Tensor& q, const Tensor& k, const T
   const float *qp = q.data<float>(), *kp = k.data<float>(), *vp = v.data<float>();
   float* op = out.data<float>();
   const int64_t n_items = B * Tq * H, n_keys_max = pos0 + Tq;
-  const int n_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), n_items)));
+  // A decode step of a small model is a few microseconds of work: threads would cost more.
+  const bool small = n_items * n_keys_max * Dh < (int64_t{1} << 16);
+  const int n_threads =
+      small ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), n_items)));
   Tensor scratch = Tensor::empty({n_threads, n_keys_max + Dh}, DType::kF32);
 #pragma omp parallel num_threads(n_threads)
   {
