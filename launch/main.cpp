@@ -40,6 +40,9 @@ constexpr Command kCommands[] = {
      cmoe::cmd_train},
     {"eval", "--config FILE --checkpoint DIR [--set k=v]... [--disable-top1] [--json]",
      "validation loss and perplexity of a checkpoint", cmoe::cmd_eval},
+    {"generate", "--checkpoint DIR --tokenizer FILE --prompt TEXT|--input FILE [--max-new-tokens N] [--temperature T] "
+     "[--top-k K] [--top-p P] [--seed S] [--disable-top1] [--json]", "generate text from a checkpoint (KV cache, streamed)",
+     cmoe::cmd_generate},
     {"data", "inspect|samples PREFIX ...", "inspect datasets (Megatron .bin/.idx, llm.c shards), Megatron sample order",
      cmoe::cmd_data},
     {"tokenizer", "train|encode|decode ...", "train a byte-level BPE tokenizer, encode text to ids, decode ids",

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "core/ops/attention.h"
 #include "core/rng.h"
 #include "parallel/expert_parallel.h"
 #include "parallel/process_groups.h"
@@ -130,15 +131,33 @@ Model::Model(const config::ModelConfig& cfg, uint64_t seed, const ModelShard& sh
   router_opt_.hash_seed = static_cast<uint64_t>(moe.hash_seed());
 }
 
-ag::Var Model::attention_block(Layer L, const ag::Var& x, int64_t B, int64_t T, const ForwardOptions& opt) {
+ag::Var Model::attention_block(Layer L, const ag::Var& x, int64_t B, int64_t T, const ForwardOptions& opt,
+                               KvCache* cache, size_t layer) {
   const int64_t d = cfg_.d_model(), H = cfg_.n_heads(), Dh = d / H;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
+  if (cache != nullptr) {
+    // Inference: this step's keys and values join the cache at their positions; the queries
+    // attend to every cached position up to their own.
+    const int64_t pos0 = cache->length;
+    ag::Var a = ag::rmsnorm(x, L.ln_in, cfg_.norm_eps());
+    ag::Var q = ag::rope(ag::reshape(ag::linear(a, L.wq, opt.compute_dtype), {B, T, H, Dh}), cfg_.rope_theta(), pos0);
+    ag::Var k = ag::rope(ag::reshape(ag::linear(a, L.wk, opt.compute_dtype), {B, T, H, Dh}), cfg_.rope_theta(), pos0);
+    ag::Var v = ag::reshape(ag::linear(a, L.wv, opt.compute_dtype), {B, T, H, Dh});
+    for (int64_t b = 0; b < B; ++b) {
+      cache->k[layer][b].slice0(pos0, pos0 + T).copy_from(k.value()[b]);
+      cache->v[layer][b].slice0(pos0, pos0 + T).copy_from(v.value()[b]);
+    }
+    Tensor o = Tensor::empty({B, T, H, Dh}, DType::kF32);
+    ops::attention_kv_forward(o, q.value(), cache->k[layer], cache->v[layer], scale, pos0);
+    return ag::add(x, ag::linear(ag::Var(o.view({B * T, d})), L.wo, opt.compute_dtype));
+  }
   // L by value: recompute() runs the block again during backward, after forward returned.
-  auto block = [this, L, B, T, d, H, Dh, opt](const std::vector<ag::Var>& in) {
+  auto block = [this, L, B, T, d, H, Dh, scale, opt](const std::vector<ag::Var>& in) {
     ag::Var a = ag::rmsnorm(in[0], L.ln_in, cfg_.norm_eps());
     ag::Var q = ag::rope(ag::reshape(ag::linear(a, L.wq, opt.compute_dtype), {B, T, H, Dh}), cfg_.rope_theta());
     ag::Var k = ag::rope(ag::reshape(ag::linear(a, L.wk, opt.compute_dtype), {B, T, H, Dh}), cfg_.rope_theta());
     ag::Var v = ag::reshape(ag::linear(a, L.wv, opt.compute_dtype), {B, T, H, Dh});
-    ag::Var o = ag::reshape(ag::attention(q, k, v, 1.0f / std::sqrt(static_cast<float>(Dh))), {B * T, d});
+    ag::Var o = ag::reshape(ag::attention(q, k, v, scale), {B * T, d});
     return ag::linear(o, L.wo, opt.compute_dtype);
   };
   ag::Var out = opt.recompute_attention
@@ -176,7 +195,7 @@ ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& i
           return dispatch_experts(x, dispatch_plan(local_ids, local_experts), w, local, dtype);
         });
   } else {
-    DispatchPlan plan = dispatch_plan(r.indices, ro.num_experts, cfg_.moe().capacity_factor());
+    DispatchPlan plan = dispatch_plan(r.indices, ro.num_experts, opt.dropless ? 0.0f : cfg_.moe().capacity_factor());
     rep.dropped = plan.dropped;
     routed = dispatch_experts(u, plan, r.weights, S.experts, opt.compute_dtype);
   }
@@ -190,6 +209,96 @@ ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& i
   ag::Var c = ag::softmax(ag::add_bias(ag::linear(u, S.gate_w), S.gate_b));  // (N, 2), f32
   auto [c0, c1] = split_gate(c, N);
   return ag::add(ag::scale_rows(routed, c0), ag::scale_rows(shared, c1));
+}
+
+ag::Var Model::layers_forward(ag::Var x, const Tensor& flat_ids, int64_t B, int64_t T, const ForwardOptions& opt,
+                              ForwardResult& res, ag::Var& aux, KvCache* cache) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer L = hooked(layers_[i]);
+    ag::Var h = attention_block(L, x, B, T, opt, cache, i);
+    ag::Var u = ag::rmsnorm(h, L.ln_post, cfg_.norm_eps());
+    if (L.moe.empty()) {
+      x = ag::add(h, swiglu_ffn(u, L.w1, L.w3, L.w2, opt.compute_dtype));
+      continue;
+    }
+    // Expert sets in order, each adding to the residual stream; a set with its own norm
+    // (Cartesian B) reads RMSNorm_B of the stream so far, the others the post-attention norm.
+    x = h;
+    for (const SubLayer& S : L.moe) {
+      ag::Var in = S.own_norm ? ag::rmsnorm(x, L.ln_b, cfg_.norm_eps()) : u;
+      x = ag::add(x, moe_sublayer(S, in, flat_ids, opt, res, aux));
+    }
+  }
+  return x;
+}
+
+Tensor Model::head_logits(const ag::Var& x, int64_t B, int64_t T, bool all_positions, const ForwardOptions& opt) {
+  ag::Var hf = ag::rmsnorm(x, norm_f_, cfg_.norm_eps());
+  if (!all_positions && T > 1) {
+    std::vector<int32_t> last(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) last[b] = static_cast<int32_t>(b * T + T - 1);
+    hf = ag::gather_rows(hf, Tensor::from_ints({B}, last));
+  }
+  // The head in the training loss's compute dtype (the fused cross-entropy's matmul).
+  return ag::linear(hf, head_, opt.compute_dtype).value();
+}
+
+void Model::check_inference(const Tensor& ids) const {
+  CMOE_CHECK(shard_.first && shard_.last && shard_.ep == 1, "inference needs the whole model on one process");
+  CMOE_CHECK((ctx_.dp == nullptr || ctx_.dp->size() == 1) && (ctx_.ep == nullptr || ctx_.ep->size() == 1),
+             "inference runs on one process (no data- or expert-parallel group)");
+  CMOE_CHECK(ids.rank() == 2 && ids.dtype() == DType::kI32 && ids.numel() > 0, "inference: ids ", ids.str());
+  const int32_t* p = ids.data<int32_t>();
+  for (int64_t i = 0; i < ids.numel(); ++i)
+    CMOE_CHECK(p[i] >= 0 && p[i] < cfg_.vocab_size(), "inference: token id ", p[i], " outside [0, ",
+               cfg_.vocab_size(), ")");
+}
+
+KvCache Model::kv_cache(int64_t batch, int64_t capacity) const {
+  CMOE_CHECK(batch > 0 && capacity > 0 && capacity <= cfg_.seq_len(), "kv_cache: batch ", batch, ", capacity ",
+             capacity, " (model.seq_len ", cfg_.seq_len(), ")");
+  const int64_t H = cfg_.n_heads(), Dh = cfg_.d_model() / H;
+  KvCache c;
+  c.capacity = capacity;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    c.k.push_back(Tensor::zeros({batch, capacity, H, Dh}, DType::kF32));
+    c.v.push_back(Tensor::zeros({batch, capacity, H, Dh}, DType::kF32));
+  }
+  return c;
+}
+
+Tensor Model::forward_cached(const Tensor& ids, KvCache& cache, const ForwardOptions& opt, bool all_positions) {
+  check_inference(ids);
+  const int64_t B = ids.dim(0), T = ids.dim(1);
+  CMOE_CHECK(cache.k.size() == layers_.size() && cache.v.size() == layers_.size() && cache.k[0].dim(0) == B,
+             "forward_cached: a cache of ", cache.k.size(), " layers for ", layers_.size(), " layers and ", B,
+             " sequences");
+  CMOE_CHECK(cache.length + T <= cache.capacity, "forward_cached: positions [", cache.length, ", ",
+             cache.length + T, ") past the cache's ", cache.capacity);
+  ag::NoGradGuard no_grad;
+  ForwardOptions o = opt;
+  o.dropless = true;
+  o.recompute_attention = false;
+  ForwardResult res;
+  ag::Var aux;
+  Tensor flat_ids = ids.view({B * T});
+  ag::Var x = layers_forward(ag::embedding(embed_, flat_ids), flat_ids, B, T, o, res, aux, &cache);
+  cache.length += T;
+  return head_logits(x, B, T, all_positions, o);
+}
+
+Tensor Model::logits(const Tensor& ids, const ForwardOptions& opt) {
+  check_inference(ids);
+  const int64_t B = ids.dim(0), T = ids.dim(1);
+  CMOE_CHECK(T <= cfg_.seq_len(), "logits: sequence of ", T, " tokens > model.seq_len ", cfg_.seq_len());
+  ag::NoGradGuard no_grad;
+  ForwardOptions o = opt;
+  o.dropless = true;
+  ForwardResult res;
+  ag::Var aux;
+  Tensor flat_ids = ids.view({B * T});
+  ag::Var x = layers_forward(ag::embedding(embed_, flat_ids), flat_ids, B, T, o, res, aux, nullptr);
+  return head_logits(x, B, T, true, o);
 }
 
 ForwardResult Model::forward(const Tensor& ids, const Tensor& targets, const ForwardOptions& opt) {
@@ -223,22 +332,7 @@ ForwardResult Model::forward_stage(const Tensor& ids, const ag::Var& x_in, const
   ForwardResult res;
   ag::Var aux;
   ag::Var x = shard_.first ? ag::embedding(P(embed_), flat_ids) : x_in;  // (N, d)
-  for (const Layer& layer : layers_) {
-    const Layer L = hooked(layer);
-    ag::Var h = attention_block(L, x, B, T, opt);
-    ag::Var u = ag::rmsnorm(h, L.ln_post, cfg_.norm_eps());
-    if (L.moe.empty()) {
-      x = ag::add(h, swiglu_ffn(u, L.w1, L.w3, L.w2, opt.compute_dtype));
-      continue;
-    }
-    // Expert sets in order, each adding to the residual stream; a set with its own norm
-    // (Cartesian B) reads RMSNorm_B of the stream so far, the others the post-attention norm.
-    x = h;
-    for (const SubLayer& S : L.moe) {
-      ag::Var in = S.own_norm ? ag::rmsnorm(x, L.ln_b, cfg_.norm_eps()) : u;
-      x = ag::add(x, moe_sublayer(S, in, flat_ids, opt, res, aux));
-    }
-  }
+  x = layers_forward(x, flat_ids, B, T, opt, res, aux, nullptr);
   if (aux.defined()) res.aux = aux.value().data<float>()[0];
   if (!shard_.last) {
     res.hidden = x;

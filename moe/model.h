@@ -20,6 +20,13 @@
 // [e0, e1) of dim 0, drawn from the same Philox stream at the global offsets, so they equal
 // the single-rank model's rows. A ParallelContext supplies the groups the forward pass talks
 // to: router statistics and token counts are summed over `dp`, token rows travel over `ep`.
+//
+// Inference (generation) runs the same layers without a tape over a key/value cache: a prefill
+// of the prompt, then one token per sequence at a time. Each layer keeps K (after RoPE) and V of
+// the positions processed so far; new tokens get RoPE at their own positions and attend to the
+// cached keys and themselves (ops::attention_kv_forward). Routing is per token, so the MoE
+// layers need nothing more, except that inference, like evaluation, is dropless (a capacity
+// limit would make a token's output depend on the other tokens of the batch).
 #pragma once
 
 #include <functional>
@@ -51,6 +58,17 @@ struct ForwardOptions {
   // Fire the grad-ready hook (Model::set_grad_ready) during this forward's backward: set on
   // the last micro-batch of a step, whose backward completes each parameter's gradient.
   bool final_micro_batch = true;
+  // Ignore model.moe.capacity_factor: every selected (token, expert) pair is computed. Set by
+  // evaluation and inference, so their results do not depend on how tokens are batched.
+  bool dropless = false;
+};
+
+// Inference state of B sequences: per layer the keys (after RoPE) and values of positions
+// [0, length). k[l], v[l]: (B, capacity, H, Dh) f32. From Model::kv_cache.
+struct KvCache {
+  int64_t length = 0;    // positions processed = the position of the next token
+  int64_t capacity = 0;  // positions it holds (at most model.seq_len)
+  std::vector<Tensor> k, v;
 };
 
 struct RouterReport {
@@ -88,6 +106,17 @@ class Model {
   ForwardResult forward_stage(const Tensor& ids, const ag::Var& x_in, const Tensor& targets,
                               const ForwardOptions& opt);
 
+  // Inference on the whole model of one process (no tape; dropless routing). An empty cache for
+  // `batch` sequences of up to `capacity` positions (capacity <= model.seq_len).
+  KvCache kv_cache(int64_t batch, int64_t capacity) const;
+  // ids (B, T) i32 at positions cache.length .. cache.length + T - 1 (the same for every row):
+  // appends their keys and values to the cache and returns the next-token logits, (B * T, V) f32
+  // for every new position (row b * T + t) with all_positions, else (B, V) for the last one.
+  Tensor forward_cached(const Tensor& ids, KvCache& cache, const ForwardOptions& opt, bool all_positions = false);
+  // (B * T, V) f32 logits of every position by the training forward's layers (the fused causal
+  // attention over the whole sequence, no cache), dropless; the reference for forward_cached.
+  Tensor logits(const Tensor& ids, const ForwardOptions& opt);
+
   void set_parallel(const ParallelContext& ctx) { ctx_ = ctx; }
   // fn(i) is called during backward of a forward with final_micro_batch, as soon as
   // params()[i]'s gradient is complete (data-parallel bucketed reduction starts there).
@@ -122,7 +151,15 @@ class Model {
   // The forward pass's handle on a parameter: the leaf itself, or its grad-ready hook node.
   ag::Var P(const ag::Var& leaf) const;
   Layer hooked(const Layer& L) const;
-  ag::Var attention_block(Layer L, const ag::Var& x, int64_t B, int64_t T, const ForwardOptions& opt);
+  // cache: inference, layer `layer` of the cache (keys and values appended at cache->length).
+  ag::Var attention_block(Layer L, const ag::Var& x, int64_t B, int64_t T, const ForwardOptions& opt,
+                          KvCache* cache = nullptr, size_t layer = 0);
+  // The shard's layers on x (N, d); res and aux collect the routers' reports and losses.
+  ag::Var layers_forward(ag::Var x, const Tensor& flat_ids, int64_t B, int64_t T, const ForwardOptions& opt,
+                         ForwardResult& res, ag::Var& aux, KvCache* cache);
+  // Final norm and head on x (B * T, d): every row's logits, or each sequence's last row's.
+  Tensor head_logits(const ag::Var& x, int64_t B, int64_t T, bool all_positions, const ForwardOptions& opt);
+  void check_inference(const Tensor& ids) const;
   ag::Var moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& ids, const ForwardOptions& opt,
                        ForwardResult& res, ag::Var& aux);
 

@@ -46,6 +46,19 @@ absl::Status rule(bool ok, const std::string& message) {
 
 }  // namespace
 
+absl::Status variant_check_disable_top1(const MoeVariant& v) {
+  if (!v.routed) {
+    return absl::InvalidArgumentError(absl::StrCat("disable_top1: model.moe.kind ", v.name,
+                                                   " has no routers, so there is no top-1 expert to disable"));
+  }
+  if (!v.learned_router) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "disable_top1: model.moe.kind ", v.name,
+        " routes each token id to a fixed table of experts, with no ranking, so there is no top-1 expert to disable"));
+  }
+  return absl::OkStatus();
+}
+
 std::string variant_name(config::FfnKind kind) { return absl::AsciiStrToLower(config::FfnKind_Name(kind)); }
 
 MoeVariant resolve_variant(const config::ModelConfig& m) {

@@ -54,6 +54,11 @@ struct MoeVariant {
 // The description of `m`'s variant. `m` must be valid (validate_model_config).
 MoeVariant resolve_variant(const config::ModelConfig& m);
 
+// disable_top1 (`cmoe eval|generate --disable-top1`, the robustness test) removes each
+// token's highest-probability expert, so it needs a learned router: InvalidArgument for a dense
+// model (no routers) and for hash routing (a fixed table of experts per token id, no ranking).
+absl::Status variant_check_disable_top1(const MoeVariant& v);
+
 // "cartesian" for CARTESIAN, ... (the config's enum name, lower case).
 std::string variant_name(config::FfnKind kind);
 

@@ -540,4 +540,64 @@ void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, 
   }
 }
 
+// Inference over a cache: one (b, t, h) query row per work item, its scores over keys
+// 0 .. pos0 + t in a per-thread buffer (short rows: one query against at most seq_len keys), the
+// softmax with the row max subtracted, then the weighted sum of values.
+void attention_kv_forward(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                          int64_t pos0) {
+  CMOE_CHECK(q.rank() == 4 && q.dtype() == DType::kF32 && q.device().is_cpu(),
+             "attention_kv: q must be f32 (B, Tq, H, Dh) on cpu, got ", q.str());
+  const int64_t B = q.dim(0), Tq = q.dim(1), H = q.dim(2), Dh = q.dim(3);
+  for (const Tensor* t : {&k, &v}) {
+    CMOE_CHECK(t->rank() == 4 && t->dtype() == DType::kF32 && t->device().is_cpu() && t->dim(0) == B &&
+                   t->dim(2) == H && t->dim(3) == Dh,
+               "attention_kv: cache ", t->str(), " does not match q ", q.str());
+  }
+  const int64_t Tk = k.dim(1);
+  CMOE_CHECK(v.dim(1) == Tk && pos0 >= 0 && pos0 + Tq <= Tk, "attention_kv: queries at positions [", pos0, ", ",
+             pos0 + Tq, ") need that many cached keys, the cache holds ", Tk);
+  CMOE_CHECK(out.dtype() == DType::kF32 && out.shape() == q.shape() && out.device().is_cpu(), "attention_kv: out is ",
+             out.str(), ", expected f32", q.shape().str());
+  const float *qp = q.data<float>(), *kp = k.data<float>(), *vp = v.data<float>();
+  float* op = out.data<float>();
+  const int64_t n_items = B * Tq * H, n_keys_max = pos0 + Tq;
+  // A decode step of a small model is a few microseconds of work: threads would cost more.
+  const bool small = n_items * n_keys_max * Dh < (int64_t{1} << 16);
+  const int n_threads =
+      small ? 1 : static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), n_items)));
+  Tensor scratch = Tensor::empty({n_threads, n_keys_max + Dh}, DType::kF32);
+#pragma omp parallel num_threads(n_threads)
+  {
+    float* p = scratch.data<float>() + omp_get_thread_num() * (n_keys_max + Dh);  // scores, then weights
+    float* acc = p + n_keys_max;                                                 // (Dh) weighted sum
+#pragma omp for schedule(static)
+    for (int64_t w = 0; w < n_items; ++w) {
+      const int64_t b = w / (Tq * H), t = (w / H) % Tq, h = w % H;
+      const float* qr = qp + ((b * Tq + t) * H + h) * Dh;
+      const int64_t n_keys = pos0 + t + 1;
+      float m = -kInf;
+      for (int64_t s = 0; s < n_keys; ++s) {
+        const float* kr = kp + ((b * Tk + s) * H + h) * Dh;
+        float dot = 0;
+        for (int64_t d = 0; d < Dh; ++d) dot += qr[d] * kr[d];
+        p[s] = scale * dot;
+        m = std::max(m, p[s]);
+      }
+      double l = 0;
+      for (int64_t s = 0; s < n_keys; ++s) {
+        p[s] = std::exp(p[s] - m);
+        l += p[s];
+      }
+      std::fill(acc, acc + Dh, 0.0f);
+      for (int64_t s = 0; s < n_keys; ++s) {
+        const float* vr = vp + ((b * Tk + s) * H + h) * Dh;
+        for (int64_t d = 0; d < Dh; ++d) acc[d] += p[s] * vr[d];
+      }
+      const float inv = static_cast<float>(1.0 / l);
+      float* orow = op + ((b * Tq + t) * H + h) * Dh;
+      for (int64_t d = 0; d < Dh; ++d) orow[d] = acc[d] * inv;
+    }
+  }
+}
+
 }  // namespace cmoe::ops

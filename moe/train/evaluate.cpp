@@ -10,6 +10,10 @@ namespace cmoe {
 absl::StatusOr<EvalResult> evaluate(Model& model, const BatchFn& next, int64_t batches, const ForwardOptions& opt,
                                     parallel::ProcessGroups* groups, int64_t micro_batch_rows) {
   ag::NoGradGuard no_grad;
+  // Evaluation is dropless: with a capacity limit a token's loss would depend on the batch it
+  // shares (and so on the layout and micro-batch size).
+  ForwardOptions fopt = opt;
+  fopt.dropless = true;
   const bool parallel = groups != nullptr && groups->world->size() > 1;
   const int stages = parallel ? groups->layout.pp : 1, stage = parallel ? groups->place.pp_rank : 0;
   CMOE_CHECK(stages == 1 || micro_batch_rows > 0, "evaluate: a pipeline needs the batch size");
@@ -19,7 +23,7 @@ absl::StatusOr<EvalResult> evaluate(Model& model, const BatchFn& next, int64_t b
   parallel::PipelineStageFns fns;
   fns.forward = [&](int64_t, const Tensor& input) -> absl::StatusOr<Tensor> {
     CMOE_ASSIGN_OR_RETURN(Batch batch, next());
-    ForwardResult f = model.forward_stage(batch.ids, input.defined() ? ag::Var(input) : ag::Var(), batch.targets, opt);
+    ForwardResult f = model.forward_stage(batch.ids, input.defined() ? ag::Var(input) : ag::Var(), batch.targets, fopt);
     sum += f.ce * static_cast<double>(f.global_tokens);  // this rank's summed CE
     r.tokens += f.tokens;
     reports.insert(reports.end(), f.routers.begin(), f.routers.end());

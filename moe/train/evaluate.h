@@ -1,6 +1,7 @@
 // evaluate.h — validation loss: mean token cross-entropy over a number of batches, without a
 // tape, on one process or collectively over a (pp, dp, ep) job (stages forward in order,
-// every rank gets the global result).
+// every rank gets the global result). Routing is dropless (ForwardOptions::dropless), so the
+// result does not depend on the layout or the micro-batch size.
 #pragma once
 
 #include "absl/status/statusor.h"

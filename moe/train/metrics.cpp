@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -54,6 +55,36 @@ std::vector<RouterReport> merge_reports(const std::vector<RouterReport>& all) {
     m->aux += r.aux;
   }
   return out;
+}
+
+absl::StatusOr<int64_t> metrics_drop_after(const std::string& run_dir, int64_t step) {
+  const std::string path = run_dir + "/metrics.jsonl", tmp = path + ".tmp";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return 0;
+  std::string kept, line;
+  int64_t dropped = 0;
+  while (std::getline(in, line)) {
+    auto j = json::parse(line);
+    const json::Value* s = j.ok() && j->is_object() ? j->find("step") : nullptr;
+    if (!j.ok() || !j->is_object() || (s != nullptr && (!s->is_int() || s->as_int() > step))) {
+      ++dropped;  // superseded by the resumed run, or torn by the crash
+      continue;
+    }
+    kept += line;
+    kept += '\n';
+  }
+  if (in.bad()) return absl::InternalError(absl::StrCat("cannot read ", path));
+  if (dropped == 0) return 0;
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << kept;
+    out.flush();
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path, ": ", ec.message()));
+  return dropped;
 }
 
 absl::StatusOr<MetricsWriter> MetricsWriter::open(const std::string& run_dir, bool active, double flops_per_token,

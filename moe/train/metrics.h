@@ -46,6 +46,14 @@ struct EvalResult {
   std::vector<RouterReport> routers;
 };
 
+// A run continuing from `step` (a resume; 0 for a fresh start) supersedes the records an earlier
+// process wrote past it: rewrites run_dir/metrics.jsonl keeping, in order, every record whose
+// "step" is <= step (and any complete JSON line without a step), dropping the rest and any torn
+// line a killed process left; the new file is written aside and renamed over the old, so a
+// crash meanwhile leaves one or the other. No file, or nothing to drop: nothing is written.
+// Returns the number of lines dropped. World rank 0, once the run is known to start.
+absl::StatusOr<int64_t> metrics_drop_after(const std::string& run_dir, int64_t step);
+
 class MetricsWriter {
  public:
   // active: this rank reports (world rank 0); the others' calls do nothing. Appends to

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <thread>
@@ -379,6 +380,24 @@ absl::StatusOr<RunCounters> load_train_state(CheckpointReader& ck, const config:
   c.tokens_seen = ck.manifest().tokens_seen();
   c.consumed_samples = ck.counter("data.consumed_samples");
   return c;
+}
+
+absl::StatusOr<std::string> checkpoint_resolve(const std::string& dir) {
+  if (std::filesystem::exists(dir + "/latest")) return checkpoint_latest(dir);
+  return dir;
+}
+
+absl::StatusOr<CheckpointModel> load_checkpoint_model(const std::string& checkpoint) {
+  CheckpointModel out;
+  CMOE_ASSIGN_OR_RETURN(out.dir, checkpoint_resolve(checkpoint));
+  CMOE_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointReader> ck, CheckpointReader::open(out.dir));
+  CMOE_ASSIGN_OR_RETURN(out.cfg, config_parse(ck->manifest().config(), out.dir + "/manifest.pb (config)"));
+  CMOE_RETURN_IF_ERROR(config_validate(out.cfg));
+  // Every parameter is read from the checkpoint, so none is initialised first.
+  out.model = std::make_unique<Model>(out.cfg.model(), out.cfg.train().seed(), ModelShard{}, /*init=*/false);
+  CMOE_ASSIGN_OR_RETURN(RunCounters c, load_train_state(*ck, out.cfg, *out.model, nullptr));
+  out.step = c.step;
+  return out;
 }
 
 absl::StatusOr<std::string> reshard_checkpoint(CheckpointReader& src, const config::RunConfig& cfg,

@@ -132,6 +132,20 @@ class CheckpointPolicy {
 absl::StatusOr<RunCounters> load_train_state(CheckpointReader& ck, const config::RunConfig& cfg, Model& model,
                                              AdamW* opt);
 
+// The step directory a checkpoint argument names: the one `DIR/latest` points to when DIR is a
+// checkpoints root, else DIR itself.
+absl::StatusOr<std::string> checkpoint_resolve(const std::string& dir);
+
+// A whole model on this process, built from a checkpoint's own saved config (its manifest) and
+// loaded from it, for inference: no run config needed.
+struct CheckpointModel {
+  std::string dir;  // the step directory read
+  int64_t step = 0;
+  config::RunConfig cfg;  // the saved config
+  std::unique_ptr<Model> model;
+};
+absl::StatusOr<CheckpointModel> load_checkpoint_model(const std::string& checkpoint);
+
 // Offline: rewrites checkpoint `src` under out_root (<out_root>/step_N and latest) with the
 // shard files of layout `cfg.parallel()` (cfg = the checkpoint's config with the new layout),
 // verifying every CRC on the way. Returns the directory written.

@@ -85,11 +85,15 @@ struct Job {
   }
 };
 
-absl::StatusOr<Job> make_job(const config::RunConfig& cfg) {
+// eval: `cmoe eval`'s layout rule — one process evaluates the whole model whatever the config's
+// layout, and a launch of N ranks with no layout in the config is data-parallel over all N.
+absl::StatusOr<Job> make_job(const config::RunConfig& cfg, bool eval = false) {
   Job job;
   job.layout = {cfg.parallel().pp(), cfg.parallel().dp(), cfg.parallel().ep()};
   CMOE_ASSIGN_OR_RETURN(std::unique_ptr<parallel::Communicator> world, parallel::make_world_communicator());
   const int world_size = world->size();
+  if (eval && world_size == 1) job.layout = {1, 1, 1};
+  if (eval && world_size > 1 && job.layout.pp * job.layout.dp == 1) job.layout = {1, world_size, 1};
   if (absl::Status v = parallel::validate_layout(job.layout, world_size); !v.ok()) {
     absl::Status s(v.code(), absl::StrCat(v.message(), world_size == 1 && job.layout.pp * job.layout.dp > 1
                                                            ? " (start the ranks with mpirun -np N, N = pp * dp)"
@@ -177,6 +181,13 @@ absl::Status train_run(const config::RunConfig& cfg, const std::string& run_dir,
   // The run starts: only now does the run directory change.
   if (job.rank0) {
     if (absl::Status w = write_run_config(cfg, run_dir); !w.ok()) return fail(w);
+    // Records an earlier process wrote past the step this run continues from are superseded.
+    auto dropped = metrics_drop_after(run_dir, counters.step);
+    if (!dropped.ok()) return fail(dropped.status());
+    if (*dropped > 0) {
+      std::printf("metrics: dropped %lld records past step %lld from %s/metrics.jsonl (this run rewrites them)\n",
+                  static_cast<long long>(*dropped), static_cast<long long>(counters.step), run_dir.c_str());
+    }
   }
   if (groups != nullptr) {
     if (absl::Status b = groups->world->barrier(); !b.ok()) return fail(b);  // run dir exists
@@ -225,24 +236,54 @@ absl::Status train_run(const config::RunConfig& cfg, const std::string& run_dir,
   return absl::OkStatus();
 }
 
-absl::StatusOr<CheckpointEval> eval_checkpoint(const config::RunConfig& cfg, const std::string& checkpoint,
+absl::StatusOr<CheckpointEval> eval_checkpoint(const config::RunConfig& run_cfg, const std::string& checkpoint,
                                                bool disable_top1) {
-  CheckpointEval out;
-  out.dir = checkpoint;
-  if (std::filesystem::exists(checkpoint + "/latest")) {
-    CMOE_ASSIGN_OR_RETURN(out.dir, checkpoint_latest(checkpoint));
+  // Evaluation is dropless (evaluate.h), so a capacity factor neither applies nor rules out
+  // expert parallelism here.
+  config::RunConfig cfg = run_cfg;
+  cfg.mutable_model()->mutable_moe()->set_capacity_factor(0);
+  CMOE_ASSIGN_OR_RETURN(Job job, make_job(cfg, /*eval=*/true));
+  auto fail = [&job](const absl::Status& s) { return job.fail(s, "eval"); };
+  if (!job.rank0 && std::freopen("/dev/null", "w", stdout) == nullptr) return fail(absl::InternalError("cannot silence stdout"));
+  parallel::ProcessGroups* groups = job.groups.get();
+  const parallel::ParallelLayout& l = job.layout;
+  if (absl::Status v = config_validate_layout(cfg, l); !v.ok()) return fail(v);
+  if (disable_top1) {
+    if (absl::Status v = variant_check_disable_top1(resolve_variant(cfg.model())); !v.ok()) return fail(v);
   }
-  CMOE_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointReader> ck, CheckpointReader::open(out.dir));
-  Model model(cfg.model(), cfg.train().seed());
-  CMOE_ASSIGN_OR_RETURN(RunCounters c, load_train_state(*ck, cfg, model, nullptr));
-  out.step = c.step;
-  CMOE_ASSIGN_OR_RETURN(std::unique_ptr<data::Loader> loader,
-                        open_loader(cfg, false, cfg.train().eval_batches() * cfg.train().micro_batch_size(), 0));
+
+  CheckpointEval out;
+  auto dir = checkpoint_resolve(checkpoint);
+  if (!dir.ok()) return fail(dir.status());
+  out.dir = *dir;
+  auto ck = CheckpointReader::open(out.dir);
+  if (!ck.ok()) return fail(ck.status());
+  if (groups != nullptr) {
+    // Every rank must read the same step: a run committing a checkpoint meanwhile moves `latest`.
+    Tensor step = Tensor::empty({1}, DType::kI64);
+    step.data<int64_t>()[0] = (*ck)->manifest().step();
+    if (absl::Status b = groups->world->broadcast(step, 0); !b.ok()) return fail(b);
+    if (step.data<int64_t>()[0] != (*ck)->manifest().step()) {
+      return fail(absl::FailedPreconditionError(absl::StrCat(
+          "world rank ", groups->world->rank(), " read ", out.dir, " (step ", (*ck)->manifest().step(),
+          ") but world rank 0 read step ", step.data<int64_t>()[0],
+          ": `latest` moved while loading; pass the step directory instead")));
+    }
+  }
+  Model model(cfg.model(), cfg.train().seed(),
+              pipeline_shard(cfg.model().n_layers(), l.pp, job.pp_rank, l.ep, job.ep_rank), /*init=*/false);
+  if (groups != nullptr) model.set_parallel({groups->dp.get(), groups->ep.get()});
+  auto c = load_train_state(**ck, cfg, model, nullptr);
+  if (!c.ok()) return fail(c.status());
+  out.step = c->step;
   ForwardOptions fo;
   fo.compute_dtype = compute_dtype(cfg.train());
   fo.disable_top1 = disable_top1;
-  CMOE_ASSIGN_OR_RETURN(out.result, evaluate(model, batches_of(std::shared_ptr<data::Loader>(std::move(loader))),
-                                             cfg.train().eval_batches(), fo));
+  // The validation batches split over dp as in training: eval_batches micro-batches per rank.
+  auto r = evaluate(model, validation_batches(cfg, l.dp, job.dp_rank), cfg.train().eval_batches(), fo, groups,
+                    cfg.train().micro_batch_size() * cfg.model().seq_len());
+  if (!r.ok()) return fail(r.status());
+  out.result = std::move(*r);
   return out;
 }
 

@@ -62,7 +62,12 @@ struct CheckpointEval {
   EvalResult result;
 };
 // `cmoe eval`: validation loss of a checkpoint (a step directory, or a checkpoints root with
-// `latest`) for a model of config cfg, on train.eval_batches batches of the validation data.
+// `latest`) for a model of config cfg, on train.eval_batches micro-batches of the validation
+// data per data-parallel rank (split over dp as training's validation does), dropless.
+// One process evaluates the whole model whatever cfg.parallel says; `mpirun -np N` runs the
+// layout of cfg.parallel (pp * dp = N), or, when the config sets none, dp = N. Every rank
+// returns the global result; in a multi-rank job an error on any rank ends the job.
+// disable_top1 is refused for variants without a learned router (variant_check_disable_top1).
 absl::StatusOr<CheckpointEval> eval_checkpoint(const config::RunConfig& cfg, const std::string& checkpoint,
                                                bool disable_top1);
 

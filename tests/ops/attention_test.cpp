@@ -153,6 +153,41 @@ TEST(Attention, MatchesNaivePartialTilesOddHeadDim) {
 }
 TEST(Attention, MatchesNaiveWideHead) { check_attention_against_naive({1, 80, 1, 128}, 0.09f); }
 
+// The inference form over a key/value cache: queries at positions [pos0, pos0 + Tq) against a
+// cache longer than needed whose unread rows are NaN (a read would poison the output).
+void check_kv_against_naive(int64_t T, int64_t pos0, int64_t Tq, int64_t Tk, int64_t H, int64_t Dh, float scale) {
+  const Shape full{1, T, H, Dh};
+  Tensor q = random_tensor(full, 41), k = random_tensor(full, 42), v = random_tensor(full, 43);
+  AttnRef ref = naive_attention(q, k, v, random_tensor(full, 44), scale);
+  Tensor kc = Tensor::full({1, Tk, H, Dh}, std::nanf("")), vc = Tensor::full({1, Tk, H, Dh}, std::nanf(""));
+  kc.view({Tk, H, Dh}).slice0(0, pos0 + Tq).copy_from(k.view({T, H, Dh}).slice0(0, pos0 + Tq));
+  vc.view({Tk, H, Dh}).slice0(0, pos0 + Tq).copy_from(v.view({T, H, Dh}).slice0(0, pos0 + Tq));
+  Tensor qs = q.view({T, H, Dh}).slice0(pos0, pos0 + Tq).clone().view({1, Tq, H, Dh});
+  Tensor out = Tensor::empty({1, Tq, H, Dh}, DType::kF32);
+  ops::attention_kv_forward(out, qs, kc, vc, scale, pos0);
+  const std::vector<double> want(ref.out.begin() + pos0 * H * Dh, ref.out.begin() + (pos0 + Tq) * H * Dh);
+  expect_close(out.to_floats(), want, 1e-5, 1e-5, "kv pos0 " + std::to_string(pos0) + " Tq " + std::to_string(Tq));
+}
+
+TEST(Attention, KvCacheMatchesNaive) {
+  check_kv_against_naive(12, 0, 12, 12, 2, 8, 0.35f);   // the whole sequence at once (a prefill)
+  check_kv_against_naive(12, 5, 1, 16, 2, 8, 0.35f);    // one decode step, cache longer than used
+  check_kv_against_naive(12, 7, 3, 12, 3, 6, 0.3f);     // a chunk of three after seven cached
+  check_kv_against_naive(80, 79, 1, 96, 1, 20, 0.2f);   // the last position of a long row
+}
+
+TEST(Attention, KvCacheEqualsFusedForward) {
+  // pos0 = 0 and Tk = Tq: the same numbers as the training kernel (B = 2, several heads).
+  const Shape s{2, 70, 3, 16};
+  Tensor q = random_tensor(s, 51), k = random_tensor(s, 52), v = random_tensor(s, 53);
+  Tensor out = Tensor::empty(s, DType::kF32), lse = Tensor::empty({2, 3, 70}, DType::kF32);
+  ops::attention_forward(out, lse, q, k, v, 0.25f);
+  Tensor kv_out = Tensor::empty(s, DType::kF32);
+  ops::attention_kv_forward(kv_out, q, k, v, 0.25f, 0);
+  const std::vector<float> a = out.to_floats();
+  expect_close(kv_out.to_floats(), std::vector<double>(a.begin(), a.end()), 1e-6, 1e-5, "kv vs fused");
+}
+
 TEST(Attention, FirstRowCopiesFirstValue) {
   // Position 0 attends only to itself: out[:,0] = v[:,0] and lse = scale q.k exactly.
   const Shape s{1, 3, 1, 2};
