@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -37,15 +38,17 @@ std::string plugin_path() {
   char buf[4096];
   const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
   if (n <= 0) return kPluginFileName;  // no /proc: let dlopen search the usual places
-  std::string exe(buf, static_cast<size_t>(n));
-  const size_t slash = exe.rfind('/');
-  const std::string bin_dir = slash == std::string::npos ? "." : exe.substr(0, slash);
-  return absl::StrCat(bin_dir, "/../lib/", kPluginFileName);
+  // build/bin/cmoe -> build/lib/libcmoe_cuda.so
+  const std::filesystem::path exe(std::string(buf, static_cast<size_t>(n)));
+  return (exe.parent_path().parent_path() / "lib" / kPluginFileName).string();
 }
 
 absl::StatusOr<const CmoeCudaApi*> plugin_open(const std::string& path) {
   (void)dlerror();  // clear a stale error
-  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  // Lazy binding: resolving every symbol of cuBLAS/cuBLASLt up front would add tens of
+  // milliseconds; the plugin is linked with -z defs, so each symbol it uses exists in the
+  // libraries named by its DT_NEEDED entries (a missing library still fails here).
+  void* handle = dlopen(path.c_str(), RTLD_LAZY | RTLD_LOCAL);
   if (handle == nullptr) {
     // dlerror names the file it could not open: the plugin itself, or a library it needs.
     std::string why = dl_error("dlopen failed");
@@ -95,7 +98,7 @@ absl::StatusOr<const CmoeCudaApi*> plugin_api() {
 #endif
     const std::string path = plugin_path();
     absl::StatusOr<const CmoeCudaApi*> api = plugin_open(path);
-    if (!api.ok() && !explicit_path) {
+    if (!api.ok() && !explicit_path && access(path.c_str(), F_OK) != 0) {
       api = absl::Status(api.status().code(),
                          absl::StrCat(api.status().message(), " (set ", kPluginPathEnv,
                                       " to load the CUDA backend from elsewhere)"));

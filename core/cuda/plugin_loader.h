@@ -24,10 +24,11 @@ inline constexpr const char* kPluginFileName = "libcmoe_cuda.so";
 inline constexpr const char* kPluginPathEnv = "CMOE_CUDA_PLUGIN";
 
 // The file the process loads the backend from: $CMOE_CUDA_PLUGIN when set and non-empty, else
-// <directory of /proc/self/exe>/../lib/libcmoe_cuda.so.
+// lib/libcmoe_cuda.so beside the executable's directory (/proc/self/exe: build/bin/cmoe ->
+// build/lib/libcmoe_cuda.so).
 std::string plugin_path();
 
-// Opens `path` (dlopen, RTLD_NOW | RTLD_LOCAL), looks up kCudaPluginEntry and checks the
+// Opens `path` (dlopen, RTLD_LAZY | RTLD_LOCAL), looks up kCudaPluginEntry and checks the
 // table: ABI version, struct size, entry-list signature, no null entry. Every error names
 // `path`: Unavailable when the file or a library it needs cannot be loaded, FailedPrecondition
 // when it is not a cmoe CUDA backend of this build's ABI. Not cached (the tests open fakes).

@@ -97,8 +97,9 @@ TEST(CudaPluginLoader, PathFollowsEnvironmentThenExecutable) {
   const ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   ASSERT_GT(len, 0);
   std::string dir(exe, static_cast<size_t>(len));
-  dir.resize(dir.rfind('/'));
-  const std::string beside = dir + "/../lib/libcmoe_cuda.so";
+  dir.resize(dir.rfind('/'));  // .../bin
+  dir.resize(dir.rfind('/'));  // ...
+  const std::string beside = dir + "/lib/libcmoe_cuda.so";
   ASSERT_EQ(unsetenv(kPluginPathEnv), 0);
   EXPECT_EQ(plugin_path(), beside);
   ASSERT_EQ(setenv(kPluginPathEnv, "", 1), 0);  // empty: as if unset
