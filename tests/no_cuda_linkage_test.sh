@@ -15,6 +15,11 @@ cuda_re='^(libcudart|libcublas|libcublasLt|libnccl|libcuda)\.so'
 needed() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'; }
 fail=0
 for exe in "$@"; do
+  if ! readelf -h "$exe" >/dev/null 2>&1; then
+    echo "FAIL: $exe is missing or not an ELF file (build everything first)"
+    fail=1
+    continue
+  fi
   bad=$(needed "$exe" | grep -E "$cuda_re" || true)
   if [[ -n $bad ]]; then
     echo "FAIL: $exe needs $(echo $bad)"
