@@ -43,7 +43,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/crc32c.h"
 #include "checkpoint/file_io.h"
-#include "core/config/config.h"
+#include "moe/train/config.h"
 #include "google/protobuf/text_format.h"
 #include "moe/model.h"
 

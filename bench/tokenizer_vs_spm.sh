@@ -3,9 +3,9 @@
 # vocabulary size: training time and encode throughput, per core, measured in the same run.
 #
 #   bench/tokenizer_vs_spm.sh [TEXT_FILE] [VOCAB_SIZE]
-# Default text: the KJV Bible from Debian's bible-kjv (formats.md section 4), verse numbers
-# dropped, 4.2 MB. Needs: build/bin/cmoe and build/bin/tokenizer_bench (ninja -C build cmoe
-# tokenizer_bench), and `apt-get install sentencepiece bible-kjv`.
+# Default text: the KJV Bible from Debian's bible-kjv (as in docs/data.md's mini-Pile), verse
+# numbers dropped, 4.2 MB. Needs: build/bin/cmoe and build/bin/tokenizer_bench (ninja -C build
+# cmoe tokenizer_bench), and `apt-get install sentencepiece bible-kjv`.
 # Both tools run command line to command line (file in, ids out) with 1 thread, then with 2;
 # tokenizer_bench adds cmoe's library-level numbers (no file I/O or id printing).
 set -euo pipefail

@@ -1,7 +1,8 @@
 // train_step_bench.cpp — cmoe's full training step (forward + backward + clip + AdamW) on the
 // cpu-small config, for CartesianMoE and its smoe / fine-grained equivalents, in f32 or bf16.
 //
-// Reports (formulas: docs/metrics.md, written once in moe/trainer.h):
+// The step is the training library's TrainStep (moe/train/step.h), the one `cmoe train` runs.
+// Reports (formulas: docs/metrics.md, written once in moe/train/metrics.h):
 //   tokens_per_s = B * T * steps / wall seconds of the timed steps (after warm-up steps)
 //   mfu          = model.flops_per_token() * tokens_per_s / (ops::matmul_peak_gflops(dtype) * 1e9)
 //   peak memory  = the CPU allocator's high-water mark over the timed steps, and the process's
@@ -20,11 +21,12 @@
 #include <string>
 
 #include "core/allocator.h"
-#include "core/config/config.h"
+#include "moe/train/config.h"
 #include "core/ops/matmul.h"
 #include "core/rng.h"
 #include "moe/model.h"
-#include "moe/optimizer.h"
+#include "moe/train/optimizer.h"
+#include "moe/train/step.h"
 
 namespace cmoe {
 namespace {
@@ -52,44 +54,36 @@ int run(const Args& a) {
   }
   const auto& m = cfg->model();
   const auto& t = cfg->train();
-  const DType dtype = t.precision() == "bf16" ? DType::kBF16 : DType::kF32;
-  const int64_t B = t.micro_batch_size(), T = m.seq_len();
+  const DType dtype = compute_dtype(t);
+  const int64_t B = t.micro_batch_size() * t.grad_accum(), T = m.seq_len();
 
   Model model(m, t.seed());
-  AdamWOptions ao;
-  ao.beta1 = t.beta1(), ao.beta2 = t.beta2(), ao.eps = t.adam_eps(), ao.weight_decay = t.weight_decay();
-  AdamW opt(&model.params(), ao);
-  ForwardOptions fo;
-  fo.compute_dtype = dtype;
-  fo.recompute_attention = t.recompute();
-
-  Tensor ids = Tensor::empty({B, T}, DType::kI32), targets = Tensor::empty({B, T}, DType::kI32);
-  auto fill_batch = [&](int step) {
-    for (int64_t i = 0; i < B * T; ++i) {
-      ids.data<int32_t>()[i] = static_cast<int32_t>(rng_u32(t.seed(), 100 + step, i) % m.vocab_size());
-      targets.data<int32_t>()[i] = static_cast<int32_t>(rng_u32(t.seed(), 10000 + step, i) % m.vocab_size());
+  AdamW opt(&model.params(), {t.beta1(), t.beta2(), t.adam_eps(), t.weight_decay()});
+  // Every step's micro-batches made before timing: data loading is not the step.
+  std::vector<Batch> data;
+  for (int s = 0; s < (a.warmup + a.steps) * t.grad_accum(); ++s) {
+    std::vector<int32_t> ids(t.micro_batch_size() * T), targets(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      ids[i] = static_cast<int32_t>(rng_u32(t.seed(), 100 + s, i) % m.vocab_size());
+      targets[i] = static_cast<int32_t>(rng_u32(t.seed(), 10000 + s, i) % m.vocab_size());
     }
-  };
-  auto train_step = [&](int step) {
-    ForwardResult f = model.forward(ids, targets, fo);
-    ag::backward(f.loss);
-    const double gn = grad_global_norm(model.params());
-    opt.step(lr_at(step, t), t.grad_clip() > 0 && gn > t.grad_clip() ? static_cast<float>(t.grad_clip() / gn) : 1.0f);
-    for (Param& p : model.params()) p.var.zero_grad();
-    return f.ce;
+    data.push_back({Tensor::from_ints({t.micro_batch_size(), T}, ids), Tensor::from_ints({t.micro_batch_size(), T}, targets)});
+  }
+  size_t next = 0;
+  TrainStep step(*cfg, model, opt, nullptr, [&]() -> absl::StatusOr<Batch> { return data[next++]; });
+  auto train_step = [&](int s) {
+    auto r = step.run(s);
+    CMOE_CHECK(r.ok(), r.status().message());
+    return r->record.loss;
   };
 
   const double peak = ops::matmul_peak_gflops(dtype) * 1e9;  // measured before the timed steps
   double loss = 0;
-  for (int s = 0; s < a.warmup; ++s) {
-    fill_batch(s);
-    loss = train_step(s);
-  }
+  for (int s = 0; s < a.warmup; ++s) loss = train_step(s);
   Allocator& alloc = allocator_for(DeviceType::kCPU);
   alloc.reset_peak();
   double secs = 0;
   for (int s = a.warmup; s < a.warmup + a.steps; ++s) {
-    fill_batch(s);  // outside the timed region: data loading is not the step
     const auto t0 = std::chrono::steady_clock::now();
     loss = train_step(s);
     secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

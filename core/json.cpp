@@ -45,6 +45,15 @@ Value Value::integer(int64_t i) {
   v.d_ = static_cast<double>(i);
   return v;
 }
+Value Value::formatted(double d, const char* printf_format) {
+  CMOE_CHECK(std::isfinite(d), "JSON cannot represent ", d);
+  Value v = number(d);
+  char buf[64];
+  const int n = std::snprintf(buf, sizeof(buf), printf_format, d);
+  CMOE_CHECK(n > 0 && n < static_cast<int>(sizeof(buf)), "json: format ", printf_format, " of ", d);
+  v.s_.assign(buf, static_cast<size_t>(n));
+  return v;
+}
 Value Value::string(std::string s) {
   Value v;
   v.type_ = Type::kString;
@@ -65,6 +74,10 @@ Value Value::object() {
 bool Value::as_bool() const {
   CMOE_CHECK(is_bool(), "json value is ", type_name(type_), ", not bool");
   return b_;
+}
+const std::string& Value::number_text() const {
+  static const std::string kNone;
+  return type_ == Type::kNumber ? s_ : kNone;
 }
 double Value::as_double() const {
   CMOE_CHECK(is_number(), "json value is ", type_name(type_), ", not number");
@@ -443,7 +456,9 @@ namespace {
 
 bool is_container(const Value& v) { return v.is_array() || v.is_object(); }
 
+// indent -2: one line with spaced separators (serialize_line).
 void serialize_to(const Value& v, int indent, int level, std::string* out) {
+  const bool spaced = indent == -2;
   auto newline = [&](int lvl) {
     out->push_back('\n');
     out->append(static_cast<size_t>(indent) * lvl, ' ');
@@ -452,7 +467,9 @@ void serialize_to(const Value& v, int indent, int level, std::string* out) {
     case Type::kNull: out->append("null"); return;
     case Type::kBool: out->append(v.as_bool() ? "true" : "false"); return;
     case Type::kNumber:
-      if (v.is_int()) {
+      if (!v.number_text().empty()) {
+        out->append(v.number_text());
+      } else if (v.is_int()) {
         absl::StrAppend(out, v.as_int());
       } else {
         CMOE_CHECK(std::isfinite(v.as_double()), "JSON cannot represent ", v.as_double());
@@ -471,9 +488,9 @@ void serialize_to(const Value& v, int indent, int level, std::string* out) {
       }
       out->push_back('[');
       for (size_t k = 0; k < a.size(); ++k) {
-        if (k) out->append(multiline ? "," : (indent >= 0 ? ", " : ","));
+        if (k) out->append(multiline ? "," : (indent >= 0 || spaced ? ", " : ","));
         if (multiline) newline(level + 1);
-        serialize_to(a[k], multiline ? indent : -1, level + 1, out);
+        serialize_to(a[k], multiline ? indent : (spaced ? -2 : -1), level + 1, out);
       }
       if (multiline && !a.empty()) newline(level);
       out->push_back(']');
@@ -483,10 +500,10 @@ void serialize_to(const Value& v, int indent, int level, std::string* out) {
       const auto& o = v.as_object();
       out->push_back('{');
       for (size_t k = 0; k < o.size(); ++k) {
-        if (k) out->push_back(',');
+        if (k) out->append(spaced ? ", " : ",");
         if (indent >= 0) newline(level + 1);
         append_quoted(out, o[k].key);
-        out->append(indent >= 0 ? ": " : ":");
+        out->append(indent >= 0 || spaced ? ": " : ":");
         serialize_to(o[k].value, indent, level + 1, out);
       }
       if (indent >= 0 && !o.empty()) newline(level);
@@ -500,7 +517,13 @@ void serialize_to(const Value& v, int indent, int level, std::string* out) {
 
 std::string serialize(const Value& v, int indent) {
   std::string out;
-  serialize_to(v, indent, 0, &out);
+  serialize_to(v, indent < 0 ? -1 : indent, 0, &out);
+  return out;
+}
+
+std::string serialize_line(const Value& v) {
+  std::string out;
+  serialize_to(v, -2, 0, &out);
   return out;
 }
 

@@ -1,6 +1,7 @@
 // json.h — a small, strict JSON (RFC 8259) parser and serializer for cmoe's data files.
 //
-// Used for Hugging Face tokenizer.json and for the Pile's JSON Lines records. Strict means: no
+// Used for Hugging Face tokenizer.json and for the Pile's JSON Lines records, and by every
+// command and file that writes JSON (metrics.jsonl, --json outputs, exported configs). Strict means: no
 // comments, no trailing commas, no leading zeros, no control characters or invalid UTF-8 inside
 // strings, no lone surrogate escapes (unless ParseOptions allows them), exactly one value per
 // document. Every error names the byte offset, line and column and says what was expected.
@@ -30,6 +31,9 @@ class Value {
   static Value boolean(bool b);
   static Value number(double d);
   static Value integer(int64_t i);
+  // A number written with a printf format ("%.6f", "%.6e", "%.9g"), for files whose readers
+  // expect a fixed number of digits (metrics.jsonl). d must be finite.
+  static Value formatted(double d, const char* printf_format);
   static Value string(std::string s);
   static Value array();
   static Value object();
@@ -59,6 +63,9 @@ class Value {
   void push_back(Value v);
   void set(std::string key, Value v);
 
+  // The literal of a formatted() number ("" for others).
+  const std::string& number_text() const;
+
   // Byte offset of the value's first character in the parsed text (0 for built values).
   size_t offset() const { return offset_; }
 
@@ -70,7 +77,7 @@ class Value {
   int64_t i_ = 0;
   double d_ = 0;
   size_t offset_ = 0;
-  std::string s_;
+  std::string s_;  // kString: the string; kNumber: the literal text of a formatted() number
   std::vector<Value> arr_;
   std::vector<Member> obj_;
 };
@@ -98,6 +105,9 @@ void append_quoted(std::string* out, std::string_view s);
 // Serializes a value. indent < 0: one line. indent >= 0: objects and arrays of containers one
 // member per line; arrays whose elements are all scalars stay on one line.
 std::string serialize(const Value& v, int indent = -1);
+// One line with ", " and ": " separators (Python's json.dumps default), for JSON Lines files
+// and command output meant for people and scripts alike.
+std::string serialize_line(const Value& v);
 
 // Line and column (1-based) of a byte offset, for error messages about parsed values.
 std::string describe_offset(std::string_view text, size_t offset);

@@ -31,11 +31,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "checkpoint/checkpoint.h"
-#include "core/config/config.h"
+#include "moe/train/config.h"
 #include "core/json.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
-#include "launch/train_state.h"
+#include "moe/train/train_state.h"
 
 namespace cmoe {
 
@@ -209,6 +209,8 @@ int cmd_checkpoint_verify(int argc, char** argv) {
   auto cfg = config_parse((*ck)->manifest().config(), *dir + "/manifest.pb (config)");
   if (!cfg.ok()) return fail("verify", cfg.status());
   if (absl::Status st = config_validate(*cfg); !st.ok()) return fail("verify", st);
+  // What a resume checks: exactly the tensors the saved config's model needs.
+  if (absl::Status st = check_state_tensors(**ck, cfg->model()); !st.ok()) return fail("verify", st);
   std::printf("OK: %zu tensors, %llu bytes verified (%s, step %lld, %d entries)\n", (*ck)->names().size(),
               static_cast<unsigned long long>(*bytes), dir->c_str(), static_cast<long long>((*ck)->manifest().step()),
               (*ck)->manifest().tensors_size());

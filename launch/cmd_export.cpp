@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
-#include "core/config/config.h"
+#include "moe/train/config.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
 #include "moe/hf_export.h"

@@ -3,9 +3,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "core/config/config.h"
+#include "moe/train/config.h"
 #include "launch/commands.h"
-#include "launch/flags.h"
+#include "launch/command_line.h"
+#include "core/json.h"
 #include "moe/params.h"
 
 namespace cmoe {
@@ -22,35 +23,26 @@ std::string with_commas(int64_t v) {
 }  // namespace
 
 int cmd_params(int argc, char** argv) {
-  const std::vector<FlagSpec> specs = {
-      {"config", true, false, "run config (.textproto)"},
-      {"set", true, true, "override a config field: path.to.field=value"},
-      {"json", false, false, "print JSON instead of a table"},
-  };
-  auto flags = flags_parse("params", specs, argc, argv, 2);
-  if (!flags.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
-    return 2;
-  }
-  if (!flags->has("config") || !flags->positional.empty()) {
-    std::fprintf(stderr, "cmoe params: --config FILE is required and positional arguments are not accepted\n%s",
-                 flags_usage("params", specs).c_str());
-    return 2;
-  }
+  CommandSpec spec{"params", config_flags(), {"config"}};
+  spec.flags.push_back({"json", false, false, "print JSON instead of a table"});
+  auto flags = parse_command_line(spec, argc, argv, 2);
+  if (!flags) return kExitUsage;
   auto cfg = config_load(flags->get("config"), flags->all("set"));
-  if (!cfg.ok()) {
-    std::fprintf(stderr, "cmoe params: %s\n", std::string(cfg.status().message()).c_str());
-    return 1;
-  }
+  if (!cfg.ok()) return command_failed("params", cfg.status());
   ParamCounts pc = count_params(cfg->model());
   if (flags->has("json")) {
-    std::string comps;
+    json::Value comps = json::Value::object();
     for (const ParamComponent& c : pc.components) {
-      absl::StrAppend(&comps, comps.empty() ? "" : ", ", "\"", c.name, "\": {\"total\": ", c.total,
-                      ", \"activated\": ", c.activated, "}");
+      json::Value o = json::Value::object();
+      o.set("total", json::Value::integer(c.total));
+      o.set("activated", json::Value::integer(c.activated));
+      comps.set(c.name, std::move(o));
     }
-    std::printf("{\"total\": %lld, \"activated\": %lld, \"components\": {%s}}\n",
-                static_cast<long long>(pc.total), static_cast<long long>(pc.activated), comps.c_str());
+    json::Value j = json::Value::object();
+    j.set("total", json::Value::integer(pc.total));
+    j.set("activated", json::Value::integer(pc.activated));
+    j.set("components", std::move(comps));
+    std::printf("%s\n", json::serialize_line(j).c_str());
     return 0;
   }
   std::printf("%-16s %16s %16s\n", "component", "total", "activated");

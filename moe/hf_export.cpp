@@ -3,41 +3,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
-#include "moe/params.h"
+#include "core/json.h"
 #include "moe/router.h"
+#include "moe/variant.h"
 
 namespace cmoe {
 
 namespace {
-
-const char* kind_name(config::FfnKind k) {
-  switch (k) {
-    case config::DENSE: return "dense";
-    case config::SMOE: return "smoe";
-    case config::FINE_GRAINED: return "fine_grained";
-    case config::CARTESIAN: return "cartesian";
-    case config::HASH: return "hash";
-    case config::TOPP: return "topp";
-  }
-  return "?";
-}
-
-// Routed experts and top-k per router, as the model builds them.
-int64_t router_experts(const config::ModelConfig& m) {
-  return m.moe().kind() == config::FINE_GRAINED ? 2 * m.moe().num_experts() : m.moe().num_experts();
-}
-int64_t router_top_k(const config::ModelConfig& m) {
-  return m.moe().kind() == config::FINE_GRAINED ? 2 * m.moe().top_k() : m.moe().top_k();
-}
-int64_t shared_hidden(const config::ModelConfig& m) {
-  const auto k = m.moe().kind();
-  return k == config::CARTESIAN || k == config::FINE_GRAINED ? m.ffn_hidden() / 2 : m.ffn_hidden();
-}
-int shared_count(const config::ModelConfig& m) {
-  if (!m.moe().shared_expert()) return 0;
-  return m.moe().kind() == config::FINE_GRAINED ? 2 : 1;
-}
 
 class Mapper {
  public:
@@ -74,9 +46,9 @@ class Mapper {
 
 absl::StatusOr<std::vector<HfTensor>> hf_export_tensors(const config::ModelConfig& m, const TensorLookup& lookup,
                                                         const HfExportOptions& opt) {
+  const MoeVariant v = resolve_variant(m);
   const int64_t V = m.vocab_size(), d = m.d_model(), D = m.ffn_hidden();
-  const int64_t E = router_experts(m), K = router_top_k(m), F = expert_hidden_size(m), S = shared_hidden(m);
-  const auto kind = m.moe().kind();
+  const int64_t E = v.num_experts, K = v.top_k, F = v.expert_hidden, S = v.shared_hidden;
   std::vector<HfTensor> out;
   Mapper map(lookup, out);
   CMOE_RETURN_IF_ERROR(map.take("embed.weight", {V, d}, "model.embed_tokens.weight"));
@@ -86,28 +58,22 @@ absl::StatusOr<std::vector<HfTensor>> hf_export_tensors(const config::ModelConfi
     for (const char* p : {"q", "k", "v", "o"})
       CMOE_RETURN_IF_ERROR(map.take(absl::StrCat(src, ".attn.w", p), {d, d}, absl::StrCat(dst, ".self_attn.", p, "_proj.weight")));
     CMOE_RETURN_IF_ERROR(map.take(src + ".ln_post", {d}, dst + ".post_attention_layernorm.weight"));
-    if (!is_moe_layer(m, l)) {
+    if (!v.is_moe_layer(l)) {
       CMOE_RETURN_IF_ERROR(map.take(src + ".ffn.w1", {D, d}, dst + ".mlp.gate_proj.weight"));
       CMOE_RETURN_IF_ERROR(map.take(src + ".ffn.w3", {D, d}, dst + ".mlp.up_proj.weight"));
       CMOE_RETURN_IF_ERROR(map.take(src + ".ffn.w2", {d, D}, dst + ".mlp.down_proj.weight"));
       continue;
     }
-    // (cmoe sub-layer, export suffix): one routed sub-layer, or Cartesian A and B.
-    std::vector<std::pair<std::string, std::string>> subs;
-    if (kind == config::CARTESIAN) {
-      subs = {{src + ".moeA", "0"}, {src + ".moeB", "1"}};
-    } else {
-      subs = {{src + ".moe", ""}};
-    }
-    for (const auto& [s, x] : subs) {
-      if (kind == config::CARTESIAN && x == "1")
-        CMOE_RETURN_IF_ERROR(map.take(src + ".ln_b", {d}, dst + ".mlp_layernorm.weight"));
-      if (kind != config::HASH) CMOE_RETURN_IF_ERROR(map.take(s + ".router", {E, d}, absl::StrCat(dst, ".wg", x, ".weight")));
+    for (const ExpertSet& set : v.sets) {
+      // The authors' names: one routed sub-layer "mlp", or Cartesian A and B "mlp0", "mlp1".
+      const std::string s = src + "." + set.name, x = set.export_suffix;
+      if (set.own_norm) CMOE_RETURN_IF_ERROR(map.take(src + ".ln_b", {d}, dst + ".mlp_layernorm.weight"));
+      if (v.learned_router) CMOE_RETURN_IF_ERROR(map.take(s + ".router", {E, d}, absl::StrCat(dst, ".wg", x, ".weight")));
       const std::string mlp = absl::StrCat(dst, ".mlp", x, ".");
       CMOE_RETURN_IF_ERROR(map.split(s + ".experts.w1", {E, F, d}, [&](int64_t e) { return absl::StrCat(mlp, e, ".gate_proj.weight"); }));
       CMOE_RETURN_IF_ERROR(map.split(s + ".experts.w3", {E, F, d}, [&](int64_t e) { return absl::StrCat(mlp, e, ".up_proj.weight"); }));
       CMOE_RETURN_IF_ERROR(map.split(s + ".experts.w2", {E, d, F}, [&](int64_t e) { return absl::StrCat(mlp, e, ".down_proj.weight"); }));
-      const int n_shared = shared_count(m);
+      const int n_shared = v.num_shared;
       for (int i = 0; i < n_shared; ++i) {
         const std::string from = n_shared == 1 ? s + ".shared" : absl::StrCat(s, ".shared.", i);
         const std::string to = n_shared == 1 ? absl::StrCat(dst, ".res_mlp", x, ".") : absl::StrCat(dst, ".res_mlp", x, ".", i, ".");
@@ -119,16 +85,16 @@ absl::StatusOr<std::vector<HfTensor>> hf_export_tensors(const config::ModelConfi
         CMOE_RETURN_IF_ERROR(map.take(s + ".gate.weight", {2, d}, absl::StrCat(dst, ".coefficient", x, ".weight")));
         CMOE_RETURN_IF_ERROR(map.take(s + ".gate.bias", {2}, absl::StrCat(dst, ".coefficient", x, ".bias")));
       }
-      if (opt.buffers && m.moe().aux_free_bias() && kind != config::HASH)
+      if (opt.buffers && v.selection_bias)
         CMOE_RETURN_IF_ERROR(map.take(s + ".bias", {E}, absl::StrCat(dst, ".wg", x, ".e_score_correction_bias")));
     }
-    if (opt.buffers && kind == config::HASH) {
+    if (opt.buffers && v.router == RouterKind::kHash) {
       // The fixed token -> experts table, so a loader needs no copy of cmoe's hash function.
       Tensor table = Tensor::empty({V, K}, DType::kI64);
       std::vector<int32_t> row(K);
-      for (int64_t v = 0; v < V; ++v) {
-        hash_experts(row.data(), v, K, E, static_cast<uint64_t>(m.moe().hash_seed()));
-        for (int64_t j = 0; j < K; ++j) table.data<int64_t>()[v * K + j] = row[j];
+      for (int64_t tok = 0; tok < V; ++tok) {
+        hash_experts(row.data(), tok, K, E, static_cast<uint64_t>(m.moe().hash_seed()));
+        for (int64_t j = 0; j < K; ++j) table.data<int64_t>()[tok * K + j] = row[j];
       }
       out.push_back({dst + ".hash_table", table});
     }
@@ -139,53 +105,54 @@ absl::StatusOr<std::vector<HfTensor>> hf_export_tensors(const config::ModelConfi
 }
 
 std::string hf_config_json(const config::ModelConfig& m, const std::string& dtype) {
+  const MoeVariant v = resolve_variant(m);
   const auto& moe = m.moe();
-  const bool dense = moe.kind() == config::DENSE;
-  std::vector<int> moe_layers;
-  for (int l = 0; l < m.n_layers(); ++l)
-    if (is_moe_layer(m, l)) moe_layers.push_back(l);
-  std::string j = "{\n";
-  auto kv = [&j](const std::string& k, const std::string& v) { absl::StrAppend(&j, j.size() > 2 ? ",\n" : "", "  \"", k, "\": ", v); };
-  auto str = [](const std::string& s) { return absl::StrCat("\"", s, "\""); };
-  auto num = [](double v) { return absl::StrFormat("%.9g", v); };
+  json::Value j = json::Value::object();
+  auto num = [](double x) { return json::Value::formatted(x, "%.9g"); };
   // A dense export is a plain LLaMA checkpoint that transformers' LlamaForCausalLM loads as is.
-  kv("architectures", dense ? "[\"LlamaForCausalLM\"]" : "[\"CmoeForCausalLM\"]");
-  kv("model_type", str(dense ? "llama" : "cmoe"));
-  kv("vocab_size", absl::StrCat(m.vocab_size()));
-  kv("hidden_size", absl::StrCat(m.d_model()));
-  kv("intermediate_size", absl::StrCat(m.ffn_hidden()));
-  kv("num_hidden_layers", absl::StrCat(m.n_layers()));
-  kv("num_attention_heads", absl::StrCat(m.n_heads()));
-  kv("num_key_value_heads", absl::StrCat(m.n_heads()));
-  kv("head_dim", absl::StrCat(m.d_model() / m.n_heads()));
-  kv("max_position_embeddings", absl::StrCat(m.seq_len()));
-  kv("rms_norm_eps", num(m.norm_eps()));
-  kv("rope_theta", num(m.rope_theta()));
-  kv("hidden_act", str("silu"));
-  kv("attention_bias", "false");
-  kv("tie_word_embeddings", "false");
-  kv("initializer_range", num(m.init_std()));
-  kv("torch_dtype", str(dtype));
-  kv("moe_kind", str(kind_name(moe.kind())));
-  if (!dense) {
-    kv("moe_layers", absl::StrCat("[", absl::StrJoin(moe_layers, ", "), "]"));
-    kv("moe_interval", absl::StrCat(moe.interval()));
-    kv("num_experts", absl::StrCat(router_experts(m)));
-    kv("num_experts_per_tok", absl::StrCat(router_top_k(m)));
-    kv("moe_intermediate_size", absl::StrCat(expert_hidden_size(m)));
-    kv("num_shared_experts", absl::StrCat(shared_count(m)));
-    kv("shared_intermediate_size", absl::StrCat(shared_hidden(m)));
-    kv("router_kind", str(moe.kind() == config::HASH ? "hash" : moe.kind() == config::TOPP ? "topp" : "topk"));
-    kv("norm_topk_prob", moe.kind() != config::TOPP && moe.kind() != config::HASH && router_top_k(m) > 1 ? "true" : "false");
-    kv("top_p", num(moe.top_p()));
-    kv("router_aux_loss_coef", num(moe.kind() == config::HASH ? 0.0 : moe.aux_loss_coef()));
-    kv("router_z_loss_coef", num(moe.kind() == config::HASH ? 0.0 : moe.z_loss_coef()));
-    kv("router_selection_bias", moe.aux_free_bias() && moe.kind() != config::HASH ? "true" : "false");
-    kv("capacity_factor", num(moe.capacity_factor()));
-    kv("hash_seed", absl::StrCat(moe.hash_seed()));
+  json::Value arch = json::Value::array();
+  arch.push_back(json::Value::string(v.routed ? "CmoeForCausalLM" : "LlamaForCausalLM"));
+  j.set("architectures", std::move(arch));
+  j.set("model_type", json::Value::string(v.routed ? "cmoe" : "llama"));
+  j.set("vocab_size", json::Value::integer(m.vocab_size()));
+  j.set("hidden_size", json::Value::integer(m.d_model()));
+  j.set("intermediate_size", json::Value::integer(m.ffn_hidden()));
+  j.set("num_hidden_layers", json::Value::integer(m.n_layers()));
+  j.set("num_attention_heads", json::Value::integer(m.n_heads()));
+  j.set("num_key_value_heads", json::Value::integer(m.n_heads()));
+  j.set("head_dim", json::Value::integer(m.d_model() / m.n_heads()));
+  j.set("max_position_embeddings", json::Value::integer(m.seq_len()));
+  j.set("rms_norm_eps", num(m.norm_eps()));
+  j.set("rope_theta", num(m.rope_theta()));
+  j.set("hidden_act", json::Value::string("silu"));
+  j.set("attention_bias", json::Value::boolean(false));
+  j.set("tie_word_embeddings", json::Value::boolean(false));
+  j.set("initializer_range", num(m.init_std()));
+  j.set("torch_dtype", json::Value::string(dtype));
+  j.set("moe_kind", json::Value::string(v.name));
+  if (v.routed) {
+    json::Value layers = json::Value::array();
+    for (int l = 0; l < m.n_layers(); ++l)
+      if (v.is_moe_layer(l)) layers.push_back(json::Value::integer(l));
+    j.set("moe_layers", std::move(layers));
+    j.set("moe_interval", json::Value::integer(moe.interval()));
+    j.set("num_experts", json::Value::integer(v.num_experts));
+    j.set("num_experts_per_tok", json::Value::integer(v.top_k));
+    j.set("moe_intermediate_size", json::Value::integer(v.expert_hidden));
+    j.set("num_shared_experts", json::Value::integer(v.num_shared));
+    j.set("shared_intermediate_size", json::Value::integer(v.shared_hidden));
+    j.set("router_kind", json::Value::string(v.router == RouterKind::kHash   ? "hash"
+                                             : v.router == RouterKind::kTopP ? "topp"
+                                                                             : "topk"));
+    j.set("norm_topk_prob", json::Value::boolean(v.renormalise && v.top_k > 1));
+    j.set("top_p", num(moe.top_p()));
+    j.set("router_aux_loss_coef", num(v.balance_losses ? moe.aux_loss_coef() : 0.0));
+    j.set("router_z_loss_coef", num(v.balance_losses ? moe.z_loss_coef() : 0.0));
+    j.set("router_selection_bias", json::Value::boolean(v.selection_bias));
+    j.set("capacity_factor", num(moe.capacity_factor()));
+    j.set("hash_seed", json::Value::integer(moe.hash_seed()));
   }
-  j += "\n}\n";
-  return j;
+  return json::serialize(j, 2) + "\n";
 }
 
 }  // namespace cmoe

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "core/config/config.h"
 #include "core/tensor.h"
+#include "moe/model_config.pb.h"
 
 namespace cmoe {
 

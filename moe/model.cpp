@@ -5,8 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/rng.h"
-#include "moe/distributed.h"
-#include "moe/params.h"
+#include "parallel/expert_parallel.h"
 #include "parallel/process_groups.h"
 
 namespace cmoe {
@@ -23,40 +22,6 @@ std::pair<ag::Var, ag::Var> split_gate(const ag::Var& c, int64_t N) {
           ag::reshape(ag::gather_rows(flat, Tensor::from_ints({N}, odd)), {N})};
 }
 }  // namespace
-
-ModelShard pipeline_shard(int n_layers, int pp, int stage, int ep, int ep_rank) {
-  CMOE_CHECK(pp >= 1 && stage >= 0 && stage < pp, "pipeline stage ", stage, " of ", pp);
-  ModelShard s;
-  const int base = n_layers / pp, extra = n_layers % pp;
-  s.layer_begin = stage * base + std::min(stage, extra);
-  s.layer_end = s.layer_begin + base + (stage < extra ? 1 : 0);
-  s.first = stage == 0;
-  s.last = stage == pp - 1;
-  s.ep = ep;
-  s.ep_rank = ep_rank;
-  return s;
-}
-
-ag::Var Model::make_param(const std::string& name, const Shape& shape, float std, bool decay, uint64_t seed) {
-  Tensor t = Tensor::empty(shape, DType::kF32);
-  if (init_) rng_fill_normal(t, 0.0f, std, seed, rng_stream_id(name));
-  ag::Var v(t, true, name);
-  param_index_[v.impl().get()] = params_.size();
-  params_.push_back({name, v, decay});
-  return v;
-}
-
-// Rows [e0, e1) of a global (E, rows, cols) tensor, drawn at their global Philox offsets.
-ag::Var Model::make_expert_param(const std::string& name, int64_t E, int64_t rows, int64_t cols, float std,
-                                 uint64_t seed) {
-  const parallel::ExpertRange r = parallel::owned_experts(E, shard_.ep, shard_.ep_rank);
-  Tensor t = Tensor::empty({r.size(), rows, cols}, DType::kF32);
-  if (init_) rng_fill_normal(t, 0.0f, std, seed, rng_stream_id(name), static_cast<uint64_t>(r.begin * rows * cols));
-  ag::Var v(t, true, name);
-  param_index_[v.impl().get()] = params_.size();
-  params_.push_back({name, v, true, shard_.ep > 1, r.begin, E});
-  return v;
-}
 
 ag::Var Model::P(const ag::Var& leaf) const {
   auto it = hooks_.find(leaf.impl().get());
@@ -76,88 +41,92 @@ Model::Layer Model::hooked(const Layer& L) const {
   return H;
 }
 
-ag::Var Model::make_const(const std::string& name, const Shape& shape, float value, bool decay) {
-  ag::Var v(Tensor::full(shape, value), true, name);
-  param_index_[v.impl().get()] = params_.size();
-  params_.push_back({name, v, decay});
-  return v;
-}
-
-Model::SubLayer Model::make_sublayer(const std::string& name, uint64_t seed) {
-  const auto& moe = cfg_.moe();
-  const int64_t d = cfg_.d_model(), eh = expert_hidden_size(cfg_), D = cfg_.ffn_hidden();
-  const int64_t E = moe.kind() == config::FINE_GRAINED ? 2 * moe.num_experts() : moe.num_experts();
-  const float std = cfg_.init_std();
-  SubLayer s;
-  s.name = name;
-  if (moe.kind() != config::HASH) s.router = make_param(name + ".router", {E, d}, std, true, seed);
-  s.experts.w1 = make_expert_param(name + ".experts.w1", E, eh, d, std, seed);
-  s.experts.w3 = make_expert_param(name + ".experts.w3", E, eh, d, std, seed);
-  s.experts.w2 = make_expert_param(name + ".experts.w2", E, d, eh, std, seed);
-  if (moe.shared_expert()) {
-    // Shared expert width: D/2 for cartesian and fine-grained (two of them), D otherwise.
-    const bool halves = moe.kind() == config::CARTESIAN || moe.kind() == config::FINE_GRAINED;
-    const int64_t sh = halves ? D / 2 : D;
-    const int n_shared = moe.kind() == config::FINE_GRAINED ? 2 : 1;
-    for (int i = 0; i < n_shared; ++i) {
-      std::string p = n_shared == 1 ? name + ".shared" : absl::StrCat(name, ".shared.", i);
-      s.shared.push_back({make_param(p + ".w1", {sh, d}, std, true, seed), make_param(p + ".w3", {sh, d}, std, true, seed),
-                          make_param(p + ".w2", {d, sh}, std, true, seed)});
-    }
-    s.gate_w = make_param(name + ".gate.weight", {2, d}, std, true, seed);
-    s.gate_b = make_const(name + ".gate.bias", {2}, 0.0f, false);
-  }
-  if (moe.aux_free_bias() && moe.kind() != config::HASH) {
-    s.bias_index = static_cast<int>(biases_.size());
-    biases_.push_back({name + ".bias", ag::Var(Tensor::zeros({E}, DType::kF32), false, name + ".bias"), false});
-  }
-  return s;
-}
-
 Model::Model(const config::ModelConfig& cfg, uint64_t seed, const ModelShard& shard, bool init)
-    : cfg_(cfg), shard_(shard), init_(init) {
+    : cfg_(cfg), variant_(resolve_variant(cfg)), shard_(shard), init_(init) {
   if (shard_.layer_end < 0) shard_.layer_end = cfg.n_layers();
   CMOE_CHECK(0 <= shard_.layer_begin && shard_.layer_begin <= shard_.layer_end && shard_.layer_end <= cfg.n_layers(),
              "model shard layers [", shard_.layer_begin, ", ", shard_.layer_end, ") of ", cfg.n_layers());
-  const int64_t V = cfg.vocab_size(), d = cfg.d_model(), D = cfg.ffn_hidden();
-  const float std = cfg.init_std();
-  if (shard_.first) embed_ = make_param("embed.weight", {V, d}, std, true, seed);
+  // Allocate and initialise every parameter param_specs lists, in its order.
+  std::unordered_map<std::string, ag::Var> by_name;
+  for (const ParamSpec& ps : param_specs(cfg, shard_)) {
+    Tensor t;
+    switch (ps.init) {
+      case ParamSpec::Init::kOnes: t = Tensor::full(ps.shape, 1.0f); break;
+      case ParamSpec::Init::kZeros: t = Tensor::full(ps.shape, 0.0f); break;
+      case ParamSpec::Init::kNormal: {
+        t = Tensor::empty(ps.shape, DType::kF32);
+        // Expert rows are drawn at their global offsets, so a slice equals the whole's rows.
+        const uint64_t offset = ps.expert_tensor ? static_cast<uint64_t>(ps.row0 * (ps.shape.numel() / ps.shape[0])) : 0;
+        if (init_) rng_fill_normal(t, 0.0f, cfg.init_std(), seed, rng_stream_id(ps.name), offset);
+        break;
+      }
+    }
+    ag::Var v(t, true, ps.name);
+    by_name[ps.name] = v;
+    params_.push_back({ps.name, v, ps.decay, ps.sliced, ps.row0, ps.global_rows});
+  }
+  for (const ParamSpec& bs : router_bias_specs(cfg, shard_)) {
+    biases_.push_back({bs.name, ag::Var(Tensor::zeros(bs.shape, DType::kF32), false, bs.name), false});
+  }
+  auto get = [&by_name](const std::string& name) {
+    auto it = by_name.find(name);
+    CMOE_CHECK(it != by_name.end(), "model: no parameter ", name);
+    return it->second;
+  };
+  auto has = [&by_name](const std::string& name) { return by_name.count(name) > 0; };
+
+  // Wire the layers to their parameters by name.
+  if (shard_.first) embed_ = get("embed.weight");
   for (int l = shard_.layer_begin; l < shard_.layer_end; ++l) {
     const std::string p = absl::StrCat("layers.", l);
     Layer L;
-    L.ln_in = make_const(p + ".ln_in", {d}, 1.0f, false);
-    L.wq = make_param(p + ".attn.wq", {d, d}, std, true, seed);
-    L.wk = make_param(p + ".attn.wk", {d, d}, std, true, seed);
-    L.wv = make_param(p + ".attn.wv", {d, d}, std, true, seed);
-    L.wo = make_param(p + ".attn.wo", {d, d}, std, true, seed);
-    L.ln_post = make_const(p + ".ln_post", {d}, 1.0f, false);
-    if (!is_moe_layer(cfg, l)) {
-      L.w1 = make_param(p + ".ffn.w1", {D, d}, std, true, seed);
-      L.w3 = make_param(p + ".ffn.w3", {D, d}, std, true, seed);
-      L.w2 = make_param(p + ".ffn.w2", {d, D}, std, true, seed);
-    } else if (cfg.moe().kind() == config::CARTESIAN) {
-      L.moe.push_back(make_sublayer(p + ".moeA", seed));
-      L.ln_b = make_const(p + ".ln_b", {d}, 1.0f, false);
-      L.moe.push_back(make_sublayer(p + ".moeB", seed));
-    } else {
-      L.moe.push_back(make_sublayer(p + ".moe", seed));
+    L.ln_in = get(p + ".ln_in");
+    L.wq = get(p + ".attn.wq");
+    L.wk = get(p + ".attn.wk");
+    L.wv = get(p + ".attn.wv");
+    L.wo = get(p + ".attn.wo");
+    L.ln_post = get(p + ".ln_post");
+    if (!variant_.is_moe_layer(l)) {
+      L.w1 = get(p + ".ffn.w1");
+      L.w3 = get(p + ".ffn.w3");
+      L.w2 = get(p + ".ffn.w2");
+      layers_.push_back(std::move(L));
+      continue;
+    }
+    for (const ExpertSet& set : variant_.sets) {
+      if (set.own_norm) L.ln_b = get(p + ".ln_b");
+      const std::string q = p + "." + set.name;
+      SubLayer S;
+      S.name = q;
+      S.own_norm = set.own_norm;
+      if (has(q + ".router")) S.router = get(q + ".router");
+      S.experts = {get(q + ".experts.w1"), get(q + ".experts.w3"), get(q + ".experts.w2")};
+      for (int i = 0; i < variant_.num_shared; ++i) {
+        const std::string sh = variant_.num_shared == 1 ? q + ".shared" : absl::StrCat(q, ".shared.", i);
+        S.shared.push_back({get(sh + ".w1"), get(sh + ".w3"), get(sh + ".w2")});
+      }
+      if (variant_.num_shared > 0) {
+        S.gate_w = get(q + ".gate.weight");
+        S.gate_b = get(q + ".gate.bias");
+      }
+      for (size_t i = 0; i < biases_.size(); ++i)
+        if (biases_[i].name == q + ".bias") S.bias_index = static_cast<int>(i);
+      L.moe.push_back(std::move(S));
     }
     layers_.push_back(std::move(L));
   }
   if (shard_.last) {
-    norm_f_ = make_const("norm.weight", {d}, 1.0f, false);
-    head_ = make_param("lm_head.weight", {V, d}, std, true, seed);
+    norm_f_ = get("norm.weight");
+    head_ = get("lm_head.weight");
   }
 
   const auto& moe = cfg.moe();
-  router_opt_.kind = moe.kind() == config::HASH   ? RouterKind::kHash
-                     : moe.kind() == config::TOPP ? RouterKind::kTopP
-                                                  : RouterKind::kTopK;
-  router_opt_.num_experts = moe.kind() == config::FINE_GRAINED ? 2 * moe.num_experts() : moe.num_experts();
-  router_opt_.top_k = moe.kind() == config::FINE_GRAINED ? 2 * moe.top_k() : moe.top_k();
+  router_opt_.kind = variant_.router;
+  router_opt_.num_experts = variant_.num_experts;
+  router_opt_.top_k = variant_.top_k;
   router_opt_.top_p = moe.top_p();
-  router_opt_.aux_coef = moe.kind() == config::HASH ? 0.0f : moe.aux_loss_coef();
-  router_opt_.z_coef = moe.kind() == config::HASH ? 0.0f : moe.z_loss_coef();
+  router_opt_.aux_coef = variant_.balance_losses ? moe.aux_loss_coef() : 0.0f;
+  router_opt_.z_coef = variant_.balance_losses ? moe.z_loss_coef() : 0.0f;
   router_opt_.hash_seed = static_cast<uint64_t>(moe.hash_seed());
 }
 
@@ -198,7 +167,14 @@ ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& i
   ag::Var routed;
   if (ep) {
     // Dropless across ranks (a capacity limit per rank would depend on the layout).
-    routed = ep_dispatch_experts(u, r.indices, r.weights, S.experts, ro.num_experts, *ctx_.ep, opt.compute_dtype);
+    const ExpertWeights& local = S.experts;
+    const int64_t local_experts = local.w1.value().dim(0);
+    const DType dtype = opt.compute_dtype;
+    routed = parallel::expert_parallel_apply(
+        u, r.indices, r.weights, ro.num_experts, *ctx_.ep,
+        [&local, local_experts, dtype](const ag::Var& x, const Tensor& local_ids, const ag::Var& w) {
+          return dispatch_experts(x, dispatch_plan(local_ids, local_experts), w, local, dtype);
+        });
   } else {
     DispatchPlan plan = dispatch_plan(r.indices, ro.num_experts, cfg_.moe().capacity_factor());
     rep.dropped = plan.dropped;
@@ -253,12 +229,14 @@ ForwardResult Model::forward_stage(const Tensor& ids, const ag::Var& x_in, const
     ag::Var u = ag::rmsnorm(h, L.ln_post, cfg_.norm_eps());
     if (L.moe.empty()) {
       x = ag::add(h, swiglu_ffn(u, L.w1, L.w3, L.w2, opt.compute_dtype));
-    } else if (L.moe.size() == 1) {
-      x = ag::add(h, moe_sublayer(L.moe[0], u, flat_ids, opt, res, aux));
-    } else {
-      ag::Var h1 = ag::add(h, moe_sublayer(L.moe[0], u, flat_ids, opt, res, aux));
-      ag::Var ub = ag::rmsnorm(h1, L.ln_b, cfg_.norm_eps());
-      x = ag::add(h1, moe_sublayer(L.moe[1], ub, flat_ids, opt, res, aux));
+      continue;
+    }
+    // Expert sets in order, each adding to the residual stream; a set with its own norm
+    // (Cartesian B) reads RMSNorm_B of the stream so far, the others the post-attention norm.
+    x = h;
+    for (const SubLayer& S : L.moe) {
+      ag::Var in = S.own_norm ? ag::rmsnorm(x, L.ln_b, cfg_.norm_eps()) : u;
+      x = ag::add(x, moe_sublayer(S, in, flat_ids, opt, res, aux));
     }
   }
   if (aux.defined()) res.aux = aux.value().data<float>()[0];

@@ -8,10 +8,11 @@
 //   loss = mean_t CE(RMSNorm_f(x) W_head^T, targets) + sum over routers of their balance loss
 // MoE layers sit at indices 0, interval, 2*interval, ... (GShard formation). M(u) is a routed
 // sub-layer: y = c0 * sum_i w_i FFN_i(u) + c1 * S(u), c = softmax(W_c u + b_c), or y = r
-// without a shared expert (docs: ../shared/docs/cartesianmoe.md).
+// without a shared expert (docs/model.md). The variant is resolved once (moe/variant.h).
 //
-// Parameters are leaves named like "layers.3.moeA.experts.w1"; each is initialised from the
-// Philox stream of its name, so a value never depends on the parallel layout.
+// Parameters are leaves named like "layers.3.moeA.experts.w1", allocated from the list
+// param_specs (moe/params.h) gives; each is initialised from the Philox stream of its name, so
+// a value never depends on the parallel layout.
 //
 // Parallel training builds a Model per rank from a ModelShard: a pipeline stage holds layers
 // [layer_begin, layer_end) (the embedding on the first stage, the final norm and head on the
@@ -27,34 +28,15 @@
 #include <vector>
 
 #include "autograd/ops.h"
-#include "core/config/config.h"
+#include "autograd/param.h"
 #include "moe/dispatch.h"
+#include "moe/model_config.pb.h"
+#include "moe/params.h"
 #include "moe/router.h"
+#include "moe/variant.h"
 #include "parallel/communicator.h"
 
 namespace cmoe {
-
-struct Param {
-  std::string name;
-  ag::Var var;        // f32 master weight; grad accumulates here
-  bool decay = true;  // AdamW weight decay (off for norms and gate biases)
-  // Expert-parallel slice: var holds rows [row0, row0 + dim 0) of a global tensor of
-  // global_rows rows (0 = not sliced; the tensor is the whole parameter).
-  bool expert = false;
-  int64_t row0 = 0, global_rows = 0;
-};
-
-// The part of the model one rank builds (the default is the whole model).
-struct ModelShard {
-  int layer_begin = 0, layer_end = -1;  // -1 = n_layers
-  bool first = true, last = true;       // embedding here / final norm, head and loss here
-  int ep = 1, ep_rank = 0;              // expert slice: parallel::owned_experts(E, ep, ep_rank)
-};
-
-// Layer range of pipeline stage `stage` of `pp`: n_layers split into pp contiguous runs whose
-// sizes differ by at most one, the earlier stages taking the larger runs (the embedding lookup
-// is cheap; the head's matmul and loss make the last stage the heaviest without an extra layer).
-ModelShard pipeline_shard(int n_layers, int pp, int stage, int ep, int ep_rank);
 
 // Groups the forward pass uses; null (or size 1) = this rank alone.
 struct ParallelContext {
@@ -114,6 +96,7 @@ class Model {
 
   std::vector<Param>& params() { return params_; }
   const config::ModelConfig& config() const { return cfg_; }
+  const MoeVariant& variant() const { return variant_; }
   // Aux-loss-free selection biases, one (E) tensor per router ("layers.0.moeA.bias").
   std::vector<Param>& router_biases() { return biases_; }
   // DeepSeek-V3 bias update: b_e += rate * sign(mean load - load_e), per router.
@@ -128,31 +111,28 @@ class Model {
     ExpertWeights experts;
     std::vector<ExpertWeights> shared;  // 0, 1 (smoe, cartesian) or 2 (fine_grained) FFNs
     int bias_index = -1;
+    bool own_norm = false;  // input = RMSNorm_B(residual) (Cartesian B), else the post-attention norm
   };
   struct Layer {
     ag::Var ln_in, ln_post, ln_b, wq, wk, wv, wo;
     ag::Var w1, w3, w2;           // dense FFN
-    std::vector<SubLayer> moe;    // 0 (dense), 1, or 2 (cartesian A, B)
+    std::vector<SubLayer> moe;    // one per expert set: 0 (dense layer), 1, or 2 (cartesian A, B)
   };
 
-  ag::Var make_param(const std::string& name, const Shape& shape, float std, bool decay, uint64_t seed);
-  ag::Var make_expert_param(const std::string& name, int64_t E, int64_t rows, int64_t cols, float std, uint64_t seed);
   // The forward pass's handle on a parameter: the leaf itself, or its grad-ready hook node.
   ag::Var P(const ag::Var& leaf) const;
   Layer hooked(const Layer& L) const;
-  ag::Var make_const(const std::string& name, const Shape& shape, float value, bool decay);
-  SubLayer make_sublayer(const std::string& name, uint64_t seed);
   ag::Var attention_block(Layer L, const ag::Var& x, int64_t B, int64_t T, const ForwardOptions& opt);
   ag::Var moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& ids, const ForwardOptions& opt,
                        ForwardResult& res, ag::Var& aux);
 
   config::ModelConfig cfg_;
+  MoeVariant variant_;
   ModelShard shard_;
   bool init_ = true;
   ParallelContext ctx_;
   std::function<void(size_t)> grad_ready_;
   std::unordered_map<const ag::VarImpl*, ag::Var> hooks_;  // leaf -> hook node, during forward
-  std::unordered_map<const ag::VarImpl*, size_t> param_index_;
   std::vector<Param> params_, biases_;
   ag::Var embed_, norm_f_, head_;
   std::vector<Layer> layers_;

@@ -23,12 +23,10 @@
 #include <vector>
 
 #include "autograd/ops.h"
-#include "core/config/config.h"
+#include "moe/variant.h"
 #include "parallel/communicator.h"
 
 namespace cmoe {
-
-enum class RouterKind { kTopK, kTopP, kHash };
 
 struct RouterOptions {
   RouterKind kind = RouterKind::kTopK;

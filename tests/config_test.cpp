@@ -1,8 +1,9 @@
 // config_test.cpp — config parsing, --set overrides, validation messages, and parameter counts
 // of the paper configs against the paper's table (Su et al. 2025).
 #include <cmath>
+#include <fstream>
 
-#include "core/config/config.h"
+#include "moe/train/config.h"
 #include "gtest/gtest.h"
 #include "moe/params.h"
 
@@ -77,6 +78,58 @@ TEST(Config, ValidationNamesFieldAndRange) {
   cfg.mutable_model()->mutable_moe()->set_top_k(17);
   EXPECT_NE(msg(config_validate(cfg)).find("model.moe.top_k"), std::string::npos);
   EXPECT_TRUE(config_validate(RunConfig()).ok());
+}
+
+TEST(Config, RangeErrorsPrintIntegersExactly) {
+  RunConfig cfg;
+  cfg.mutable_model()->set_vocab_size(2147483647);
+  absl::Status s = config_validate(cfg);
+  EXPECT_NE(msg(s).find("model.vocab_size = 2147483647 is out of range; allowed [2, 1073741824]"), std::string::npos)
+      << s;
+  cfg = RunConfig();
+  cfg.mutable_train()->set_lr(20);
+  EXPECT_NE(msg(config_validate(cfg)).find("train.lr = 20 is out of range; allowed [1e-12, 10]"), std::string::npos);
+}
+
+TEST(Config, ErrorsSayWhetherTheValueCameFromSetOrTheFile) {
+  const std::string file = ::testing::TempDir() + "/set_attribution.textproto";
+  {
+    std::ofstream out(file);
+    out << "model { n_heads: 3 d_model: 64 }\n";
+  }
+  // The bad value is in the file: the file is named.
+  auto cfg = config_load(file, {});
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(msg(cfg.status()).rfind(file + ": config: model.n_heads = 3 must divide", 0), 0u) << cfg.status();
+  // The bad value came from --set: the override is named, not the file's content.
+  cfg = config_load(file, {"model.n_heads=4", "train.steps=0"});
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(msg(cfg.status()).rfind("--set train.steps=0 (on " + file + "): config: train.steps = 0 is out of range", 0),
+            0u)
+      << cfg.status();
+  // A cross-field rule between a --set value and the file's names the override.
+  cfg = config_load(file, {"model.n_heads=5"});
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_NE(msg(cfg.status()).find("--set model.n_heads=5 (on "), std::string::npos) << cfg.status();
+  // A field name that merely contains the set one's name is not blamed on it.
+  cfg = config_load(file, {"model.n_heads=4", "train.lr=0.001", "train.min_lr=0.5"});
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_NE(msg(cfg.status()).find("--set train.lr=0.001, --set train.min_lr=0.5"), std::string::npos) << cfg.status();
+}
+
+TEST(Config, LayoutRulesLiveInOnePlace) {
+  RunConfig cfg;
+  cfg.mutable_model()->mutable_moe()->set_kind(config::DENSE);
+  EXPECT_NE(msg(config_validate_layout(cfg, {1, 2, 2})).find("parallel.ep = 2 needs an MoE model"), std::string::npos);
+  cfg = RunConfig();
+  EXPECT_NE(msg(config_validate_layout(cfg, {1, 6, 3})).find("must divide the 16 experts"), std::string::npos);
+  EXPECT_NE(msg(config_validate_layout(cfg, {7, 1, 1})).find("parallel.pp = 7 exceeds model.n_layers = 6"),
+            std::string::npos);
+  cfg.mutable_model()->mutable_moe()->set_capacity_factor(1.25f);
+  EXPECT_NE(msg(config_validate_layout(cfg, {1, 2, 2})).find("expert parallelism is dropless"), std::string::npos);
+  EXPECT_TRUE(config_validate_layout(cfg, {2, 2, 1}).ok());
+  EXPECT_EQ(precision_dtype("bf16").value(), DType::kBF16);
+  EXPECT_NE(msg(precision_dtype("fp8").status()).find("train.precision = \"fp8\""), std::string::npos);
 }
 
 TEST(Config, LoadReportsMissingFile) {

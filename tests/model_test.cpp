@@ -2,10 +2,10 @@
 // against finite differences, determinism, and learning on a synthetic task.
 #include <cmath>
 
-#include "core/config/config.h"
+#include "moe/train/config.h"
 #include "gtest/gtest.h"
 #include "moe/model.h"
-#include "moe/optimizer.h"
+#include "moe/train/optimizer.h"
 #include "moe/params.h"
 #include "moe/router.h"
 #include "tests/gradcheck.h"

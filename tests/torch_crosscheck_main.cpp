@@ -16,7 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
-#include "core/config/config.h"
+#include "moe/train/config.h"
 #include "core/rng.h"
 #include "moe/hf_export.h"
 #include "moe/model.h"

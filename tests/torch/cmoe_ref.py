@@ -6,7 +6,7 @@ docs/export.md) and config.json beside it. Written for clarity, not speed: every
 on the tokens routed to it by a boolean mask, in whatever dtype the weights are given
 (the cross-check uses float64).
 
-Forward pass (docs: ../shared/docs/cartesianmoe.md, moe/model.h, moe/router.h):
+Forward pass (docs/model.md, moe/model.h, moe/router.h):
   x = embed(ids)
   per layer:  h = x + o_proj(attn(rope(q_proj a), rope(k_proj a), v_proj a)),  a = rms_in(x)
               dense: x = h + mlp(rms_post(h));  moe: x = h + M(rms_post(h))

@@ -1,5 +1,5 @@
 // optimizer.cpp — AdamW, gradient norm and LR schedule (see optimizer.h).
-#include "moe/optimizer.h"
+#include "moe/train/optimizer.h"
 
 #include <algorithm>
 #include <cmath>

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/config/config.h"
+#include "moe/train/config.h"
 #include "moe/model.h"
 
 namespace cmoe {
@@ -29,6 +29,8 @@ class AdamW {
   // First and second moments, parallel to the params (for checkpoints).
   std::vector<Tensor>& exp_avg() { return m_; }
   std::vector<Tensor>& exp_avg_sq() { return v_; }
+  const std::vector<Tensor>& exp_avg() const { return m_; }
+  const std::vector<Tensor>& exp_avg_sq() const { return v_; }
   // ZeRO-1: keep state only for the parameters this rank owns (the others' moments are
   // freed and left undefined; step() skips parameters without a gradient).
   void shard(const std::vector<bool>& owned);

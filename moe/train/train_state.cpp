@@ -1,11 +1,12 @@
 // train_state.cpp — see train_state.h.
-#include "launch/train_state.h"
+#include "moe/train/train_state.h"
 
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <atomic>
 #include <cstring>
 #include <map>
@@ -20,44 +21,13 @@ namespace cmoe {
 
 namespace {
 
-// One tensor of the training state: a parameter (whole, or this rank's expert rows), one of its
-// AdamW moments, or a router bias. `unit` groups a parameter with its moments.
-struct StateSlot {
-  std::string name;
-  Tensor data;
-  Shape global;
-  int64_t row0 = 0;
-  bool expert = false;
-  int unit = 0;
-};
-
-// Weights, AdamW moments and router biases in a fixed order. m and v may be null (only names
-// and shapes needed): the parameter values stand in for them.
-std::vector<StateSlot> state_slots(Model& model, const std::vector<Tensor>* m, const std::vector<Tensor>* v) {
-  std::vector<StateSlot> slots;
-  const auto& params = model.params();
-  for (size_t i = 0; i < params.size(); ++i) {
-    const Param& p = params[i];
-    const Tensor& value = p.var.value();
-    Shape global = value.shape();
-    if (p.expert) global[0] = p.global_rows;
-    const int unit = static_cast<int>(i);
-    slots.push_back({p.name, value, global, p.row0, p.expert, unit});
-    slots.push_back({"optim.exp_avg." + p.name, m ? (*m)[i] : value, global, p.row0, p.expert, unit});
-    slots.push_back({"optim.exp_avg_sq." + p.name, v ? (*v)[i] : value, global, p.row0, p.expert, unit});
-  }
-  int unit = static_cast<int>(params.size());
-  for (Param& b : model.router_biases()) slots.push_back({b.name, b.var.value(), b.var.value().shape(), 0, false, unit++});
-  return slots;
-}
-
 // The slots writer ep_rank (of ep writers of one stage) writes: its expert rows, and the
 // replicated units the greedy balance gives it (largest unit first, to the writer with the
 // fewest bytes so far, the lowest rank on ties — the same answer on every rank).
 std::vector<const StateSlot*> owned_slots(const std::vector<StateSlot>& slots, int ep, int ep_rank) {
   std::map<int, int64_t> unit_bytes;  // replicated units, in unit order
   for (const StateSlot& s : slots)
-    if (!s.expert) unit_bytes[s.unit] += static_cast<int64_t>(s.data.nbytes());
+    if (!s.sliced) unit_bytes[s.unit] += s.local.numel() * static_cast<int64_t>(sizeof(float));
   std::vector<int64_t> sizes;
   for (const auto& [unit, bytes] : unit_bytes) sizes.push_back(bytes);
   const std::vector<int> writer = parallel::balance_by_size(sizes, ep);
@@ -66,7 +36,7 @@ std::vector<const StateSlot*> owned_slots(const std::vector<StateSlot>& slots, i
   for (const auto& [unit, bytes] : unit_bytes) owner[unit] = writer[k++];
   std::vector<const StateSlot*> mine;
   for (const StateSlot& s : slots)
-    if (s.expert || owner[s.unit] == ep_rank) mine.push_back(&s);
+    if (s.sliced || owner[s.unit] == ep_rank) mine.push_back(&s);
   return mine;
 }
 
@@ -129,6 +99,59 @@ absl::StatusOr<std::vector<std::string>> gather_bytes(parallel::Communicator* wo
 }
 
 }  // namespace
+
+std::vector<StateSlot> state_layout(const config::ModelConfig& m, const ModelShard& shard) {
+  std::vector<StateSlot> slots;
+  const std::vector<ParamSpec> specs = param_specs(m, shard);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const ParamSpec& p = specs[i];
+    const int unit = static_cast<int>(i);
+    const Shape global = p.global_shape();
+    for (const char* prefix : {"", "optim.exp_avg.", "optim.exp_avg_sq."})
+      slots.push_back({absl::StrCat(prefix, p.name), global, p.shape, p.row0, p.sliced, unit, *prefix != 0, Tensor()});
+  }
+  int unit = static_cast<int>(specs.size());
+  for (const ParamSpec& b : router_bias_specs(m, shard)) slots.push_back({b.name, b.shape, b.shape, 0, false, unit++, false, Tensor()});
+  return slots;
+}
+
+void bind_state(std::vector<StateSlot>& slots, Model& model, const AdamW* opt) {
+  const std::vector<Param>& params = model.params();
+  const std::vector<Param>& biases = model.router_biases();
+  CMOE_CHECK(slots.size() == 3 * params.size() + biases.size(), "bind_state: ", slots.size(), " slots for ",
+             params.size(), " parameters and ", biases.size(), " router biases");
+  for (size_t i = 0; i < params.size(); ++i) {
+    CMOE_CHECK(slots[3 * i].name == params[i].name, "bind_state: slot ", slots[3 * i].name, " for ", params[i].name);
+    slots[3 * i].data = params[i].var.value();
+    slots[3 * i + 1].data = opt ? opt->exp_avg()[i] : Tensor();
+    slots[3 * i + 2].data = opt ? opt->exp_avg_sq()[i] : Tensor();
+  }
+  for (size_t i = 0; i < biases.size(); ++i) slots[3 * params.size() + i].data = biases[i].var.value();
+}
+
+absl::Status check_state_tensors(const CheckpointReader& ck, const config::ModelConfig& m) {
+  std::set<std::string> expected;
+  for (const StateSlot& s : state_layout(m, ModelShard{})) {
+    expected.insert(s.name);
+    const CheckpointReader::Info* info = ck.find(s.name);
+    if (info == nullptr) {
+      return absl::NotFoundError(absl::StrCat(ck.dir(), ": checkpoint has no tensor ", s.name,
+                                              ", which the saved config's model needs"));
+    }
+    if (!(info->shape == s.global) || info->dtype != DType::kF32) {
+      return absl::InvalidArgumentError(absl::StrCat(ck.dir(), ": tensor ", s.name, " is ", dtype_name(info->dtype), " ",
+                                                     info->shape.str(), ", the saved config's model needs f32 ",
+                                                     s.global.str()));
+    }
+  }
+  for (const std::string& name : ck.names()) {
+    if (!expected.count(name)) {
+      return absl::InvalidArgumentError(absl::StrCat(ck.dir(), ": tensor ", name,
+                                                     " has no place in the saved config's model"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 std::string shard_file_name(int pp_rank, int ep_rank) { return absl::StrFormat("shard_pp%03d_ep%03d.bin", pp_rank, ep_rank); }
 std::string shard_file_name_zero1(int pp_rank, int dp_rank) {
@@ -194,7 +217,8 @@ absl::StatusOr<std::string> TrainStateSaver::save(Model& model, AdamW& opt, cons
   p->direct_io = cfg_.checkpoint().direct_io();
   if (p->writer) {
     p->file = sharded ? shard_file_name_zero1(pp_rank, dp_rank) : shard_file_name(pp_rank, ep_rank);
-    std::vector<StateSlot> slots = state_slots(model, &opt.exp_avg(), &opt.exp_avg_sq());
+    std::vector<StateSlot> slots = state_layout(model.config(), model.shard());
+    bind_state(slots, model, &opt);
     std::vector<const StateSlot*> mine;
     const int n_params = static_cast<int>(model.params().size());
     if (sharded) {
@@ -257,7 +281,7 @@ absl::StatusOr<std::string> TrainStateSaver::commit() {
   } else {
     checkpoint::Manifest part;
     for (auto& e : *p->entries) *part.add_tensors() = std::move(e);
-    mine = "O" + part.SerializeAsString();
+    mine = absl::StrCat("O", part.SerializeAsString());
   }
   CMOE_ASSIGN_OR_RETURN(std::vector<std::string> parts, gather_bytes(world, mine));
   absl::Status committed = absl::OkStatus();
@@ -284,6 +308,33 @@ absl::StatusOr<std::string> TrainStateSaver::commit() {
   return dir;
 }
 
+CheckpointPolicy::CheckpointPolicy(const config::CheckpointConfig& c, TrainStateSaver& saver, bool rank0,
+                                   std::function<RunCounters(int64_t)> counters)
+    : interval_(c.interval()), saver_(saver), rank0_(rank0), counters_(std::move(counters)) {}
+
+bool CheckpointPolicy::save_due(int64_t step, bool last, bool stop) const {
+  return last || stop || (interval_ > 0 && step % interval_ == 0);
+}
+
+absl::Status CheckpointPolicy::report(const absl::StatusOr<std::string>& dir) {
+  if (!dir.ok()) return dir.status();
+  if (rank0_ && !dir->empty()) std::printf("checkpoint: %s\n", dir->c_str()), std::fflush(stdout);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> CheckpointPolicy::at_step_end(int64_t step, bool last, bool stop, Model& model, AdamW& opt) {
+  absl::StatusOr<std::string> committed = saver_.poll();  // an asynchronous save's commit
+  CMOE_RETURN_IF_ERROR(report(committed));
+  bool work = !committed->empty();
+  if (save_due(step, last, stop)) {
+    CMOE_RETURN_IF_ERROR(report(saver_.save(model, opt, counters_(step))));
+    work = true;
+  }
+  return work;
+}
+
+absl::Status CheckpointPolicy::finish() { return report(saver_.finish()); }
+
 // ---------------------------------------------------------------------------------------------
 // Loading and resharding.
 
@@ -308,10 +359,11 @@ absl::StatusOr<RunCounters> load_train_state(CheckpointReader& ck, const config:
     return absl::InvalidArgumentError(absl::StrCat(ck.dir(), ": the checkpoint's model config differs from this run's:\n",
                                                    report));
   }
-  std::vector<StateSlot> slots = opt ? state_slots(model, &opt->exp_avg(), &opt->exp_avg_sq()) : state_slots(model, nullptr, nullptr);
+  CMOE_RETURN_IF_ERROR(check_state_tensors(ck, saved->model()));
+  std::vector<StateSlot> slots = state_layout(model.config(), model.shard());
+  bind_state(slots, model, opt);
   for (const StateSlot& s : slots) {
-    if (opt == nullptr && s.name.rfind("optim.", 0) == 0) continue;
-    if (!s.data.defined()) continue;  // ZeRO-1: a moment another rank owns
+    if (!s.data.defined()) continue;  // a moment without an optimizer, or ZeRO-1: one another rank owns
     const CheckpointReader::Info* info = ck.find(s.name);
     if (info == nullptr) return absl::NotFoundError(absl::StrCat(ck.dir(), ": checkpoint has no tensor ", s.name));
     if (!(info->shape == s.global) || info->dtype != s.data.dtype()) {
@@ -333,9 +385,7 @@ absl::StatusOr<std::string> reshard_checkpoint(CheckpointReader& src, const conf
                                                const std::string& out_root) {
   const parallel::ParallelLayout layout{cfg.parallel().pp(), cfg.parallel().dp(), cfg.parallel().ep()};
   CMOE_RETURN_IF_ERROR(parallel::validate_layout(layout, layout.pp * layout.dp));
-  if (layout.pp > cfg.model().n_layers()) {
-    return absl::InvalidArgumentError(absl::StrCat("parallel.pp = ", layout.pp, " > model.n_layers = ", cfg.model().n_layers()));
-  }
+  CMOE_RETURN_IF_ERROR(config_validate_layout(cfg, layout));
   RunCounters counters{src.manifest().step(), src.manifest().tokens_seen(), src.counter("data.consumed_samples")};
   checkpoint::Manifest meta = manifest_header(cfg, src.counter("optimizer.steps"), counters, layout);
   meta.set_seed(src.manifest().seed());
@@ -343,10 +393,9 @@ absl::StatusOr<std::string> reshard_checkpoint(CheckpointReader& src, const conf
   std::set<std::string> written;
   for (int stage = 0; stage < layout.pp; ++stage) {
     for (int e = 0; e < layout.ep; ++e) {
-      // An unfilled model of this writer's shard gives the names, slices and shapes.
-      Model shard(cfg.model(), cfg.train().seed(), pipeline_shard(cfg.model().n_layers(), layout.pp, stage, layout.ep, e),
-                  false);
-      std::vector<StateSlot> slots = state_slots(shard, nullptr, nullptr);
+      // This writer's slots: names, slices and shapes from the config alone.
+      const std::vector<StateSlot> slots =
+          state_layout(cfg.model(), pipeline_shard(cfg.model().n_layers(), layout.pp, stage, layout.ep, e));
       std::vector<ShardTensor> tensors;
       for (const StateSlot* s : owned_slots(slots, layout.ep, e)) {
         const CheckpointReader::Info* info = src.find(s->name);
@@ -355,7 +404,7 @@ absl::StatusOr<std::string> reshard_checkpoint(CheckpointReader& src, const conf
           return absl::InvalidArgumentError(absl::StrCat(src.dir(), ": tensor ", s->name, " is ", info->shape.str(),
                                                          ", the config's model expects ", s->global.str()));
         }
-        Tensor t = Tensor::empty(s->data.shape(), info->dtype);
+        Tensor t = Tensor::empty(s->local, info->dtype);
         CMOE_RETURN_IF_ERROR(src.read_rows(s->name, s->row0, t));
         tensors.push_back({s->name, t, s->global, s->row0});
         written.insert(s->name);

@@ -1,5 +1,7 @@
 // config.cpp — text-format parsing, --set overrides by reflection, and range validation.
-#include "core/config/config.h"
+#include "moe/train/config.h"
+
+#include "moe/variant.h"
 
 #include <cmath>
 #include <fstream>
@@ -9,6 +11,7 @@
 #include "core/check.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/descriptor.h"
@@ -186,6 +189,22 @@ absl::StatusOr<double> numeric_at(const pb::Message& root, const std::string& pa
   return absl::InternalError("empty path");
 }
 
+// A number as a person wrote it: integers exactly (not 2.14748e+09), others to 9 digits.
+std::string fmt_number(double v) {
+  if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 9.2e18) return absl::StrCat(static_cast<int64_t>(v));
+  return absl::StrFormat("%.9g", v);
+}
+
+// Whether `message` names the field `path` (as a whole dotted path, not part of a longer one).
+bool names_field(const std::string& message, const std::string& path) {
+  auto part = [](char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'; };
+  for (size_t at = message.find(path); at != std::string::npos; at = message.find(path, at + 1)) {
+    const size_t end = at + path.size();
+    if ((at == 0 || !part(message[at - 1])) && (end == message.size() || !part(message[end]))) return true;
+  }
+  return false;
+}
+
 absl::Status rule(bool ok, const std::string& message) {
   return ok ? absl::OkStatus() : absl::InvalidArgumentError(absl::StrCat("config: ", message));
 }
@@ -241,46 +260,52 @@ absl::Status config_validate(const RunConfig& cfg) {
   for (const Range& r : kRanges) {
     CMOE_ASSIGN_OR_RETURN(double v, numeric_at(cfg, r.path));
     if (!(v >= r.lo && v <= r.hi) || std::isnan(v)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config: ", r.path, " = ", v, " is out of range; allowed [", r.lo, ", ",
-          r.hi >= kInf ? std::string("inf") : absl::StrCat(r.hi), "]"));
+      return absl::InvalidArgumentError(absl::StrCat("config: ", r.path, " = ", fmt_number(v),
+                                                     " is out of range; allowed [", fmt_number(r.lo), ", ",
+                                                     r.hi >= kInf ? std::string("inf") : fmt_number(r.hi), "]"));
     }
   }
   const auto& m = cfg.model();
-  const auto& moe = m.moe();
   const auto& t = cfg.train();
   const auto& p = cfg.parallel();
-  CMOE_RETURN_IF_ERROR(rule(m.d_model() % m.n_heads() == 0,
-                            absl::StrCat("model.n_heads = ", m.n_heads(), " must divide model.d_model = ", m.d_model())));
-  CMOE_RETURN_IF_ERROR(rule((m.d_model() / m.n_heads()) % 2 == 0,
-                            absl::StrCat("head dim model.d_model / model.n_heads = ", m.d_model() / m.n_heads(),
-                                         " must be even (RoPE rotates pairs)")));
-  CMOE_RETURN_IF_ERROR(rule(t.precision() == "f32" || t.precision() == "bf16",
-                            absl::StrCat("train.precision = \"", t.precision(), "\"; allowed \"f32\" or \"bf16\"")));
+  CMOE_RETURN_IF_ERROR(validate_model_config(m));
+  CMOE_RETURN_IF_ERROR(precision_dtype(t.precision()).status());
   CMOE_RETURN_IF_ERROR(rule(t.min_lr() <= t.lr(), absl::StrCat("train.min_lr = ", t.min_lr(),
                                                                " must not exceed train.lr = ", t.lr())));
   CMOE_RETURN_IF_ERROR(rule(t.exit_at_step() <= t.steps(),
                             absl::StrCat("train.exit_at_step = ", t.exit_at_step(),
                                          " is beyond train.steps = ", t.steps())));
-  if (moe.kind() != config::DENSE) {
-    const bool halves = moe.kind() == config::CARTESIAN || moe.kind() == config::FINE_GRAINED;
-    CMOE_RETURN_IF_ERROR(rule(!halves || moe.expert_hidden() > 0 || m.ffn_hidden() % 2 == 0,
-                              absl::StrCat("model.ffn_hidden = ", m.ffn_hidden(),
-                                           " must be even: ", config::FfnKind_Name(moe.kind()),
-                                           " experts have D/2")));
-    const int routed = moe.kind() == config::FINE_GRAINED ? 2 * moe.num_experts() : moe.num_experts();
-    const int k = moe.kind() == config::FINE_GRAINED ? 2 * moe.top_k() : moe.top_k();
-    CMOE_RETURN_IF_ERROR(rule(k <= routed, absl::StrCat("model.moe.top_k = ", moe.top_k(), " selects ", k,
-                                                        " of only ", routed, " experts")));
-    CMOE_RETURN_IF_ERROR(rule(routed % p.ep() == 0,
-                              absl::StrCat("parallel.ep = ", p.ep(), " must divide the ", routed,
-                                           " experts per router")));
+  return config_validate_layout(cfg, {p.pp(), p.dp(), p.ep()});
+}
+
+absl::StatusOr<DType> precision_dtype(const std::string& precision) {
+  if (precision == "f32") return DType::kF32;
+  if (precision == "bf16") return DType::kBF16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("config: train.precision = \"", precision, "\"; allowed \"f32\" or \"bf16\""));
+}
+
+DType compute_dtype(const config::TrainConfig& t) {
+  auto d = precision_dtype(t.precision());
+  CMOE_CHECK(d.ok(), d.status().message());
+  return *d;
+}
+
+absl::Status config_validate_layout(const RunConfig& cfg, const parallel::ParallelLayout& layout) {
+  const auto& m = cfg.model();
+  const MoeVariant v = resolve_variant(m);
+  if (layout.ep > 1) {
+    CMOE_RETURN_IF_ERROR(rule(v.routed, absl::StrCat("parallel.ep = ", layout.ep, " needs an MoE model (model.moe.kind is ",
+                                                     v.name, ")")));
+    CMOE_RETURN_IF_ERROR(rule(v.num_experts % layout.ep == 0, absl::StrCat("parallel.ep = ", layout.ep, " must divide the ",
+                                                                           v.num_experts, " experts per router")));
+    CMOE_RETURN_IF_ERROR(rule(m.moe().capacity_factor() == 0,
+                              absl::StrCat("model.moe.capacity_factor = ", m.moe().capacity_factor(),
+                                           " with parallel.ep > 1: expert parallelism is dropless (set capacity_factor to 0)")));
   }
-  CMOE_RETURN_IF_ERROR(rule(p.dp() % p.ep() == 0, absl::StrCat("parallel.ep = ", p.ep(),
-                                                               " must divide parallel.dp = ", p.dp())));
-  CMOE_RETURN_IF_ERROR(rule(p.pp() <= m.n_layers(), absl::StrCat("parallel.pp = ", p.pp(), " exceeds model.n_layers = ",
-                                                                 m.n_layers())));
-  return absl::OkStatus();
+  CMOE_RETURN_IF_ERROR(rule(layout.dp % layout.ep == 0, absl::StrCat("parallel.ep = ", layout.ep,
+                                                                     " must divide parallel.dp = ", layout.dp)));
+  return rule(layout.pp <= m.n_layers(), absl::StrCat("parallel.pp = ", layout.pp, " exceeds model.n_layers = ", m.n_layers()));
 }
 
 absl::StatusOr<RunConfig> config_load(const std::string& path, const std::vector<std::string>& overrides) {
@@ -291,8 +316,14 @@ absl::StatusOr<RunConfig> config_load(const std::string& path, const std::vector
   CMOE_ASSIGN_OR_RETURN(RunConfig cfg, config_parse(ss.str(), path));
   for (const std::string& o : overrides) CMOE_RETURN_IF_ERROR(config_set(cfg, o));
   absl::Status st = config_validate(cfg);
-  if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", st.message()));
-  return cfg;
+  if (st.ok()) return cfg;
+  // Say where the offending values came from: the --set overrides the message names, else
+  // the file.
+  std::vector<std::string> blamed;
+  for (const std::string& o : overrides)
+    if (names_field(std::string(st.message()), o.substr(0, o.find('=')))) blamed.push_back("--set " + o);
+  if (blamed.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", st.message()));
+  return absl::InvalidArgumentError(absl::StrCat(absl::StrJoin(blamed, ", "), " (on ", path, "): ", st.message()));
 }
 
 void config_materialise(pb::Message& msg) {

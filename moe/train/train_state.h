@@ -13,17 +13,43 @@
 // rows a rank owns, and reshard_checkpoint rewrites the files for another layout offline.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
-#include "core/config/config.h"
 #include "moe/model.h"
-#include "moe/optimizer.h"
+#include "moe/train/config.h"
+#include "moe/train/optimizer.h"
 #include "parallel/process_groups.h"
 
 namespace cmoe {
+
+// One tensor of the training state: a parameter (whole, or this rank's expert rows), one of its
+// AdamW moments ("optim.exp_avg.<name>", "optim.exp_avg_sq.<name>"), or a router bias.
+struct StateSlot {
+  std::string name;
+  Shape global;          // the whole tensor
+  Shape local;           // this rank's part: rows [row0, row0 + local[0]) of dim 0
+  int64_t row0 = 0;
+  bool sliced = false;   // an expert slice of an expert-parallel job (every writer has its own)
+  int unit = 0;          // a parameter and its two moments share a unit (they go to one writer)
+  bool optimizer = false;  // an AdamW moment
+  Tensor data;           // the live tensor after bind_state (undefined: layout only)
+};
+
+// The checkpoint slots of one rank's model shard, in checkpoint order (per parameter: weight,
+// exp_avg, exp_avg_sq; then the router biases), derived from the config alone — no model is
+// built. With ModelShard{} it is the whole model's state, which is what a checkpoint of
+// config `m` must hold, under any layout.
+std::vector<StateSlot> state_layout(const config::ModelConfig& m, const ModelShard& shard);
+// Points each slot's data at the model's tensors and opt's moments (undefined when opt is null
+// or, under ZeRO-1, when another rank owns them). `slots` = state_layout(model's config, shard).
+void bind_state(std::vector<StateSlot>& slots, Model& model, const AdamW* opt);
+// What a resume checks before reading: every tensor a model of config `m` needs is present as
+// f32 with its global shape, and nothing else is there. Errors name the tensor.
+absl::Status check_state_tensors(const CheckpointReader& ck, const config::ModelConfig& m);
 
 struct RunCounters {
   int64_t step = 0;
@@ -75,9 +101,34 @@ class TrainStateSaver {
   ShardImage spare_;  // async: the last snapshot's buffer, kept for the next one
 };
 
+// When a run saves, and the saver's work at each step boundary, in one place: a save after the
+// last step, on a stop request, and every checkpoint.interval steps; before it, the commit of
+// an asynchronous save whose writers are done. World rank 0 prints "checkpoint: DIR" for each
+// commit. Collective like the saver.
+class CheckpointPolicy {
+ public:
+  // counters(step): the run's counters after `step` completed steps.
+  CheckpointPolicy(const config::CheckpointConfig& c, TrainStateSaver& saver, bool rank0,
+                   std::function<RunCounters(int64_t step)> counters);
+  bool save_due(int64_t step, bool last, bool stop) const;
+  // After `step` completed steps (last: the run's final step; stop: a stop was requested).
+  // Returns whether checkpoint work happened (a save, or a commit), for the metrics record.
+  absl::StatusOr<bool> at_step_end(int64_t step, bool last, bool stop, Model& model, AdamW& opt);
+  // Waits for an asynchronous save still writing and commits it.
+  absl::Status finish();
+
+ private:
+  absl::Status report(const absl::StatusOr<std::string>& dir);
+  int64_t interval_;
+  TrainStateSaver& saver_;
+  bool rank0_;
+  std::function<RunCounters(int64_t)> counters_;
+};
+
 // Loads weights (and, if opt is non-null, optimizer state) from a checkpoint: each parameter's
-// rows for this rank, CRC-checked. Fails naming the tensor when one is missing or its shape
-// differs, and when the checkpoint's model config differs from cfg's.
+// rows for this rank, CRC-checked. Fails, before reading, when the checkpoint's model config
+// differs from cfg's in anything that shapes parameters or routing, or when its tensors are
+// not exactly those of the saved config's model (check_state_tensors), naming the tensor.
 absl::StatusOr<RunCounters> load_train_state(CheckpointReader& ck, const config::RunConfig& cfg, Model& model,
                                              AdamW* opt);
 

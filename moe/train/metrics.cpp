@@ -1,0 +1,134 @@
+// metrics.cpp — metrics.jsonl records and console lines (see metrics.h; fields in
+// docs/metrics.md).
+#include "moe/train/metrics.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/json.h"
+
+namespace cmoe {
+
+namespace {
+
+std::string fmt_duration(double s) {
+  const int64_t t = static_cast<int64_t>(s);
+  if (t >= 3600) return absl::StrFormat("%dh%02dm", t / 3600, (t / 60) % 60);
+  if (t >= 60) return absl::StrFormat("%dm%02ds", t / 60, t % 60);
+  return absl::StrFormat("%ds", t);
+}
+
+json::Value fixed(double v, const char* fmt) { return json::Value::formatted(v, fmt); }
+
+}  // namespace
+
+LoadStats load_stats(const RouterReport& r) {
+  LoadStats s;
+  double mean = 0, sq = 0, mx = 0;
+  for (int64_t c : r.counts) mean += static_cast<double>(c) / r.counts.size();
+  for (int64_t c : r.counts) {
+    sq += (c - mean) * (c - mean) / r.counts.size();
+    mx = std::max(mx, static_cast<double>(c));
+  }
+  s.max_over_mean = mean > 0 ? mx / mean : 0;
+  s.cv = mean > 0 ? std::sqrt(sq) / mean : 0;
+  s.dropped_frac = r.pairs > 0 ? static_cast<double>(r.dropped) / r.pairs : 0;
+  return s;
+}
+
+std::vector<RouterReport> merge_reports(const std::vector<RouterReport>& all) {
+  std::vector<RouterReport> out;
+  for (const RouterReport& r : all) {
+    RouterReport* m = nullptr;
+    for (RouterReport& o : out)
+      if (o.name == r.name) m = &o;
+    if (m == nullptr) {
+      out.push_back(r);
+      continue;
+    }
+    for (size_t e = 0; e < r.counts.size(); ++e) m->counts[e] += r.counts[e];
+    m->pairs += r.pairs;
+    m->dropped += r.dropped;
+    m->aux += r.aux;
+  }
+  return out;
+}
+
+absl::StatusOr<MetricsWriter> MetricsWriter::open(const std::string& run_dir, bool active, double flops_per_token,
+                                                  double peak_flops, int ranks, int64_t steps, int64_t log_interval) {
+  MetricsWriter w;
+  w.active_ = active;
+  w.flops_per_token_ = flops_per_token;
+  w.peak_ = peak_flops;
+  w.ranks_ = ranks;
+  w.steps_ = steps;
+  w.log_interval_ = log_interval;
+  w.start_ = std::chrono::steady_clock::now();
+  if (active) {
+    w.out_.open(run_dir + "/metrics.jsonl", std::ios::app);
+    if (!w.out_) return absl::InternalError(absl::StrCat("cannot open ", run_dir, "/metrics.jsonl for writing"));
+  }
+  return w;
+}
+
+void MetricsWriter::step(const StepRecord& r, int64_t first_step, int64_t end_step) {
+  if (!active_) return;
+  const double tps = tokens_per_s(r), m = mfu(r);
+  json::Value load = json::Value::object();
+  for (const RouterReport& rr : r.routers) {
+    const LoadStats s = load_stats(rr);
+    json::Value o = json::Value::object();
+    o.set("max_over_mean", fixed(s.max_over_mean, "%.4f"));
+    o.set("cv", fixed(s.cv, "%.4f"));
+    o.set("dropped_frac", fixed(s.dropped_frac, "%.6f"));
+    load.set(rr.name, std::move(o));
+  }
+  json::Value j = json::Value::object();
+  j.set("step", json::Value::integer(r.step));
+  j.set("loss", fixed(r.loss, "%.6f"));
+  j.set("aux_loss", fixed(r.aux, "%.6f"));
+  j.set("lr", fixed(r.lr, "%.6e"));
+  j.set("grad_norm", fixed(r.grad_norm, "%.6f"));
+  j.set("tokens_per_s", fixed(tps, "%.2f"));
+  j.set("mfu", fixed(m, "%.6f"));
+  j.set("tokens", json::Value::integer(r.tokens));
+  j.set("step_s", fixed(r.seconds, "%.4f"));
+  j.set("expert_load", std::move(load));
+  out_ << json::serialize_line(j) << '\n';
+  if (r.step % log_interval_ != 0 && r.step != end_step && r.step != first_step + 1) return;
+  out_.flush();
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double eta = elapsed / (r.step - first_step) * (end_step - r.step);
+  double worst = 0;
+  for (const RouterReport& rr : r.routers) worst = std::max(worst, load_stats(rr).max_over_mean);
+  std::printf("step %lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | mfu %.1f%% | load max/mean %.2f | eta %s\n",
+              static_cast<long long>(r.step), static_cast<long long>(steps_), r.loss, r.lr, r.grad_norm, tps, 100 * m,
+              worst, fmt_duration(eta).c_str());
+  std::fflush(stdout);
+}
+
+void MetricsWriter::eval(int64_t step, const EvalResult& ev) {
+  if (!active_) return;
+  std::printf("eval  step %lld | val loss %.4f | val ppl %.2f | %lld tokens\n", static_cast<long long>(step), ev.loss,
+              ev.ppl, static_cast<long long>(ev.tokens));
+  json::Value j = json::Value::object();
+  j.set("step", json::Value::integer(step));
+  j.set("val_loss", fixed(ev.loss, "%.6f"));
+  j.set("val_ppl", fixed(ev.ppl, "%.4f"));
+  j.set("val_tokens", json::Value::integer(ev.tokens));
+  out_ << json::serialize_line(j) << '\n';
+  out_.flush();
+}
+
+void MetricsWriter::checkpoint(int64_t step, double seconds) {
+  if (!active_) return;
+  json::Value j = json::Value::object();
+  j.set("step", json::Value::integer(step));
+  j.set("ckpt_s", fixed(seconds, "%.4f"));
+  out_ << json::serialize_line(j) << '\n';
+  out_.flush();
+}
+
+}  // namespace cmoe

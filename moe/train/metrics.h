@@ -1,0 +1,75 @@
+// metrics.h — what a training run reports: one JSON object per line in metrics.jsonl (a step,
+// a validation, or checkpoint work) and the console lines, written by world rank 0 only.
+//
+// Metric formulas (written once, here and in docs/metrics.md):
+//   tokens_per_s  = tokens in the step's micro-batches (all ranks) / wall seconds of the step
+//   mfu           = flops_per_token * tokens_per_s / (measured matmul peak FLOP/s * ranks)
+//   max_over_mean = max_e c_e / mean_e c_e ; cv = std_e(c_e) / mean_e(c_e) over a router's
+//                   expert counts c_e; dropped_frac = dropped pairs / routed pairs
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "moe/model.h"
+
+namespace cmoe {
+
+struct LoadStats {
+  double max_over_mean = 0, cv = 0, dropped_frac = 0;
+};
+LoadStats load_stats(const RouterReport& r);
+
+// Merges per-micro-batch reports of the same router (counts, pairs, dropped and aux added).
+std::vector<RouterReport> merge_reports(const std::vector<RouterReport>& all);
+
+// One optimizer step as the loop saw it (global values: reduced over the job).
+struct StepRecord {
+  int64_t step = 0;       // steps completed
+  double loss = 0;        // mean token CE over the step's micro-batches
+  double aux = 0;         // scaled balance losses, mean over micro-batches
+  float lr = 0;
+  double grad_norm = 0;   // before clipping
+  int64_t tokens = 0;     // all ranks
+  double seconds = 0;     // wall time of the step
+  std::vector<RouterReport> routers;
+};
+
+struct EvalResult {
+  double loss = 0;  // mean token cross-entropy (nats)
+  double ppl = 0;   // exp(loss)
+  int64_t tokens = 0;
+  std::vector<RouterReport> routers;
+};
+
+class MetricsWriter {
+ public:
+  // active: this rank reports (world rank 0); the others' calls do nothing. Appends to
+  // run_dir/metrics.jsonl. flops_per_token and peak_flops (the machine's measured matmul
+  // FLOP/s) give MFU; ranks = the world size.
+  static absl::StatusOr<MetricsWriter> open(const std::string& run_dir, bool active, double flops_per_token,
+                                            double peak_flops, int ranks, int64_t steps, int64_t log_interval);
+
+  // The step's record; on the console every log_interval steps, the first and the last.
+  void step(const StepRecord& r, int64_t first_step, int64_t end_step);
+  void eval(int64_t step, const EvalResult& ev);
+  void checkpoint(int64_t step, double seconds);
+
+  double tokens_per_s(const StepRecord& r) const { return r.tokens / r.seconds; }
+  double mfu(const StepRecord& r) const { return flops_per_token_ * tokens_per_s(r) / peak_ / ranks_; }
+
+ private:
+  MetricsWriter() = default;
+  bool active_ = false;
+  std::ofstream out_;
+  double flops_per_token_ = 0, peak_ = 1;
+  int ranks_ = 1;
+  int64_t steps_ = 0, log_interval_ = 1;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace cmoe

@@ -1,0 +1,162 @@
+// step.cpp — one optimizer step (see step.h).
+#include "moe/train/step.h"
+
+#include <chrono>
+#include <cmath>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/ops/elementwise.h"
+#include "parallel/pipeline.h"
+
+namespace cmoe {
+
+namespace {
+
+// Sum over the world of a few f32 values (the step's loss shares, norm and stop flag).
+absl::Status world_sum(parallel::ProcessGroups* g, std::vector<float>& v) {
+  if (g == nullptr || g->world->size() == 1) return absl::OkStatus();
+  Tensor t = Tensor::from_floats({static_cast<int64_t>(v.size())}, v);
+  CMOE_RETURN_IF_ERROR(g->world->all_reduce(t));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = t.data<float>()[i];
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+TrainStep::TrainStep(const config::RunConfig& cfg, Model& model, AdamW& opt, parallel::ProcessGroups* groups,
+                     BatchFn next, std::function<bool()> stop_requested)
+    : cfg_(cfg), model_(model), opt_(opt), groups_(groups != nullptr && groups->world->size() > 1 ? groups : nullptr),
+      next_(std::move(next)), stop_requested_(std::move(stop_requested)) {
+  fopt_.compute_dtype = compute_dtype(cfg.train());
+  fopt_.recompute_attention = cfg.train().recompute();
+  if (groups_ != nullptr) {
+    dp_ = groups_->layout.dp;
+    ep_ = groups_->layout.ep;
+  }
+  zero1_ = dp_ > 1 && cfg.parallel().distributed_optimizer();
+  if (dp_ > 1) {
+    reducer_ = std::make_unique<parallel::GradReducer>(&model.params(), groups_->dp.get(), groups_->edp.get(), dp_,
+                                                       parallel::GradReducer::kBucketElems, zero1_);
+    model.set_grad_ready(reducer_->hook());
+    if (zero1_) opt.shard(reducer_->owned());
+  }
+}
+
+std::string TrainStep::describe() const {
+  if (!reducer_) return "";
+  return absl::StrFormat("data parallel: %d gradient buckets, %d launched during backward%s", reducer_->num_buckets(),
+                         reducer_->launched_during_backward(),
+                         zero1_ ? "; distributed optimizer (ZeRO-1): reduce-scatter, owner update, all-gather" : "");
+}
+
+absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t& tokens,
+                                      std::vector<RouterReport>& reports) {
+  const auto& t = cfg_.train();
+  const int64_t M = t.grad_accum();
+  const int stages = groups_ ? groups_->layout.pp : 1, stage = groups_ ? groups_->place.pp_rank : 0;
+  const bool first = stage == 0, last = stage == stages - 1;
+  // A micro-batch's stage input (a leaf that collects the gradient to send back) and result,
+  // from its forward until its backward.
+  struct InFlight {
+    ag::Var input;
+    ForwardResult f;
+  };
+  std::map<int64_t, InFlight> inflight;
+  parallel::PipelineStageFns fns;
+  fns.forward = [&](int64_t micro, const Tensor& input) -> absl::StatusOr<Tensor> {
+    CMOE_ASSIGN_OR_RETURN(Batch batch, next_());
+    InFlight& it = inflight[micro];
+    if (!first) it.input = ag::Var(input, true);
+    ForwardOptions o = fopt_;
+    o.final_micro_batch = micro == M - 1;
+    it.f = model_.forward_stage(batch.ids, it.input, batch.targets, o);
+    loss_sum += it.f.ce;
+    aux_sum += it.f.aux;
+    tokens += batch.ids.numel();
+    reports.insert(reports.end(), it.f.routers.begin(), it.f.routers.end());
+    return last ? Tensor() : it.f.hidden.value();
+  };
+  fns.backward = [&](int64_t micro, const Tensor& grad_output) -> absl::StatusOr<Tensor> {
+    InFlight it = std::move(inflight.at(micro));
+    inflight.erase(micro);
+    const Tensor seed = Tensor::full({}, 1.0f / static_cast<float>(M));
+    if (last) {
+      ag::backward({it.f.loss}, {seed});
+    } else {
+      std::vector<ag::Var> roots = {it.f.hidden};
+      std::vector<Tensor> grads = {grad_output};
+      if (it.f.loss.defined()) roots.push_back(it.f.loss), grads.push_back(seed);
+      ag::backward(roots, grads);
+    }
+    if (first) return Tensor();
+    Tensor g = it.input.grad();
+    return g.defined() ? g : Tensor::zeros(it.input.shape(), DType::kF32);
+  };
+  fns.buffer = [&]() {
+    return Tensor::empty({t.micro_batch_size() * cfg_.model().seq_len(), cfg_.model().d_model()}, DType::kF32);
+  };
+  return parallel::pipeline_run(parallel::pipeline_schedule(stages, stage, M), groups_ ? groups_->pp.get() : nullptr,
+                                fns);
+}
+
+absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto& t = cfg_.train();
+  const int64_t M = t.grad_accum();
+  const bool last_stage = groups_ == nullptr || groups_->place.pp_rank == groups_->layout.pp - 1;
+  double loss_sum = 0, aux_sum = 0;
+  int64_t tokens = 0;
+  std::vector<RouterReport> reports;
+  CMOE_RETURN_IF_ERROR(micro_batches(loss_sum, aux_sum, tokens, reports));
+  if (reducer_) CMOE_RETURN_IF_ERROR(reducer_->finish());
+
+  // Global gradient norm: a replicated parameter counted once over its dp copies, an expert
+  // slice once over its dp / ep copies, summed over the stages. (ZeRO-1: only the owner has
+  // the gradient, so each counts once as it is.)
+  double sq = 0;
+  for (const Param& p : model_.params()) {
+    if (!p.var.grad().defined()) continue;
+    const double copies = zero1_ ? 1.0 : (p.expert ? static_cast<double>(dp_) / ep_ : static_cast<double>(dp_));
+    sq += ops::sum_squares(p.var.grad()) / copies;
+  }
+  Result res;
+  res.stop = stop_requested_ && stop_requested_();
+  if (groups_ != nullptr) {
+    // Loss shares live on the last stage; each stage's aux is the same on its dp ranks.
+    std::vector<float> v = {last_stage ? static_cast<float>(loss_sum) : 0.0f, static_cast<float>(aux_sum / dp_),
+                            static_cast<float>(sq), res.stop ? 1.0f : 0.0f};
+    CMOE_RETURN_IF_ERROR(world_sum(groups_, v));
+    loss_sum = v[0];
+    aux_sum = v[1];
+    sq = v[2];
+    res.stop = v[3] > 0;
+    tokens *= dp_;
+  }
+  const double grad_norm = std::sqrt(sq);
+  if (!std::isfinite(grad_norm)) {
+    return absl::InternalError(absl::StrCat("step ", step + 1, ": gradient norm is ", grad_norm, " (loss ", loss_sum / M,
+                                            "); stopping before the update"));
+  }
+  const float clip = t.grad_clip() > 0 && grad_norm > t.grad_clip() ? static_cast<float>(t.grad_clip() / grad_norm) : 1.0f;
+  const float lr = lr_at(step, t);
+  opt_.step(lr, clip);
+  if (zero1_) CMOE_RETURN_IF_ERROR(reducer_->gather_params());
+  for (Param& p : model_.params()) p.var.zero_grad();
+  reports = merge_reports(reports);
+  if (cfg_.model().moe().aux_free_bias()) model_.update_router_biases(reports, cfg_.model().moe().aux_free_bias_rate());
+
+  StepRecord& r = res.record;
+  r.step = step + 1;
+  r.loss = loss_sum / M;
+  r.aux = aux_sum / M;
+  r.lr = lr;
+  r.grad_norm = grad_norm;
+  r.tokens = tokens;
+  r.routers = std::move(reports);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+}  // namespace cmoe
