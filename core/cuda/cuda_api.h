@@ -1,9 +1,10 @@
 // cuda_api.h — the C ABI between cmoe and its CUDA backend plugin, libcmoe_cuda.so.
 //
-// Why a plugin: cudart, cuBLAS/cuBLASLt and NCCL cost every process half a second of library
+// Why a plugin: cudart, cuBLAS/cuBLASLt and NCCL cost every process up to half a second of library
 // initialisers, and a binary linked against them cannot start at all where they are missing
 // (CPU login, preprocessing and evaluation nodes). So only the plugin links them; cmoe opens it
-// with dlopen when a CUDA device is first asked for (core/cuda/plugin_loader.h, docs/cuda-backend.md).
+// with dlopen when a CUDA device is first asked for (core/cuda/plugin_loader.h,
+// docs/cuda-backend.md).
 //
 // The plugin exports one extern "C" function, kCudaPluginEntry, returning a CmoeCudaApi: a
 // version/size/signature header and a table of function pointers. Entries take raw pointers,

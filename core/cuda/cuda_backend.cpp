@@ -40,10 +40,10 @@ void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device,
     code = api.memcpy_sync(dst, src, bytes, dst_device.is_cuda() ? CMOE_CUDA_H2D : CMOE_CUDA_D2H);
   }
   if (code != CMOE_CUDA_OK) {
-    plugin_check(api, code,
-                 absl::StrCat("copy of ", bytes, " bytes from ", src_device.str(), " to ",
-                              dst_device.str())
-                     .c_str());
+    plugin_check(
+        api, code,
+        absl::StrCat("copy of ", bytes, " bytes from ", src_device.str(), " to ", dst_device.str())
+            .c_str());
   }
 }
 
@@ -65,9 +65,8 @@ absl::Status register_backend() {
   CMOE_ASSIGN_OR_RETURN(const int n, device_count());
   (void)n;
   std::call_once(g_register_once, [] {
-    g_allocator = new CachingAllocator(
-        RawBackend{.alloc = cuda_raw_alloc, .free = cuda_raw_free, .ctx = nullptr,
-                   .name = "cudaMalloc"});
+    g_allocator = new CachingAllocator(RawBackend{
+        .alloc = cuda_raw_alloc, .free = cuda_raw_free, .ctx = nullptr, .name = "cudaMalloc"});
     register_allocator(DeviceType::kCUDA, g_allocator);
     register_device_copy(cuda_copy);
   });
@@ -77,9 +76,9 @@ absl::Status register_backend() {
 absl::Status init(int device) {
   CMOE_ASSIGN_OR_RETURN(const int n, device_count());
   if (device < 0 || device >= n) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CUDA device ", device, " requested but ", n,
-        " visible (device indices start at 0; check CUDA_VISIBLE_DEVICES)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA device ", device, " requested but ", n,
+                     " visible (device indices start at 0; check CUDA_VISIBLE_DEVICES)"));
   }
   const CmoeCudaApi& api = loaded_api();
   CMOE_RETURN_IF_ERROR(plugin_status(api, api.set_device(device)));

@@ -16,10 +16,10 @@ void convert_dtype(Tensor& out, const Tensor& x, StreamHandle stream) {
                  api.memcpy_async(out.raw_data(), x.raw_data(), x.nbytes(), CMOE_CUDA_D2D, stream),
                  "convert_dtype (device copy)");
   } else if (x.dtype() == DType::kF32 && out.dtype() == DType::kBF16) {
-    plugin_check(api,
-                 api.f32_to_bf16(reinterpret_cast<uint16_t*>(out.data<bf16>()), x.data<float>(),
-                                 n, stream),
-                 "convert_dtype f32 -> bf16");
+    plugin_check(
+        api,
+        api.f32_to_bf16(reinterpret_cast<uint16_t*>(out.data<bf16>()), x.data<float>(), n, stream),
+        "convert_dtype f32 -> bf16");
   } else if (x.dtype() == DType::kBF16 && out.dtype() == DType::kF32) {
     plugin_check(api,
                  api.bf16_to_f32(out.data<float>(),
@@ -33,14 +33,13 @@ void convert_dtype(Tensor& out, const Tensor& x, StreamHandle stream) {
 void add(Tensor& out, const Tensor& a, const Tensor& b, StreamHandle stream) {
   CMOE_CHECK(out.device().is_cuda() && a.device() == out.device() && b.device() == out.device() &&
                  a.shape() == out.shape() && b.shape() == out.shape() &&
-                 out.dtype() == DType::kF32 && a.dtype() == DType::kF32 &&
-                 b.dtype() == DType::kF32,
+                 out.dtype() == DType::kF32 && a.dtype() == DType::kF32 && b.dtype() == DType::kF32,
              "add ", a.str(), " + ", b.str(), " into ", out.str(),
              ": same shape, f32, on one CUDA device");
   const CmoeCudaApi& api = loaded_api();
-  plugin_check(api,
-               api.add_f32(out.data<float>(), a.data<float>(), b.data<float>(), out.numel(), stream),
-               "cuda add");
+  plugin_check(
+      api, api.add_f32(out.data<float>(), a.data<float>(), b.data<float>(), out.numel(), stream),
+      "cuda add");
 }
 
 }  // namespace cmoe::cuda

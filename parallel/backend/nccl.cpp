@@ -18,7 +18,7 @@ namespace cmoe::parallel {
 
 namespace {
 
-using NcclResult = int32_t;  // an NcclResult value
+using NcclResult = int32_t;  // an ncclResult_t value, as the plugin's nccl_* entries return
 
 // The CUDA backend's table; NcclCommunicator exists only once cuda::init has loaded it.
 const CmoeCudaApi& api() { return cuda::loaded_api(); }
@@ -49,7 +49,7 @@ int32_t nccl_op(ReduceOp op) {
 std::string nccl_error_text(NcclResult r, CmoeNcclComm comm) {
   // The last error's text names the step that failed (it may be an earlier failure's).
   const char* last = api().nccl_last_error(comm);
-  return absl::StrCat(api().nccl_error_string(r), " (NcclResult ", r, ")",
+  return absl::StrCat(api().nccl_error_string(r), " (ncclResult_t ", r, ")",
                       last != nullptr && *last != '\0' ? absl::StrCat(": ", last) : "");
 }
 
@@ -57,7 +57,7 @@ std::string nccl_error_text(NcclResult r, CmoeNcclComm comm) {
 absl::Status cuda_ok(int32_t code) { return cuda::plugin_status(api(), code); }
 
 // Polls `comm` until a non-blocking call on it has settled: returns its state, or
-// CMOE_NCCL_IN_PROGRESS when the deadline passed first.
+// ncclInProgress when the deadline passed first.
 NcclResult poll_settled(CmoeNcclComm comm, CommClock::time_point start, double timeout_s) {
   DeadlineWaiter waiter(start, timeout_s);
   for (;;) {
@@ -100,7 +100,7 @@ class DeviceGuard {
 struct NcclCommunicator::State {
   CmoeNcclComm comm = nullptr;
   cuda::StreamHandle stream = nullptr;  // operations run here (created non-blocking)
-  CmoeCudaEvent ready = nullptr;    // recorded on the compute stream before each operation
+  CmoeCudaEvent ready = nullptr;        // recorded on the compute stream before each operation
   int device = 0;
   int world_rank = -1;
   double timeout_s = kDefaultCommTimeoutS;
@@ -171,7 +171,7 @@ struct NcclCommunicator::State {
         what, " on NCCL ", group, ": the communicator was aborted after an earlier error"));
   }
 
-  // After a non-blocking call returned CMOE_NCCL_IN_PROGRESS: the settled state, or on the deadline
+  // After a non-blocking call returned ncclInProgress: the settled state, or on the deadline
   // the job ends here, naming `what`.
   NcclResult settle(CmoeNcclComm c, CommClock::time_point start, const std::string& what) {
     const NcclResult r = poll_settled(c, start, timeout_s);
@@ -195,7 +195,7 @@ class NcclCommunicator::Work final : public CommWorkImpl {
   double timeout_s = 0;
   CommClock::time_point start = CommClock::now();
   CmoeCudaEvent done = nullptr;  // recorded on the communicator's stream after the operation
-  std::vector<Tensor> keep;    // buffers stay alive until completion
+  std::vector<Tensor> keep;      // buffers stay alive until completion
   bool complete = false;
 
   ~Work() override {
@@ -278,9 +278,9 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::create_on(
   //    join with.
   absl::Status local = device.ok() ? cuda::init(*device) : device.status();
   if (local.ok() && api().has_nccl == 0) {
-    local = absl::UnimplementedError(absl::StrCat(
-        "the CUDA backend ", cuda::plugin_path(),
-        " was built without NCCL (configure with NCCL found, or set NCCL_ROOT)"));
+    local = absl::UnimplementedError(
+        absl::StrCat("the CUDA backend ", cuda::plugin_path(),
+                     " was built without NCCL (configure with NCCL found, or set NCCL_ROOT)"));
   }
   const int cuda_device = device.ok() ? *device : -1;
   std::shared_ptr<State> state;
@@ -361,7 +361,8 @@ absl::StatusOr<CommWork> NcclCommunicator::enqueue(std::string what, std::vector
   }
   // A non-blocking group may still be enqueueing its kernels: the completion event may only
   // be recorded behind them once the communicator has settled.
-  if (r == CMOE_NCCL_IN_PROGRESS) r = s.settle(s.comm, w->start, absl::StrCat("enqueueing ", w->what));
+  if (r == CMOE_NCCL_IN_PROGRESS)
+    r = s.settle(s.comm, w->start, absl::StrCat("enqueueing ", w->what));
   if (r != CMOE_NCCL_SUCCESS) return s.fail(r, w->what);
   if (absl::Status st = cuda_ok(api().event_record(w->done, s.stream)); !st.ok()) {
     s.abort();  // the operation is in flight but cannot be tracked
@@ -414,7 +415,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> NcclCommunicator::split(int color,
   // writes the new communicator into `comm` only then.
   CmoeNcclComm comm = nullptr;
   NcclResult r = api().nccl_comm_split(&comm, s.comm, color, key, /*blocking=*/0);
-  if (r == CMOE_NCCL_IN_PROGRESS) r = s.settle(s.comm, start, absl::StrCat("ncclCommSplit for ", what));
+  if (r == CMOE_NCCL_IN_PROGRESS)
+    r = s.settle(s.comm, start, absl::StrCat("ncclCommSplit for ", what));
   if (r != CMOE_NCCL_SUCCESS) return s.fail(r, absl::StrCat("ncclCommSplit for ", what));
   if (comm == nullptr)
     return absl::InternalError(absl::StrCat(what, ": ncclCommSplit gave no communicator"));
@@ -443,8 +445,8 @@ absl::StatusOr<CommWork> NcclCommunicator::all_reduce_async(const Tensor& buf, R
   const State& s = *state_;
   void* p = buf.raw_data();
   return enqueue(absl::StrCat("all_reduce ", buf.str(), " ", reduce_op_name(op)), {buf}, [&] {
-    return api().nccl_all_reduce(p, p, static_cast<size_t>(buf.numel()), nccl_reduce_type(buf.dtype()),
-                         nccl_op(op), s.comm, s.stream);
+    return api().nccl_all_reduce(p, p, static_cast<size_t>(buf.numel()),
+                                 nccl_reduce_type(buf.dtype()), nccl_op(op), s.comm, s.stream);
   });
 }
 
@@ -456,8 +458,9 @@ absl::StatusOr<CommWork> NcclCommunicator::reduce_scatter_async(const Tensor& ou
   return enqueue(
       absl::StrCat("reduce_scatter ", in.str(), " -> ", out.str(), " ", reduce_op_name(op)),
       {out, in}, [&] {
-        return api().nccl_reduce_scatter(out.raw_data(), in.raw_data(), static_cast<size_t>(out.numel()),
-                                 nccl_reduce_type(in.dtype()), nccl_op(op), s.comm, s.stream);
+        return api().nccl_reduce_scatter(
+            out.raw_data(), in.raw_data(), static_cast<size_t>(out.numel()),
+            nccl_reduce_type(in.dtype()), nccl_op(op), s.comm, s.stream);
       });
 }
 
@@ -526,9 +529,8 @@ absl::StatusOr<CommWork> NcclCommunicator::broadcast_async(const Tensor& buf, in
   if (buf.nbytes() == 0) return CommWork();
   const State& s = *state_;
   void* p = buf.raw_data();
-  return enqueue(absl::StrCat("broadcast ", buf.str(), " from rank ", root), {buf}, [&] {
-    return api().nccl_broadcast(p, p, buf.nbytes(), root, s.comm, s.stream);
-  });
+  return enqueue(absl::StrCat("broadcast ", buf.str(), " from rank ", root), {buf},
+                 [&] { return api().nccl_broadcast(p, p, buf.nbytes(), root, s.comm, s.stream); });
 }
 
 absl::StatusOr<CommWork> NcclCommunicator::batch_p2p_async(std::span<const P2POp> ops) {
@@ -566,11 +568,9 @@ absl::StatusOr<CommWork> NcclCommunicator::batch_p2p_async(std::span<const P2POp
 absl::StatusOr<CommWork> NcclCommunicator::barrier_async() {
   const State& s = *state_;
   void* p = barrier_buf_.raw_data();
-  return enqueue("barrier", {barrier_buf_},
-                 [&] {
-                   return api().nccl_all_reduce(p, p, 1, CMOE_CUDA_I32, CMOE_NCCL_SUM, s.comm,
-                                                s.stream);
-                 });
+  return enqueue("barrier", {barrier_buf_}, [&] {
+    return api().nccl_all_reduce(p, p, 1, CMOE_CUDA_I32, CMOE_NCCL_SUM, s.comm, s.stream);
+  });
 }
 
 // ---- device choice and the factory ----

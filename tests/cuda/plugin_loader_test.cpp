@@ -41,7 +41,8 @@ TEST(CudaPluginLoader, MissingLibraryIsNamed) {
   ASSERT_FALSE(api.ok());
   EXPECT_EQ(api.status().code(), absl::StatusCode::kUnavailable);
   // "<plugin>: libcmoe_fake_dep.so: cannot open shared object file: ...", as for libcudart.
-  EXPECT_TRUE(contains(api.status(), path + ": libcmoe_fake_dep.so: cannot open shared object file"))
+  EXPECT_TRUE(
+      contains(api.status(), path + ": libcmoe_fake_dep.so: cannot open shared object file"))
       << api.status();
 }
 
@@ -59,8 +60,8 @@ TEST(CudaPluginLoader, OtherAbiVersionIsRefused) {
   absl::StatusOr<const CmoeCudaApi*> api = plugin_open(path);
   ASSERT_FALSE(api.ok());
   EXPECT_EQ(api.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_TRUE(contains(api.status(), absl::StrCat(path, ": CUDA backend ABI version ",
-                                                   CMOE_CUDA_ABI_VERSION + 1)))
+  EXPECT_TRUE(contains(
+      api.status(), absl::StrCat(path, ": CUDA backend ABI version ", CMOE_CUDA_ABI_VERSION + 1)))
       << api.status();
   EXPECT_TRUE(contains(api.status(), absl::StrCat("needs version ", CMOE_CUDA_ABI_VERSION)))
       << api.status();

@@ -37,11 +37,12 @@ int32_t api_blas_set_stream(CmoeBlasHandle handle, CmoeCudaStream stream) {
   return CMOE_CUDA_OK;
 }
 
-int32_t api_blas_matmul(float* c, const void* a, const void* b, int32_t dtype, int64_t m,
-                        int64_t n, int64_t k, int32_t trans_a, int32_t trans_b, float alpha,
-                        float beta, CmoeBlasHandle handle) {
+int32_t api_blas_matmul(float* c, const void* a, const void* b, int32_t dtype, int64_t m, int64_t n,
+                        int64_t k, int32_t trans_a, int32_t trans_b, float alpha, float beta,
+                        CmoeBlasHandle handle) {
   if (dtype != CMOE_CUDA_F32 && dtype != CMOE_CUDA_BF16) {
-    return set_error(CMOE_CUDA_INVALID_ARGUMENT, "blas_matmul: input dtype code %d (want F32 or BF16)",
+    return set_error(CMOE_CUDA_INVALID_ARGUMENT,
+                     "blas_matmul: input dtype code %d (want F32 or BF16)",
                      static_cast<int>(dtype));
   }
   if (m < 0 || n < 0 || k < 0) {

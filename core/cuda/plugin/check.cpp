@@ -47,8 +47,8 @@ int32_t cublas_fail(cublasStatus_t st, const char* call, const char* file, int l
   const int32_t code = st == CUBLAS_STATUS_ALLOC_FAILED      ? CMOE_CUDA_RESOURCE_EXHAUSTED
                        : st == CUBLAS_STATUS_NOT_INITIALIZED ? CMOE_CUDA_UNAVAILABLE
                                                              : CMOE_CUDA_INTERNAL;
-  return set_error(code, "%s failed at %s:%d: %s (%s)", call, file, line,
-                   cublasGetStatusString(st), cublasGetStatusName(st));
+  return set_error(code, "%s failed at %s:%d: %s (%s)", call, file, line, cublasGetStatusString(st),
+                   cublasGetStatusName(st));
 }
 
 const char* api_last_error() { return t_last_error; }

@@ -31,15 +31,15 @@ inline cudaStream_t to_cuda(CmoeCudaStream s) {
 
 }  // namespace cmoe::cuda_plugin
 
-#define CUDA_TRY(call)                                                                     \
-  do {                                                                                     \
-    const cudaError_t cmoe_err_ = (call);                                                  \
-    if (cmoe_err_ != cudaSuccess)                                                          \
-      return ::cmoe::cuda_plugin::cuda_fail(cmoe_err_, #call, __FILE__, __LINE__);         \
+#define CUDA_TRY(call)                                                             \
+  do {                                                                             \
+    const cudaError_t cmoe_err_ = (call);                                          \
+    if (cmoe_err_ != cudaSuccess)                                                  \
+      return ::cmoe::cuda_plugin::cuda_fail(cmoe_err_, #call, __FILE__, __LINE__); \
   } while (0)
-#define CUBLAS_TRY(call)                                                                   \
-  do {                                                                                     \
-    const cublasStatus_t cmoe_st_ = (call);                                                \
-    if (cmoe_st_ != CUBLAS_STATUS_SUCCESS)                                                 \
-      return ::cmoe::cuda_plugin::cublas_fail(cmoe_st_, #call, __FILE__, __LINE__);        \
+#define CUBLAS_TRY(call)                                                            \
+  do {                                                                              \
+    const cublasStatus_t cmoe_st_ = (call);                                         \
+    if (cmoe_st_ != CUBLAS_STATUS_SUCCESS)                                          \
+      return ::cmoe::cuda_plugin::cublas_fail(cmoe_st_, #call, __FILE__, __LINE__); \
   } while (0)

@@ -53,7 +53,6 @@ int grid_for(int64_t n) {
   return static_cast<int>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
 }
 
-
 // A launch error is a bug (bad configuration) or a broken device, never user input; core turns
 // the code into a fatal check naming the kernel.
 int32_t launch_status(const char* kernel, const char* file, int line) {
@@ -74,8 +73,7 @@ int32_t api_bf16_to_f32(float* out, const uint16_t* x, int64_t n, CmoeCudaStream
   return launch_status("launch of bf16_to_f32_kernel", __FILE__, __LINE__);
 }
 
-int32_t api_add_f32(float* out, const float* a, const float* b, int64_t n,
-                    CmoeCudaStream stream) {
+int32_t api_add_f32(float* out, const float* a, const float* b, int64_t n, CmoeCudaStream stream) {
   if (n == 0) return CMOE_CUDA_OK;
   add_f32_kernel<<<grid_for(n), kThreads, 0, to_cuda(stream)>>>(out, a, b, n);
   return launch_status("launch of add_f32_kernel", __FILE__, __LINE__);

@@ -24,6 +24,8 @@ namespace cmoe::cuda_plugin {
 
 namespace {
 
+// Both are pointers to an opaque struct; the caller's CmoeNcclComm slot is NCCL's ncclComm_t.
+static_assert(sizeof(ncclComm_t) == sizeof(CmoeNcclComm));
 ncclComm_t to_nccl(CmoeNcclComm c) { return reinterpret_cast<ncclComm_t>(c); }
 
 // The ABI's element type as NCCL's; ncclNumTypes for a code NCCL has no type for (NCCL then
@@ -69,24 +71,21 @@ int32_t api_nccl_get_unique_id(uint8_t* id) {
   return r;
 }
 
-int32_t api_nccl_comm_init_rank(CmoeNcclComm* comm, const uint8_t* id, int32_t nranks,
-                                int32_t rank, int32_t blocking) {
+int32_t api_nccl_comm_init_rank(CmoeNcclComm* comm, const uint8_t* id, int32_t nranks, int32_t rank,
+                                int32_t blocking) {
   ncclUniqueId uid;
   std::memcpy(&uid, id, sizeof(uid));
   ncclConfig_t config = make_config(blocking);
-  ncclComm_t c = nullptr;
-  const ncclResult_t r = ncclCommInitRankConfig(&c, nranks, uid, rank, &config);
-  *comm = reinterpret_cast<CmoeNcclComm>(c);
-  return r;
+  // The caller's handle itself: a non-blocking initialisation may fill it in the background.
+  *comm = nullptr;
+  return ncclCommInitRankConfig(reinterpret_cast<ncclComm_t*>(comm), nranks, uid, rank, &config);
 }
 
 int32_t api_nccl_comm_split(CmoeNcclComm* new_comm, CmoeNcclComm comm, int32_t color, int32_t key,
                             int32_t blocking) {
   ncclConfig_t config = make_config(blocking);
   // Non-blocking: NCCL writes the new communicator into *new_comm when the split has settled.
-  static_assert(sizeof(ncclComm_t) == sizeof(CmoeNcclComm));
-  return ncclCommSplit(to_nccl(comm), color, key, reinterpret_cast<ncclComm_t*>(new_comm),
-                       &config);
+  return ncclCommSplit(to_nccl(comm), color, key, reinterpret_cast<ncclComm_t*>(new_comm), &config);
 }
 
 int32_t api_nccl_comm_finalize(CmoeNcclComm comm) { return ncclCommFinalize(to_nccl(comm)); }

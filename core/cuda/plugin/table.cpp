@@ -4,6 +4,7 @@
 
 namespace {
 
+// clang-format off
 const CmoeCudaApi kApi = {
     .abi_version = CMOE_CUDA_ABI_VERSION,
     .struct_size = sizeof(CmoeCudaApi),
@@ -18,6 +19,7 @@ const CmoeCudaApi kApi = {
     CMOE_CUDA_API_ENTRIES(CMOE_CUDA_PLUGIN_FILL_)
 #undef CMOE_CUDA_PLUGIN_FILL_
 };
+// clang-format on
 
 }  // namespace
 
