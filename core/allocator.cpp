@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/check.h"
+#include "core/cuda/cuda_backend.h"
 
 namespace cmoe {
 
@@ -56,26 +57,39 @@ class CpuAllocator final : public Allocator {
 };
 
 CpuAllocator g_cpu_allocator;
-Allocator* g_allocators[2] = {&g_cpu_allocator, nullptr};
-DeviceCopyFn g_device_copy = nullptr;
+// Atomic: the first CUDA tensor may register the CUDA backend from any thread.
+std::atomic<Allocator*> g_allocators[2] = {&g_cpu_allocator, nullptr};
+std::atomic<DeviceCopyFn> g_device_copy = nullptr;
+
+// The first CUDA tensor or copy loads the CUDA backend (core/cuda/cuda_backend.h) if nothing
+// has yet; without one it aborts naming the reason (plugin missing, no driver, no GPU).
+void require_cuda_backend(const char* what) {
+  const absl::Status st = cuda::register_backend();
+  CMOE_CHECK(st.ok(), what, " needs the CUDA backend, which is unavailable: ", st.message());
+}
 
 }  // namespace
 
 Allocator& allocator_for(DeviceType type) {
-  Allocator* a = g_allocators[static_cast<int>(type)];
+  Allocator* a = g_allocators[static_cast<int>(type)].load();
+  if (a == nullptr && type == DeviceType::kCUDA) {
+    require_cuda_backend("a CUDA tensor");
+    a = g_allocators[static_cast<int>(type)].load();
+  }
   CMOE_CHECK(a != nullptr, "no allocator registered for ",
-             type == DeviceType::kCPU ? "cpu" : "cuda",
-             " (CUDA tensors need a CUDA build and a GPU)");
+             type == DeviceType::kCPU ? "cpu" : "cuda");
   return *a;
 }
 
 void register_allocator(DeviceType type, Allocator* allocator) {
-  g_allocators[static_cast<int>(type)] = allocator;
+  g_allocators[static_cast<int>(type)].store(allocator);
 }
 
-bool has_allocator(DeviceType type) { return g_allocators[static_cast<int>(type)] != nullptr; }
+bool has_allocator(DeviceType type) {
+  return g_allocators[static_cast<int>(type)].load() != nullptr;
+}
 
-void register_device_copy(DeviceCopyFn fn) { g_device_copy = fn; }
+void register_device_copy(DeviceCopyFn fn) { g_device_copy.store(fn); }
 
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
   if (bytes == 0) return;
@@ -83,9 +97,13 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     std::memcpy(dst, src, bytes);
     return;
   }
-  CMOE_CHECK(g_device_copy != nullptr, "copy between ", src_device.str(), " and ",
-             dst_device.str(), " needs the CUDA backend");
-  g_device_copy(dst, dst_device, src, src_device, bytes);
+  DeviceCopyFn copy = g_device_copy.load();
+  if (copy == nullptr) {
+    require_cuda_backend(absl::StrCat("copy between ", src_device.str(), " and ", dst_device.str())
+                             .c_str());
+    copy = g_device_copy.load();
+  }
+  copy(dst, dst_device, src, src_device, bytes);
 }
 
 Storage::Storage(size_t bytes, Device device)

@@ -2,8 +2,8 @@
 //
 // Each device type has one registered Allocator. The CPU allocator (64-byte aligned, so AVX-512
 // loads never split cache lines) is built in; the CUDA backend registers its caching allocator
-// when it is linked and a GPU is present. Storage owns one allocation and returns it to the
-// allocator that made it.
+// in cuda::init, or when the first CUDA tensor is asked for (loading the CUDA plugin then).
+// Storage owns one allocation and returns it to the allocator that made it.
 #pragma once
 
 #include <cstddef>
@@ -39,8 +39,8 @@ class Allocator {
   virtual void reset_peak() = 0;
 };
 
-// The allocator for a device type; aborts with a message when none is registered (a CUDA
-// tensor requested in a build or on a machine without a GPU).
+// The allocator for a device type. The first request for kCUDA loads the CUDA backend; it aborts
+// with the reason when there is none (a build without CUDA, a machine without a GPU).
 Allocator& allocator_for(DeviceType type);
 void register_allocator(DeviceType type, Allocator* allocator);
 bool has_allocator(DeviceType type);

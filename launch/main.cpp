@@ -10,10 +10,8 @@
 
 #include "core/cpu/kernels.h"
 #include "launch/commands.h"
-#include "oneapi/dnnl/dnnl.hpp"
-#ifdef CMOE_HAVE_CUDA
 #include "core/cuda/cuda_backend.h"
-#endif
+#include "oneapi/dnnl/dnnl.hpp"
 
 namespace {
 
@@ -81,16 +79,8 @@ int cmd_info() {
               cmoe::cpu::has_avx512() ? "yes" : "no", cmoe::cpu::has_avx512bf16() ? "yes" : "no",
               omp_get_max_threads());
   std::printf("onednn: %d.%d.%d (%s)\n", v->major, v->minor, v->patch, v->cpu_runtime == DNNL_RUNTIME_OMP ? "openmp" : "other");
-#ifdef CMOE_HAVE_CUDA
-  auto n = cmoe::cuda::device_count();
-  if (n.ok()) {
-    std::printf("cuda: built; %d GPU(s)\n", *n);
-  } else {
-    std::printf("cuda: built; no GPU usable (%s)\n", std::string(n.status().message()).c_str());
-  }
-#else
-  std::printf("cuda: not built (nvcc was not found at configure time)\n");
-#endif
+  // Loads the CUDA plugin: the only command that does so unasked (docs/cuda-backend.md).
+  std::printf("cuda: %s\n", cmoe::cuda::describe_backend().c_str());
   return 0;
 }
 

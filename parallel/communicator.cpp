@@ -37,16 +37,6 @@ const char* reduce_op_name(ReduceOp op) {
   return "?";
 }
 
-#ifndef CMOE_HAVE_NCCL
-// Without NCCL there is no GPU backend (backend/nccl.cpp defines the real one).
-absl::StatusOr<std::unique_ptr<Communicator>> make_gpu_communicator(Communicator& bootstrap,
-                                                                    const std::string& name) {
-  return absl::UnimplementedError(absl::StrCat(
-      "GPU communicator '", name, "' over '", bootstrap.name(),
-      "': this cmoe was built without NCCL (configure with CUDA and NCCL to get the NCCL backend)"));
-}
-#endif
-
 // ---- CommWork ----
 
 CommWork& CommWork::operator=(CommWork&& o) noexcept {

@@ -161,7 +161,8 @@ bool launched_by_mpi();
 // NcclCommunicator (backend/nccl.h) on this rank's GPU, mpi_local_rank() % device_count()
 // (device 0 without MPI). Collective over `bootstrap` and, under MPI, over the whole job (the
 // local rank comes from splitting MPI_COMM_WORLD). A rank without a usable GPU makes the call
-// fail on every rank, naming its reason. Unimplemented in a build without NCCL.
+// fail on every rank, naming its reason — among them a CUDA backend that is not built or cannot
+// be loaded (core/cuda/plugin_loader.h), and Unimplemented for a backend built without NCCL.
 absl::StatusOr<std::unique_ptr<Communicator>> make_gpu_communicator(
     Communicator& bootstrap, const std::string& name = "world");
 

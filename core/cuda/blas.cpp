@@ -1,20 +1,19 @@
-// blas.cpp — BlasHandle and the row-major matmul on top of cublasGemmEx.
+// blas.cpp — BlasHandle and the checked row-major matmul over the plugin's blas_matmul.
 #include "core/cuda/blas.h"
 
 #include <cstdio>
 #include <string>
 
-#include "core/cuda/cuda_check.h"
+#include "core/check.h"
+#include "core/cuda/plugin_loader.h"
 
 namespace cmoe::cuda {
 
 absl::StatusOr<BlasHandle> BlasHandle::create() {
-  cublasHandle_t h = nullptr;
-  CMOE_RETURN_IF_ERROR(CUBLAS_CHECK(cublasCreate(&h)));
-  BlasHandle handle(h);
-  // Pin full-f32 math: cuBLAS may otherwise be allowed TF32 by the environment.
-  CMOE_RETURN_IF_ERROR(CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH)));
-  return handle;
+  CMOE_ASSIGN_OR_RETURN(const CmoeCudaApi* api, plugin_api());
+  CmoeBlasHandle h = nullptr;
+  CMOE_RETURN_IF_ERROR(plugin_status(*api, api->blas_create(&h)));
+  return BlasHandle(h);
 }
 
 BlasHandle& BlasHandle::operator=(BlasHandle&& o) noexcept {
@@ -30,13 +29,15 @@ BlasHandle::~BlasHandle() { reset(); }
 
 void BlasHandle::reset() {
   if (handle_ == nullptr) return;
-  absl::Status st = CUBLAS_CHECK(cublasDestroy(handle_));
+  const CmoeCudaApi& api = loaded_api();
+  absl::Status st = plugin_status(api, api.blas_destroy(handle_));
   if (!st.ok()) std::fprintf(stderr, "cmoe: %s\n", std::string(st.message()).c_str());
   handle_ = nullptr;
 }
 
-absl::Status BlasHandle::set_stream(cudaStream_t stream) {
-  return CUBLAS_CHECK(cublasSetStream(handle_, stream));
+absl::Status BlasHandle::set_stream(StreamHandle stream) {
+  const CmoeCudaApi& api = loaded_api();
+  return plugin_status(api, api.blas_set_stream(handle_, stream));
 }
 
 void matmul(Tensor& c, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, float alpha,
@@ -56,26 +57,12 @@ void matmul(Tensor& c, const Tensor& a, const Tensor& b, bool trans_a, bool tran
   const int64_t n = trans_b ? b.dim(0) : b.dim(1);
   CMOE_CHECK(k == kb && c.dim(0) == m && c.dim(1) == n, "matmul shapes: op(a) ", m, "x", k,
              ", op(b) ", kb, "x", n, ", c ", c.shape().str());
-  if (m == 0 || n == 0) return;
-  if (k == 0) {  // op(a) @ op(b) is all zeros: c = beta * c.
-    cudaStream_t stream = nullptr;
-    CUBLAS_CHECK_FATAL(cublasGetStream(blas.get(), &stream));
-    if (beta == 0.0f) {
-      CUDA_CHECK_FATAL(cudaMemsetAsync(c.raw_data(), 0, c.nbytes(), stream));
-    } else {
-      CUBLAS_CHECK_FATAL(cublasSscal_64(blas.get(), m * n, &beta, c.data<float>(), 1));
-    }
-    return;
-  }
-  const cudaDataType_t in_type = a.dtype() == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
-  // Column-major view: C^T (n x m) = op(B)^T (n x k) @ op(A)^T (k x m).
-  const int64_t lda = trans_b ? k : n;  // b read column-major as (n, k), or (k, n) if trans_b
-  const int64_t ldb = trans_a ? m : k;  // a read column-major as (k, m), or (m, k) if trans_a
-  CUBLAS_CHECK_FATAL(cublasGemmEx_64(blas.get(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                     trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha,
-                                     b.raw_data(), in_type, lda, a.raw_data(), in_type, ldb,
-                                     &beta, c.raw_data(), CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
-                                     CUBLAS_GEMM_DEFAULT));
+  const CmoeCudaApi& api = loaded_api();
+  plugin_check(api,
+               api.blas_matmul(c.data<float>(), a.raw_data(), b.raw_data(),
+                               a.dtype() == DType::kF32 ? CMOE_CUDA_F32 : CMOE_CUDA_BF16, m, n, k,
+                               trans_a, trans_b, alpha, beta, blas.get()),
+               "cuda matmul");
 }
 
 }  // namespace cmoe::cuda

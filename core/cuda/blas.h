@@ -1,23 +1,21 @@
-// blas.h — cuBLAS handle ownership and dense matmul on CUDA tensors.
+// blas.h — cuBLAS handle ownership and dense matmul on CUDA tensors (through the CUDA plugin).
 //
 // matmul has the semantics of cmoe::ops::matmul (core/ops/matmul.h) on CUDA storage: row-major
-// 2-D tensors, f32 or bf16 inputs, f32 output, f32 accumulation (CUBLAS_COMPUTE_32F; f32 inputs
-// are not rounded to TF32). cuBLAS is column-major; a row-major (M, N) matrix is the
-// column-major (N, M) matrix of its transpose, so C = op(A) op(B) is computed as
-// C^T = op(B)^T op(A)^T by passing B first — no copies.
+// 2-D tensors, f32 or bf16 inputs, f32 output, f32 accumulation (f32 inputs are not rounded to
+// TF32). This file checks shapes, dtypes and devices; the plugin's blas_matmul runs
+// cublasGemmEx on the column-major view (core/cuda/plugin/blas.cpp).
 #pragma once
 
-#include <cublas_v2.h>
-#include <cuda_runtime_api.h>
-
 #include "absl/status/statusor.h"
+#include "core/cuda/stream.h"
 #include "core/tensor.h"
 
 namespace cmoe::cuda {
 
-// Owns one cublasHandle_t (bound to the device current at create()). Move-only.
+// Owns one cuBLAS handle (bound to the device current at create()). Move-only.
 class BlasHandle {
  public:
+  // Loads the CUDA backend if needed.
   static absl::StatusOr<BlasHandle> create();
   BlasHandle(BlasHandle&& o) noexcept : handle_(o.handle_) { o.handle_ = nullptr; }
   BlasHandle& operator=(BlasHandle&& o) noexcept;
@@ -25,14 +23,14 @@ class BlasHandle {
   BlasHandle& operator=(const BlasHandle&) = delete;
   ~BlasHandle();
 
-  cublasHandle_t get() const { return handle_; }
+  CmoeBlasHandle get() const { return handle_; }
   // Subsequent calls through this handle are queued on `stream`.
-  absl::Status set_stream(cudaStream_t stream);
+  absl::Status set_stream(StreamHandle stream);
 
  private:
-  explicit BlasHandle(cublasHandle_t h) : handle_(h) {}
+  explicit BlasHandle(CmoeBlasHandle h) : handle_(h) {}
   void reset();
-  cublasHandle_t handle_ = nullptr;
+  CmoeBlasHandle handle_ = nullptr;
 };
 
 // c = alpha * op(a) @ op(b) + beta * c, op(x) = x^T when the flag is set (on blas's stream).

@@ -1,122 +1,107 @@
-// cuda_backend.cpp — GPU discovery, and the hooks init() installs into core/allocator.h: a
-// CachingAllocator over cudaMalloc/cudaFree, and synchronous cross-device copies.
+// cuda_backend.cpp — GPU discovery through the plugin, and the hooks init() installs into
+// core/allocator.h: a CachingAllocator over the plugin's device_malloc/device_free, and
+// synchronous cross-device copies.
 #include "core/cuda/cuda_backend.h"
-
-#include <cuda_runtime_api.h>
-#include <dlfcn.h>
 
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "core/allocator.h"
+#include "core/check.h"
 #include "core/cuda/caching_allocator.h"
-#include "core/cuda/cuda_check.h"
+#include "core/cuda/plugin_loader.h"
 
 namespace cmoe::cuda {
 
 namespace {
 
-// Makes `device` current for a scope and restores the previous device after it, so allocator
-// and copy hooks never change the caller's current device.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    CUDA_CHECK_FATAL(cudaGetDevice(&prev_));
-    if (prev_ != device) CUDA_CHECK_FATAL(cudaSetDevice(device));
-    switched_ = prev_ != device;
-  }
-  ~DeviceGuard() {
-    if (switched_) CUDA_CHECK_FATAL(cudaSetDevice(prev_));
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int prev_ = 0;
-  bool switched_ = false;
-};
-
 void* cuda_raw_alloc(void* /*ctx*/, size_t bytes, int device) {
-  DeviceGuard guard(device);
+  const CmoeCudaApi& api = loaded_api();
   void* p = nullptr;
-  const cudaError_t err = cudaMalloc(&p, bytes);
-  if (err == cudaErrorMemoryAllocation) {
-    (void)cudaGetLastError();  // out of memory is not sticky: let the caller retry
-    return nullptr;
-  }
-  CMOE_CUDA_FATAL_IMPL_(cuda_status(err, "cudaMalloc", __FILE__, __LINE__));
+  const int32_t code = api.device_malloc(&p, bytes, device);
+  if (code == CMOE_CUDA_RESOURCE_EXHAUSTED) return nullptr;  // the caching allocator retries
+  plugin_check(api, code, "raw CUDA allocation");
   return p;
 }
 
 void cuda_raw_free(void* /*ctx*/, void* ptr, size_t /*bytes*/, int device) {
-  DeviceGuard guard(device);
-  CUDA_CHECK_FATAL(cudaFree(ptr));
+  const CmoeCudaApi& api = loaded_api();
+  plugin_check(api, api.device_free(ptr, device), "raw CUDA free");
 }
 
 void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  const CmoeCudaApi& api = loaded_api();
+  int32_t code = CMOE_CUDA_OK;
   if (dst_device.is_cuda() && src_device.is_cuda()) {
-    if (dst_device.index == src_device.index) {
-      CUDA_CHECK_FATAL(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
-    } else {
-      CUDA_CHECK_FATAL(cudaMemcpyPeer(dst, dst_device.index, src, src_device.index, bytes));
-    }
-  } else if (dst_device.is_cuda()) {
-    CUDA_CHECK_FATAL(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    code = dst_device.index == src_device.index
+               ? api.memcpy_sync(dst, src, bytes, CMOE_CUDA_D2D)
+               : api.memcpy_peer(dst, dst_device.index, src, src_device.index, bytes);
   } else {
-    CUDA_CHECK_FATAL(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+    code = api.memcpy_sync(dst, src, bytes, dst_device.is_cuda() ? CMOE_CUDA_H2D : CMOE_CUDA_D2H);
+  }
+  if (code != CMOE_CUDA_OK) {
+    plugin_check(
+        api, code,
+        absl::StrCat("copy of ", bytes, " bytes from ", src_device.str(), " to ", dst_device.str())
+            .c_str());
   }
 }
 
 std::once_flag g_register_once;
-// Deliberately never destroyed: tensors may outlive static destruction, and cudaFree after the
-// runtime has unloaded fails.
+// Deliberately never destroyed: tensors may outlive static destruction, and freeing device
+// memory after the CUDA runtime has unloaded fails.
 CachingAllocator* g_allocator = nullptr;
-
-// True when the NVIDIA driver library can be loaded; the runtime reports a missing driver as
-// "driver version is insufficient", which misleads on a machine that has none at all.
-bool driver_present() {
-  void* lib = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
-  if (lib != nullptr) dlclose(lib);
-  return lib != nullptr;
-}
 
 }  // namespace
 
 absl::StatusOr<int> device_count() {
-  int n = 0;
-  absl::Status st = CUDA_CHECK(cudaGetDeviceCount(&n));
-  if (!st.ok()) {
-    if (st.code() == absl::StatusCode::kUnavailable && !driver_present()) {
-      return absl::UnavailableError(
-          absl::StrCat("no NVIDIA driver (libcuda.so.1 not found); ", st.message()));
-    }
-    return st;
-  }
-  if (n == 0) return absl::UnavailableError("cudaGetDeviceCount reports 0 devices");
-  return n;
+  CMOE_ASSIGN_OR_RETURN(const CmoeCudaApi* api, plugin_api());
+  int32_t n = 0;
+  CMOE_RETURN_IF_ERROR(plugin_status(*api, api->device_count(&n)));
+  return static_cast<int>(n);
 }
 
-absl::Status init(int device) {
+absl::Status register_backend() {
   CMOE_ASSIGN_OR_RETURN(const int n, device_count());
-  if (device < 0 || device >= n) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CUDA device ", device, " requested but ", n,
-        " visible (device indices start at 0; check CUDA_VISIBLE_DEVICES)"));
-  }
-  CMOE_RETURN_IF_ERROR(CUDA_CHECK(cudaSetDevice(device)));
+  (void)n;
   std::call_once(g_register_once, [] {
-    g_allocator = new CachingAllocator(
-        RawBackend{.alloc = cuda_raw_alloc, .free = cuda_raw_free, .ctx = nullptr,
-                   .name = "cudaMalloc"});
+    g_allocator = new CachingAllocator(RawBackend{
+        .alloc = cuda_raw_alloc, .free = cuda_raw_free, .ctx = nullptr, .name = "cudaMalloc"});
     register_allocator(DeviceType::kCUDA, g_allocator);
     register_device_copy(cuda_copy);
   });
   return absl::OkStatus();
 }
 
+absl::Status init(int device) {
+  CMOE_ASSIGN_OR_RETURN(const int n, device_count());
+  if (device < 0 || device >= n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA device ", device, " requested but ", n,
+                     " visible (device indices start at 0; check CUDA_VISIBLE_DEVICES)"));
+  }
+  const CmoeCudaApi& api = loaded_api();
+  CMOE_RETURN_IF_ERROR(plugin_status(api, api.set_device(device)));
+  return register_backend();
+}
+
 CachingAllocator& caching_allocator() {
   CMOE_CHECK(g_allocator != nullptr, "cuda::caching_allocator() before a successful cuda::init()");
   return *g_allocator;
+}
+
+std::string describe_backend() {
+  absl::StatusOr<const CmoeCudaApi*> api = plugin_api();
+  if (!api.ok()) {
+    const std::string why(api.status().message());
+    if (api.status().code() == absl::StatusCode::kUnimplemented) {
+      return "not built (nvcc was not found at configure time)";
+    }
+    return absl::StrCat("not available (", why, ")");
+  }
+  absl::StatusOr<int> n = device_count();
+  if (!n.ok()) return absl::StrCat("no GPU usable (", n.status().message(), ")");
+  return absl::StrCat(*n, " GPU(s) (backend ", plugin_path(), ")");
 }
 
 }  // namespace cmoe::cuda

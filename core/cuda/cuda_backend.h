@@ -1,10 +1,15 @@
-// cuda_backend.h — the CUDA device abstraction: discovery, initialisation, streams.
+// cuda_backend.h — the CUDA device abstraction: discovery, initialisation, the caching allocator.
 //
-// Linked only when CMake finds nvcc (target cmoe_cuda). init() registers the CUDA caching
-// allocator and device copies with core/allocator.h, after which Tensor::empty(..., cuda)
-// works. Every entry point returns a Status naming the CUDA call that failed, so a machine
-// without a GPU gets a clear reason rather than a crash.
+// Everything here goes through the CUDA plugin (plugin_loader.h), loaded on first use: calling
+// any of these functions is what "asking for a CUDA device" means. init() registers the CUDA
+// caching allocator and device copies with core/allocator.h, after which Tensor::empty(...,
+// cuda) works; a CUDA tensor asked for before init() triggers the same registration
+// (register_backend). Every entry point returns a Status naming what failed — the plugin that
+// could not be loaded and why, or the CUDA call and the driver's reason — so a machine without
+// a GPU gets a clear sentence rather than a crash.
 #pragma once
+
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -13,14 +18,23 @@ namespace cmoe::cuda {
 
 class CachingAllocator;
 
-// Number of usable GPUs; an error status with the driver's reason when there are none.
+// Number of usable GPUs; an error status with the reason when there are none (backend not
+// built, plugin or CUDA library not loadable, no driver, no device).
 absl::StatusOr<int> device_count();
 
 // Selects `device`, registers the caching allocator and device copy hooks. Idempotent.
 absl::Status init(int device = 0);
 
+// Registers the caching allocator and device copy hooks without selecting a device, when at
+// least one GPU is usable. Idempotent. core/allocator.cpp calls it for the first CUDA tensor.
+absl::Status register_backend();
+
 // The caching allocator init() registered for CUDA tensors (statistics, empty_cache()).
 // Calling it before a successful init() is a bug (checked).
 CachingAllocator& caching_allocator();
+
+// One line for `cmoe info`: "2 GPU(s) (backend <path>)", "no GPU usable (<why>)",
+// "not available (<why the plugin did not load>)" or "not built (<why>)".
+std::string describe_backend();
 
 }  // namespace cmoe::cuda

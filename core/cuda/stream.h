@@ -1,21 +1,26 @@
-// stream.h — RAII owner of a CUDA stream.
+// stream.h — RAII owner of a CUDA stream (created through the CUDA plugin).
 //
 // Streams are created blocking (default flags), so they synchronise with the legacy default
-// stream that cudaMemcpy uses for host<->device copies; the caching allocator's reuse rule
+// stream that host<->device copies use; the caching allocator's reuse rule
 // (caching_allocator.h) relies on that ordering. Move-only; destruction synchronises the stream
 // before destroying it so no queued work outlives the buffers its owner is about to free.
+// StreamHandle is the plugin ABI's opaque cudaStream_t; a null handle is the legacy default
+// stream.
 #pragma once
-
-#include <cuda_runtime_api.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/cuda/cuda_api.h"
 
 namespace cmoe::cuda {
 
+using StreamHandle = CmoeCudaStream;
+// The legacy default stream (cudaStreamLegacy).
+inline constexpr StreamHandle kLegacyStream = nullptr;
+
 class Stream {
  public:
-  // A new stream on the current device.
+  // A new stream on the current device; loads the CUDA backend if needed.
   static absl::StatusOr<Stream> create();
   Stream(Stream&& o) noexcept : stream_(o.stream_) { o.stream_ = nullptr; }
   Stream& operator=(Stream&& o) noexcept;
@@ -23,14 +28,14 @@ class Stream {
   Stream& operator=(const Stream&) = delete;
   ~Stream();
 
-  cudaStream_t get() const { return stream_; }
+  StreamHandle get() const { return stream_; }
   // Blocks until all work queued on the stream has finished; the status names a failed kernel.
   absl::Status synchronize() const;
 
  private:
-  explicit Stream(cudaStream_t s) : stream_(s) {}
+  explicit Stream(StreamHandle s) : stream_(s) {}
   void reset();
-  cudaStream_t stream_ = nullptr;
+  StreamHandle stream_ = nullptr;
 };
 
 }  // namespace cmoe::cuda

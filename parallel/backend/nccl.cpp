@@ -1,5 +1,7 @@
 // nccl.cpp — NcclCommunicator (see nccl.h): bootstrap, enqueueing with stream ordering, polled
-// completion, split, teardown; local_cuda_device and make_gpu_communicator.
+// completion, split, teardown; local_cuda_device and make_gpu_communicator. Every NCCL and
+// CUDA call goes through the CUDA plugin's table (core/cuda/cuda_api.h): this file links
+// neither library. NcclResult values are ncclResult_t's (CMOE_NCCL_SUCCESS, ..._IN_PROGRESS).
 #include "parallel/backend/nccl.h"
 
 #include <algorithm>
@@ -8,57 +10,62 @@
 #include <utility>
 
 #include "core/cuda/cuda_backend.h"
-#include "core/cuda/cuda_check.h"
+#include "core/cuda/plugin_loader.h"
 #include "parallel/backend/deadline.h"
 #include "parallel/backend/mpi.h"
-
-static_assert(NCCL_VERSION_CODE >= NCCL_VERSION(2, 18, 0),
-              "the NCCL backend needs NCCL >= 2.18 (ncclCommSplit)");
 
 namespace cmoe::parallel {
 
 namespace {
 
+using NcclResult = int32_t;  // an ncclResult_t value, as the plugin's nccl_* entries return
+
+// The CUDA backend's table; NcclCommunicator exists only once cuda::init has loaded it.
+const CmoeCudaApi& api() { return cuda::loaded_api(); }
+
 // The NCCL type a reduction runs in; comm_check::reducible has admitted the dtype.
-ncclDataType_t nccl_reduce_type(DType d) {
+int32_t nccl_reduce_type(DType d) {
   switch (d) {
-    case DType::kF32: return ncclFloat32;
-    case DType::kBF16: return ncclBfloat16;
-    case DType::kI32: return ncclInt32;
-    case DType::kI64: return ncclInt64;
+    case DType::kF32: return CMOE_CUDA_F32;
+    case DType::kBF16: return CMOE_CUDA_BF16;
+    case DType::kI32: return CMOE_CUDA_I32;
+    case DType::kI64: return CMOE_CUDA_I64;
     case DType::kU16: break;
   }
   CMOE_CHECK(false, "NCCL cannot reduce ", dtype_name(d));
-  return ncclFloat32;
+  return CMOE_CUDA_F32;
 }
 
-ncclRedOp_t nccl_op(ReduceOp op) {
+int32_t nccl_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::kSum: return ncclSum;
-    case ReduceOp::kMax: return ncclMax;
-    case ReduceOp::kMin: return ncclMin;
+    case ReduceOp::kSum: return CMOE_NCCL_SUM;
+    case ReduceOp::kMax: return CMOE_NCCL_MAX;
+    case ReduceOp::kMin: return CMOE_NCCL_MIN;
   }
   CMOE_CHECK(false, "unknown ReduceOp ", static_cast<int>(op));
-  return ncclSum;
+  return CMOE_NCCL_SUM;
 }
 
-std::string nccl_error_text(ncclResult_t r, ncclComm_t comm) {
+std::string nccl_error_text(NcclResult r, CmoeNcclComm comm) {
   // The last error's text names the step that failed (it may be an earlier failure's).
-  const char* last = ncclGetLastError(comm);
-  return absl::StrCat(ncclGetErrorString(r), " (ncclResult_t ", static_cast<int>(r), ")",
+  const char* last = api().nccl_last_error(comm);
+  return absl::StrCat(api().nccl_error_string(r), " (ncclResult_t ", r, ")",
                       last != nullptr && *last != '\0' ? absl::StrCat(": ", last) : "");
 }
 
+// A CUDA entry's code as a Status (the plugin's sentence names the CUDA call).
+absl::Status cuda_ok(int32_t code) { return cuda::plugin_status(api(), code); }
+
 // Polls `comm` until a non-blocking call on it has settled: returns its state, or
 // ncclInProgress when the deadline passed first.
-ncclResult_t poll_settled(ncclComm_t comm, CommClock::time_point start, double timeout_s) {
+NcclResult poll_settled(CmoeNcclComm comm, CommClock::time_point start, double timeout_s) {
   DeadlineWaiter waiter(start, timeout_s);
   for (;;) {
-    ncclResult_t state = ncclSuccess;
-    const ncclResult_t r = ncclCommGetAsyncError(comm, &state);
-    if (r != ncclSuccess) return r;
-    if (state != ncclInProgress) return state;
-    if (!waiter.pause()) return ncclInProgress;
+    NcclResult state = CMOE_NCCL_SUCCESS;
+    const NcclResult r = api().nccl_comm_get_async_error(&state, comm);
+    if (r != CMOE_NCCL_SUCCESS) return r;
+    if (state != CMOE_NCCL_IN_PROGRESS) return state;
+    if (!waiter.pause()) return CMOE_NCCL_IN_PROGRESS;
   }
 }
 
@@ -67,14 +74,14 @@ ncclResult_t poll_settled(ncclComm_t comm, CommClock::time_point start, double t
 class DeviceGuard {
  public:
   explicit DeviceGuard(int device) {
-    status_ = CUDA_CHECK(cudaGetDevice(&prev_));
+    status_ = cuda_ok(api().get_device(&prev_));
     if (status_.ok() && prev_ != device) {
-      status_ = CUDA_CHECK(cudaSetDevice(device));
+      status_ = cuda_ok(api().set_device(device));
       switched_ = status_.ok();
     }
   }
   ~DeviceGuard() {
-    if (switched_) (void)cudaSetDevice(prev_);
+    if (switched_) (void)api().set_device(prev_);
   }
   DeviceGuard(const DeviceGuard&) = delete;
   DeviceGuard& operator=(const DeviceGuard&) = delete;
@@ -91,9 +98,9 @@ class DeviceGuard {
 // ---- State: the NCCL communicator and its streams, shared with in-flight Work ----
 
 struct NcclCommunicator::State {
-  ncclComm_t comm = nullptr;
-  cudaStream_t stream = nullptr;  // operations run here (created non-blocking)
-  cudaEvent_t ready = nullptr;    // recorded on the compute stream before each operation
+  CmoeNcclComm comm = nullptr;
+  cuda::StreamHandle stream = nullptr;  // operations run here (created non-blocking)
+  CmoeCudaEvent ready = nullptr;        // recorded on the compute stream before each operation
   int device = 0;
   int world_rank = -1;
   double timeout_s = kDefaultCommTimeoutS;
@@ -110,8 +117,8 @@ struct NcclCommunicator::State {
     s->group = std::move(group);
     DeviceGuard guard(device);
     CMOE_RETURN_IF_ERROR(guard.status());
-    CMOE_RETURN_IF_ERROR(CUDA_CHECK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking)));
-    CMOE_RETURN_IF_ERROR(CUDA_CHECK(cudaEventCreateWithFlags(&s->ready, cudaEventDisableTiming)));
+    CMOE_RETURN_IF_ERROR(cuda_ok(api().stream_create(&s->stream, /*non_blocking=*/1)));
+    CMOE_RETURN_IF_ERROR(cuda_ok(api().event_create(&s->ready)));
     return s;
   }
 
@@ -124,35 +131,35 @@ struct NcclCommunicator::State {
       // Finalising flushes this rank's operations, which a stalled peer can hold up: it is
       // polled like any operation, and a communicator that does not settle is aborted.
       const CommClock::time_point start = CommClock::now();
-      ncclResult_t r = ncclCommFinalize(comm);
-      if (r == ncclInProgress) r = poll_settled(comm, start, timeout_s);
-      if (r == ncclSuccess) {
-        (void)ncclCommDestroy(comm);
+      NcclResult r = api().nccl_comm_finalize(comm);
+      if (r == CMOE_NCCL_IN_PROGRESS) r = poll_settled(comm, start, timeout_s);
+      if (r == CMOE_NCCL_SUCCESS) {
+        (void)api().nccl_comm_destroy(comm);
       } else {
-        const std::string why = r == ncclInProgress
+        const std::string why = r == CMOE_NCCL_IN_PROGRESS
                                     ? absl::StrCat("no progress in ", timeout_s, " s")
                                     : nccl_error_text(r, comm);
         std::fprintf(stderr,
                      "cmoe: NCCL %s (host %s, world rank %d) did not finalise: %s; aborting it\n",
                      group.c_str(), host_name().c_str(), world_rank, why.c_str());
-        (void)ncclCommAbort(comm);
+        (void)api().nccl_comm_abort(comm);
       }
       comm = nullptr;
     }
-    if (ready != nullptr) (void)cudaEventDestroy(ready);
-    if (stream != nullptr) (void)cudaStreamDestroy(stream);
+    if (ready != nullptr) (void)api().event_destroy(ready);
+    if (stream != nullptr) (void)api().stream_destroy(stream);
   }
 
   // Stops the NCCL communicator after an error or on a timeout; idempotent.
   void abort() {
     broken = true;
-    if (comm != nullptr) (void)ncclCommAbort(comm);
+    if (comm != nullptr) (void)api().nccl_comm_abort(comm);
     comm = nullptr;
   }
 
   // Internal error naming `what`, the group, host and rank; aborts the communicator (NCCL's
   // rule: after an error nothing can be assumed about operations already enqueued).
-  absl::Status fail(ncclResult_t r, const std::string& what) {
+  absl::Status fail(NcclResult r, const std::string& what) {
     std::string text = nccl_error_text(r, comm);
     abort();
     return absl::InternalError(absl::StrCat(what, " on NCCL ", group, " failed (host ", host_name(),
@@ -166,12 +173,12 @@ struct NcclCommunicator::State {
 
   // After a non-blocking call returned ncclInProgress: the settled state, or on the deadline
   // the job ends here, naming `what`.
-  ncclResult_t settle(ncclComm_t c, CommClock::time_point start, const std::string& what) {
-    const ncclResult_t r = poll_settled(c, start, timeout_s);
-    if (r == ncclInProgress) {
+  NcclResult settle(CmoeNcclComm c, CommClock::time_point start, const std::string& what) {
+    const NcclResult r = poll_settled(c, start, timeout_s);
+    if (r == CMOE_NCCL_IN_PROGRESS) {
       const double waited = std::chrono::duration<double>(CommClock::now() - start).count();
       abort_job_on_timeout(what, absl::StrCat("NCCL ", group), waited, timeout_s, [&] {
-        if (c != comm) (void)ncclCommAbort(c);
+        if (c != comm) (void)api().nccl_comm_abort(c);
         abort();
       });
     }
@@ -187,22 +194,22 @@ class NcclCommunicator::Work final : public CommWorkImpl {
   std::string what;              // "all_reduce f32(1024) cuda:0 sum", for messages
   double timeout_s = 0;
   CommClock::time_point start = CommClock::now();
-  cudaEvent_t done = nullptr;  // recorded on the communicator's stream after the operation
-  std::vector<Tensor> keep;    // buffers stay alive until completion
+  CmoeCudaEvent done = nullptr;  // recorded on the communicator's stream after the operation
+  std::vector<Tensor> keep;      // buffers stay alive until completion
   bool complete = false;
 
   ~Work() override {
-    if (done != nullptr) (void)cudaEventDestroy(done);
+    if (done != nullptr) (void)api().event_destroy(done);
   }
 
   bool test() override {
     if (complete || state->broken) return true;
-    if (cudaEventQuery(done) != cudaErrorNotReady) return true;  // finished or failed
+    if (api().event_query(done) != CMOE_CUDA_NOT_READY) return true;  // finished or failed
     // An asynchronous NCCL error (a peer gone, a network failure) also ends the operation;
     // wait() reports it.
-    ncclResult_t async = ncclSuccess;
-    if (ncclCommGetAsyncError(state->comm, &async) != ncclSuccess) return true;
-    return async != ncclSuccess && async != ncclInProgress;
+    NcclResult async = CMOE_NCCL_SUCCESS;
+    if (api().nccl_comm_get_async_error(&async, state->comm) != CMOE_NCCL_SUCCESS) return true;
+    return async != CMOE_NCCL_SUCCESS && async != CMOE_NCCL_IN_PROGRESS;
   }
 
   absl::Status wait() override {
@@ -210,19 +217,19 @@ class NcclCommunicator::Work final : public CommWorkImpl {
     DeadlineWaiter waiter(start, timeout_s);
     for (;;) {
       if (state->broken) return finish(state->refused(what));
-      const cudaError_t e = cudaEventQuery(done);
-      if (e == cudaSuccess) return finish(absl::OkStatus());
-      if (e != cudaErrorNotReady) {
-        absl::Status st = cuda::cuda_status(e, "cudaEventQuery", __FILE__, __LINE__);
+      const int32_t e = api().event_query(done);
+      if (e == CMOE_CUDA_OK) return finish(absl::OkStatus());
+      if (e != CMOE_CUDA_NOT_READY) {
+        absl::Status st = cuda_ok(e);
         state->abort();
         return finish(absl::InternalError(
             absl::StrCat(what, " on NCCL ", state->group, " failed (host ", host_name(),
                          ", world rank ", state->world_rank, "): ", st.message())));
       }
-      ncclResult_t async = ncclSuccess;
-      ncclResult_t r = ncclCommGetAsyncError(state->comm, &async);
-      if (r == ncclSuccess) r = async;
-      if (r != ncclSuccess && r != ncclInProgress) return finish(state->fail(r, what));
+      NcclResult async = CMOE_NCCL_SUCCESS;
+      NcclResult r = api().nccl_comm_get_async_error(&async, state->comm);
+      if (r == CMOE_NCCL_SUCCESS) r = async;
+      if (r != CMOE_NCCL_SUCCESS && r != CMOE_NCCL_IN_PROGRESS) return finish(state->fail(r, what));
       if (!waiter.pause()) {
         abort_job_on_timeout(what, absl::StrCat("NCCL ", state->group), waiter.elapsed_s(),
                              timeout_s, [this] { state->abort(); });
@@ -254,7 +261,7 @@ NcclCommunicator::~NcclCommunicator() = default;  // the State finalises the NCC
 
 double NcclCommunicator::timeout_s() const { return state_->timeout_s; }
 void NcclCommunicator::set_timeout_s(double seconds) { state_->timeout_s = seconds; }
-cudaStream_t NcclCommunicator::comm_stream() const { return state_->stream; }
+cuda::StreamHandle NcclCommunicator::comm_stream() const { return state_->stream; }
 
 absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::create(Communicator& bootstrap,
                                                                            int cuda_device,
@@ -270,6 +277,11 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::create_on(
   // 1. Local set-up: this rank's device, stream and event; on rank 0 the id every rank will
   //    join with.
   absl::Status local = device.ok() ? cuda::init(*device) : device.status();
+  if (local.ok() && api().has_nccl == 0) {
+    local = absl::UnimplementedError(
+        absl::StrCat("the CUDA backend ", cuda::plugin_path(),
+                     " was built without NCCL (configure with NCCL found, or set NCCL_ROOT)"));
+  }
   const int cuda_device = device.ok() ? *device : -1;
   std::shared_ptr<State> state;
   if (local.ok()) {
@@ -278,11 +290,10 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::create_on(
     if (made.ok()) state = std::move(*made);
     local = made.status();
   }
-  ncclUniqueId id;
-  std::memset(&id, 0, sizeof(id));
+  uint8_t id[CMOE_NCCL_UNIQUE_ID_BYTES] = {};
   if (local.ok() && rank == 0) {
-    const ncclResult_t r = ncclGetUniqueId(&id);
-    if (r != ncclSuccess) {
+    const NcclResult r = api().nccl_get_unique_id(id);
+    if (r != CMOE_NCCL_SUCCESS) {
       local = absl::InternalError(absl::StrCat("ncclGetUniqueId: ", nccl_error_text(r, nullptr)));
     }
   }
@@ -300,11 +311,11 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::create_on(
                                      "): ", local.ok() ? "ok" : local.message()));
   }
   // 3. The id's bytes from rank 0, and every member's world rank, over the bootstrap.
-  static_assert(sizeof(ncclUniqueId) == NCCL_UNIQUE_ID_BYTES && NCCL_UNIQUE_ID_BYTES % 4 == 0);
-  Tensor id_buf = Tensor::zeros({NCCL_UNIQUE_ID_BYTES / 4}, DType::kI32);  // (32) i32 = 128 bytes
-  if (rank == 0) std::memcpy(id_buf.raw_data(), &id, sizeof(id));
+  static_assert(CMOE_NCCL_UNIQUE_ID_BYTES % 4 == 0);
+  Tensor id_buf = Tensor::zeros({CMOE_NCCL_UNIQUE_ID_BYTES / 4}, DType::kI32);  // (32) i32 = 128 B
+  if (rank == 0) std::memcpy(id_buf.raw_data(), id, sizeof(id));
   CMOE_RETURN_IF_ERROR(bootstrap.broadcast(id_buf, 0));
-  std::memcpy(&id, id_buf.raw_data(), sizeof(id));
+  std::memcpy(id, id_buf.raw_data(), sizeof(id));
   Tensor mine = Tensor::zeros({1}, DType::kI32);
   mine.data<int32_t>()[0] = bootstrap.world_rank();
   Tensor all = Tensor::empty({size}, DType::kI32);
@@ -312,18 +323,16 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::create_on(
   std::vector<int> world_ranks(all.data<int32_t>(), all.data<int32_t>() + size);
   state->group = describe_group(name, rank, size, world_ranks);
   // 4. Initialise without blocking, polled against the bootstrap's deadline.
-  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-  config.blocking = 0;
   const CommClock::time_point start = CommClock::now();
-  ncclComm_t comm = nullptr;
-  ncclResult_t r = ncclCommInitRankConfig(&comm, size, id, rank, &config);
+  CmoeNcclComm comm = nullptr;
+  NcclResult r = api().nccl_comm_init_rank(&comm, id, size, rank, /*blocking=*/0);
   state->comm = comm;
-  if (r == ncclInProgress && comm != nullptr) {
+  if (r == CMOE_NCCL_IN_PROGRESS && comm != nullptr) {
     r = state->settle(comm, start,
                       absl::StrCat("ncclCommInitRankConfig (NCCL rank ", rank, " of ", size,
                                    ", CUDA device ", cuda_device, ")"));
   }
-  if (r != ncclSuccess) return state->fail(r, absl::StrCat(what, ": ncclCommInitRankConfig"));
+  if (r != CMOE_NCCL_SUCCESS) return state->fail(r, absl::StrCat(what, ": ncclCommInitRankConfig"));
   return std::unique_ptr<NcclCommunicator>(new NcclCommunicator(
       std::move(state), std::move(name), rank, size, std::move(world_ranks), cuda_device));
 }
@@ -340,21 +349,22 @@ absl::StatusOr<CommWork> NcclCommunicator::enqueue(std::string what, std::vector
   w->keep = std::move(keep);
   DeviceGuard guard(cuda_device_);
   CMOE_RETURN_IF_ERROR(guard.status());
-  CMOE_RETURN_IF_ERROR(CUDA_CHECK(cudaEventCreateWithFlags(&w->done, cudaEventDisableTiming)));
+  CMOE_RETURN_IF_ERROR(cuda_ok(api().event_create(&w->done)));
   // The operation reads its inputs only after the work queued before it on the compute stream.
-  CMOE_RETURN_IF_ERROR(CUDA_CHECK(cudaEventRecord(s.ready, compute_stream_)));
-  CMOE_RETURN_IF_ERROR(CUDA_CHECK(cudaStreamWaitEvent(s.stream, s.ready, 0)));
-  ncclResult_t r = ncclGroupStart();
-  if (r == ncclSuccess) {
+  CMOE_RETURN_IF_ERROR(cuda_ok(api().event_record(s.ready, compute_stream_)));
+  CMOE_RETURN_IF_ERROR(cuda_ok(api().stream_wait_event(s.stream, s.ready)));
+  NcclResult r = api().nccl_group_start();
+  if (r == CMOE_NCCL_SUCCESS) {
     r = calls();
-    const ncclResult_t end = ncclGroupEnd();  // closes the group even after a failed call
-    if (r == ncclSuccess) r = end;
+    const NcclResult end = api().nccl_group_end();  // closes the group even after a failed call
+    if (r == CMOE_NCCL_SUCCESS) r = end;
   }
   // A non-blocking group may still be enqueueing its kernels: the completion event may only
   // be recorded behind them once the communicator has settled.
-  if (r == ncclInProgress) r = s.settle(s.comm, w->start, absl::StrCat("enqueueing ", w->what));
-  if (r != ncclSuccess) return s.fail(r, w->what);
-  if (absl::Status st = CUDA_CHECK(cudaEventRecord(w->done, s.stream)); !st.ok()) {
+  if (r == CMOE_NCCL_IN_PROGRESS)
+    r = s.settle(s.comm, w->start, absl::StrCat("enqueueing ", w->what));
+  if (r != CMOE_NCCL_SUCCESS) return s.fail(r, w->what);
+  if (absl::Status st = cuda_ok(api().event_record(w->done, s.stream)); !st.ok()) {
     s.abort();  // the operation is in flight but cannot be tracked
     return st;
   }
@@ -400,24 +410,23 @@ absl::StatusOr<std::unique_ptr<Communicator>> NcclCommunicator::split(int color,
                                     describe_group(name, new_rank, new_size, world_ranks)));
   DeviceGuard guard(cuda_device_);
   CMOE_RETURN_IF_ERROR(guard.status());
-  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-  config.blocking = 0;
   const CommClock::time_point start = CommClock::now();
   // The split runs in the background: the parent's state says when it has finished, and NCCL
   // writes the new communicator into `comm` only then.
-  ncclComm_t comm = nullptr;
-  ncclResult_t r = ncclCommSplit(s.comm, color, key, &comm, &config);
-  if (r == ncclInProgress) r = s.settle(s.comm, start, absl::StrCat("ncclCommSplit for ", what));
-  if (r != ncclSuccess) return s.fail(r, absl::StrCat("ncclCommSplit for ", what));
+  CmoeNcclComm comm = nullptr;
+  NcclResult r = api().nccl_comm_split(&comm, s.comm, color, key, /*blocking=*/0);
+  if (r == CMOE_NCCL_IN_PROGRESS)
+    r = s.settle(s.comm, start, absl::StrCat("ncclCommSplit for ", what));
+  if (r != CMOE_NCCL_SUCCESS) return s.fail(r, absl::StrCat("ncclCommSplit for ", what));
   if (comm == nullptr)
     return absl::InternalError(absl::StrCat(what, ": ncclCommSplit gave no communicator"));
   child->comm = comm;
   r = child->settle(comm, start, absl::StrCat("ncclCommSplit for ", what));
-  if (r != ncclSuccess) return child->fail(r, absl::StrCat("ncclCommSplit for ", what));
+  if (r != CMOE_NCCL_SUCCESS) return child->fail(r, absl::StrCat("ncclCommSplit for ", what));
   int nccl_rank = -1, nccl_size = -1;
-  r = ncclCommUserRank(comm, &nccl_rank);
-  if (r == ncclSuccess) r = ncclCommCount(comm, &nccl_size);
-  if (r != ncclSuccess) return child->fail(r, absl::StrCat(what, ": ncclCommUserRank/Count"));
+  r = api().nccl_comm_user_rank(&nccl_rank, comm);
+  if (r == CMOE_NCCL_SUCCESS) r = api().nccl_comm_count(&nccl_size, comm);
+  if (r != CMOE_NCCL_SUCCESS) return child->fail(r, absl::StrCat(what, ": ncclCommUserRank/Count"));
   if (nccl_rank != new_rank || nccl_size != new_size) {
     child->abort();
     return absl::InternalError(absl::StrCat(what, ": NCCL placed this rank at ", nccl_rank, " of ",
@@ -436,8 +445,8 @@ absl::StatusOr<CommWork> NcclCommunicator::all_reduce_async(const Tensor& buf, R
   const State& s = *state_;
   void* p = buf.raw_data();
   return enqueue(absl::StrCat("all_reduce ", buf.str(), " ", reduce_op_name(op)), {buf}, [&] {
-    return ncclAllReduce(p, p, static_cast<size_t>(buf.numel()), nccl_reduce_type(buf.dtype()),
-                         nccl_op(op), s.comm, s.stream);
+    return api().nccl_all_reduce(p, p, static_cast<size_t>(buf.numel()),
+                                 nccl_reduce_type(buf.dtype()), nccl_op(op), s.comm, s.stream);
   });
 }
 
@@ -449,8 +458,9 @@ absl::StatusOr<CommWork> NcclCommunicator::reduce_scatter_async(const Tensor& ou
   return enqueue(
       absl::StrCat("reduce_scatter ", in.str(), " -> ", out.str(), " ", reduce_op_name(op)),
       {out, in}, [&] {
-        return ncclReduceScatter(in.raw_data(), out.raw_data(), static_cast<size_t>(out.numel()),
-                                 nccl_reduce_type(in.dtype()), nccl_op(op), s.comm, s.stream);
+        return api().nccl_reduce_scatter(
+            out.raw_data(), in.raw_data(), static_cast<size_t>(out.numel()),
+            nccl_reduce_type(in.dtype()), nccl_op(op), s.comm, s.stream);
       });
 }
 
@@ -460,7 +470,7 @@ absl::StatusOr<CommWork> NcclCommunicator::all_gather_async(const Tensor& out, c
   const State& s = *state_;
   // Moves bytes: NCCL does not look at the values of a gather.
   return enqueue(absl::StrCat("all_gather ", in.str(), " -> ", out.str()), {out, in}, [&] {
-    return ncclAllGather(in.raw_data(), out.raw_data(), in.nbytes(), ncclUint8, s.comm, s.stream);
+    return api().nccl_all_gather(out.raw_data(), in.raw_data(), in.nbytes(), s.comm, s.stream);
   });
 }
 
@@ -472,24 +482,24 @@ absl::StatusOr<CommWork> NcclCommunicator::exchange_rows(std::string what, const
   const State& s = *state_;
   const char* src = static_cast<const char*>(in.raw_data());
   char* dst = static_cast<char*>(out.raw_data());
-  return enqueue(std::move(what), {out, in}, [&]() -> ncclResult_t {
+  return enqueue(std::move(what), {out, in}, [&]() -> NcclResult {
     size_t s_at = 0, r_at = 0;  // byte offsets into in and out
     for (int j = 0; j < size_; ++j) {
       const size_t ns = static_cast<size_t>(send_rows[static_cast<size_t>(j)]) * row_bytes;
       const size_t nr = static_cast<size_t>(recv_rows[static_cast<size_t>(j)]) * row_bytes;
       // Zero counts are skipped on both sides (the sender's count to j is j's count from it).
       if (ns > 0) {
-        const ncclResult_t r = ncclSend(src + s_at, ns, ncclUint8, j, s.comm, s.stream);
-        if (r != ncclSuccess) return r;
+        const NcclResult r = api().nccl_send(src + s_at, ns, j, s.comm, s.stream);
+        if (r != CMOE_NCCL_SUCCESS) return r;
       }
       if (nr > 0) {
-        const ncclResult_t r = ncclRecv(dst + r_at, nr, ncclUint8, j, s.comm, s.stream);
-        if (r != ncclSuccess) return r;
+        const NcclResult r = api().nccl_recv(dst + r_at, nr, j, s.comm, s.stream);
+        if (r != CMOE_NCCL_SUCCESS) return r;
       }
       s_at += ns;
       r_at += nr;
     }
-    return ncclSuccess;
+    return CMOE_NCCL_SUCCESS;
   });
 }
 
@@ -519,9 +529,8 @@ absl::StatusOr<CommWork> NcclCommunicator::broadcast_async(const Tensor& buf, in
   if (buf.nbytes() == 0) return CommWork();
   const State& s = *state_;
   void* p = buf.raw_data();
-  return enqueue(absl::StrCat("broadcast ", buf.str(), " from rank ", root), {buf}, [&] {
-    return ncclBroadcast(p, p, buf.nbytes(), ncclUint8, root, s.comm, s.stream);
-  });
+  return enqueue(absl::StrCat("broadcast ", buf.str(), " from rank ", root), {buf},
+                 [&] { return api().nccl_broadcast(p, p, buf.nbytes(), root, s.comm, s.stream); });
 }
 
 absl::StatusOr<CommWork> NcclCommunicator::batch_p2p_async(std::span<const P2POp> ops) {
@@ -542,25 +551,26 @@ absl::StatusOr<CommWork> NcclCommunicator::batch_p2p_async(std::span<const P2POp
     keep.push_back(op.tensor);
   }
   const State& s = *state_;
-  return enqueue(what + "]", std::move(keep), [&]() -> ncclResult_t {
+  return enqueue(what + "]", std::move(keep), [&]() -> NcclResult {
     for (const P2POp& op : ops) {
       const size_t n = op.tensor.nbytes();
       if (n == 0) continue;  // skipped on both sides, so the posting order still pairs
-      const ncclResult_t r =
+      const NcclResult r =
           op.kind == P2POp::kSend
-              ? ncclSend(op.tensor.raw_data(), n, ncclUint8, op.peer, s.comm, s.stream)
-              : ncclRecv(op.tensor.raw_data(), n, ncclUint8, op.peer, s.comm, s.stream);
-      if (r != ncclSuccess) return r;
+              ? api().nccl_send(op.tensor.raw_data(), n, op.peer, s.comm, s.stream)
+              : api().nccl_recv(op.tensor.raw_data(), n, op.peer, s.comm, s.stream);
+      if (r != CMOE_NCCL_SUCCESS) return r;
     }
-    return ncclSuccess;
+    return CMOE_NCCL_SUCCESS;
   });
 }
 
 absl::StatusOr<CommWork> NcclCommunicator::barrier_async() {
   const State& s = *state_;
   void* p = barrier_buf_.raw_data();
-  return enqueue("barrier", {barrier_buf_},
-                 [&] { return ncclAllReduce(p, p, 1, ncclInt32, ncclSum, s.comm, s.stream); });
+  return enqueue("barrier", {barrier_buf_}, [&] {
+    return api().nccl_all_reduce(p, p, 1, CMOE_CUDA_I32, CMOE_NCCL_SUM, s.comm, s.stream);
+  });
 }
 
 // ---- device choice and the factory ----

@@ -1,5 +1,7 @@
 // nccl.h — NcclCommunicator: the CUDA-tensor backend over NCCL (>= 2.18), bootstrapped over a
-// CPU communicator (MPI). Built when CMake finds CUDA and NCCL (CMOE_HAVE_NCCL).
+// CPU communicator (MPI). Built everywhere: its NCCL and CUDA calls go through the CUDA plugin
+// (core/cuda/cuda_api.h), which create() loads; without a plugin, or with one built without
+// NCCL, creation fails on every rank with the reason.
 //
 // One rank, one process, one GPU: NCCL does not support two ranks of one communicator on the
 // same device. make_gpu_communicator (communicator.h) picks mpi_local_rank() % device_count().
@@ -39,13 +41,11 @@
 // Threading: call a communicator from one thread at a time, as for MPI.
 #pragma once
 
-#include <cuda_runtime_api.h>
-#include <nccl.h>
-
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/cuda/stream.h"
 #include "parallel/communicator.h"
 
 namespace cmoe::parallel {
@@ -75,11 +75,11 @@ class NcclCommunicator final : public Communicator {
   int cuda_device_index() const { return cuda_device_; }
 
   // The stream this communicator's operations run on.
-  cudaStream_t comm_stream() const;
+  cuda::StreamHandle comm_stream() const;
   // Operations posted from now on wait for the work queued on `stream` (a stream of this
   // communicator's device) before them; see the header comment. Inherited by split().
-  void set_compute_stream(cudaStream_t stream) { compute_stream_ = stream; }
-  cudaStream_t compute_stream() const { return compute_stream_; }
+  void set_compute_stream(cuda::StreamHandle stream) { compute_stream_ = stream; }
+  cuda::StreamHandle compute_stream() const { return compute_stream_; }
 
   // ncclCommSplit (non-blocking, polled); the new communicator keeps this one's timeout and
   // compute stream. color must be >= 0.
@@ -128,7 +128,7 @@ class NcclCommunicator final : public Communicator {
   int rank_ = 0, size_ = 1;
   std::vector<int> world_ranks_;
   int cuda_device_ = 0;
-  cudaStream_t compute_stream_ = cudaStreamLegacy;
+  cuda::StreamHandle compute_stream_ = cuda::kLegacyStream;
   Tensor barrier_buf_;  // (1) i32 on the device
 };
 

@@ -1,21 +1,25 @@
-// cuda_test.cpp — the CUDA backend against the CPU: allocator and copies, bf16 conversion
-// (bit for bit), add (exact), cuBLAS matmul (within f32-accumulation tolerance).
+// cuda_test.cpp — the CUDA backend, loaded through its plugin (libcmoe_cuda.so), against the
+// CPU: allocator and copies, bf16 conversion (bit for bit), add (exact), cuBLAS matmul (within
+// f32-accumulation tolerance).
 //
 // On a machine without a usable GPU every GPU test skips with the driver's reason printed
-// ("skipped: no GPU (...)"); the discovery and error-formatting tests run everywhere.
+// ("skipped: no GPU (...)"); loading the plugin, discovery and the plugin's error sentences are
+// tested everywhere (this binary is built only where nvcc built the plugin, whose CUDA
+// libraries are then present).
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <iterator>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/cuda/blas.h"
 #include "core/cuda/caching_allocator.h"
 #include "core/cuda/cuda_backend.h"
-#include "core/cuda/cuda_check.h"
 #include "core/cuda/ops.h"
+#include "core/cuda/plugin_loader.h"
 #include "core/cuda/stream.h"
 #include "core/rng.h"
 #include "core/tensor.h"
@@ -55,6 +59,18 @@ Tensor random_f32(const Shape& shape, uint64_t stream) {
 
 // ---- everywhere -------------------------------------------------------------------------
 
+TEST(CudaBackend, PluginLoadsAndIsSelfDescribing) {
+  absl::StatusOr<const CmoeCudaApi*> api = cuda::plugin_api();
+  ASSERT_TRUE(api.ok()) << api.status();
+  EXPECT_EQ((*api)->abi_version, CMOE_CUDA_ABI_VERSION);
+  EXPECT_EQ((*api)->signature, cmoe_cuda_api_signature());
+  const std::string line = cuda::describe_backend();
+  std::printf("cuda: %s\n", line.c_str());
+  EXPECT_TRUE(line.find("GPU(s) (backend ") != std::string::npos ||
+              line.rfind("no GPU usable (", 0) == 0)
+      << line;
+}
+
 TEST(CudaBackend, DeviceCountGivesGpusOrAReason) {
   absl::StatusOr<int> n = cuda::device_count();
   if (n.ok()) {
@@ -83,20 +99,36 @@ TEST(CudaBackend, InitFailsCleanlyOrRejectsBadDevices) {
   EXPECT_TRUE(has_allocator(DeviceType::kCUDA));
 }
 
-TEST(CudaBackend, CheckMacrosNameCallFileLineAndError) {
-  EXPECT_TRUE(CUDA_CHECK(cudaSuccess).ok());
-  EXPECT_TRUE(CUBLAS_CHECK(CUBLAS_STATUS_SUCCESS).ok());
-  const int line = __LINE__ + 1;
-  absl::Status st = CUDA_CHECK(cudaErrorMemoryAllocation);
-  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted);
+// A failing entry returns its code and leaves a sentence naming the CUDA call, the plugin's file
+// and line and the runtime's error name; plugin_status turns both into a Status.
+TEST(CudaBackend, PluginErrorsNameCallFileLineAndError) {
+  absl::StatusOr<const CmoeCudaApi*> loaded = cuda::plugin_api();
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const CmoeCudaApi& api = **loaded;
+  EXPECT_TRUE(cuda::plugin_status(api, CMOE_CUDA_OK).ok());
+  // No device has index -1: invalid device with a GPU, the driver's reason without one.
+  const int32_t code = api.set_device(-1);
+  ASSERT_NE(code, CMOE_CUDA_OK);
+  const absl::Status st = cuda::plugin_status(api, code);
   const std::string msg(st.message());
-  EXPECT_NE(msg.find("cudaErrorMemoryAllocation failed at"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("cuda_test.cpp:" + std::to_string(line)), std::string::npos) << msg;
-  EXPECT_NE(msg.find(cudaGetErrorString(cudaErrorMemoryAllocation)), std::string::npos) << msg;
-  absl::Status bl = CUBLAS_CHECK(CUBLAS_STATUS_INVALID_VALUE);
-  EXPECT_EQ(bl.code(), absl::StatusCode::kInternal);
-  EXPECT_NE(std::string(bl.message()).find("CUBLAS_STATUS_INVALID_VALUE"), std::string::npos)
-      << bl.message();
+  EXPECT_NE(msg.find("cudaSetDevice(device) failed at core/cuda/plugin/runtime.cpp:"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("(cudaError"), std::string::npos) << msg;
+  EXPECT_EQ(st.code(), cuda::device_count().ok() ? absl::StatusCode::kInvalidArgument
+                                                 : cuda::device_count().status().code())
+      << msg;
+  // The slot is per thread: another thread sees none of it.
+  std::string other = "unset";
+  std::thread([&] { other = api.last_error(); }).join();
+  EXPECT_EQ(other, "");
+  // Out of range arguments to an entry are refused with a sentence, not passed to cuBLAS.
+  const int32_t bad = api.blas_matmul(nullptr, nullptr, nullptr, CMOE_CUDA_I64, 1, 1, 1, 0, 0,
+                                      1.0f, 0.0f, nullptr);
+  EXPECT_EQ(bad, CMOE_CUDA_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(api.last_error()).find("blas_matmul: input dtype code 3"),
+            std::string::npos)
+      << api.last_error();
 }
 
 // ---- GPU ----------------------------------------------------------------------------------

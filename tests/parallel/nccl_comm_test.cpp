@@ -240,7 +240,7 @@ TEST(NcclComm, ComputeStreamOrdersTheInputs) {
   for (int k = 1; k < 20; ++k) cuda::add(x, x, one, stream->get());  // x = rank + 20
   g_nccl->set_compute_stream(stream->get());
   absl::Status st = g_nccl->all_reduce(x);
-  g_nccl->set_compute_stream(cudaStreamLegacy);
+  g_nccl->set_compute_stream(cuda::kLegacyStream);
   ASSERT_TRUE(st.ok()) << st;
   const int64_t p = size();
   expect_no_errors_anywhere(

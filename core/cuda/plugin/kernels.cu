@@ -1,14 +1,13 @@
-// kernels.cu — the CUDA element-wise kernels declared in kernels.h.
+// kernels.cu — the plugin's element-wise kernels and their entries (f32_to_bf16, bf16_to_f32,
+// add_f32; contracts in core/cuda/cuda_api.h). bf16 values travel as their 16-bit pattern.
 //
 // Each kernel is a grid-stride loop: the grid is capped at kMaxBlocks blocks of kThreads, enough
 // to fill every SM of an H100 several times over, and each thread walks the array in steps of
 // the whole grid, so one launch covers any n (including n > 2^31) with coalesced accesses.
-#include <cstdio>
-#include <cstdlib>
+#include "core/cuda/plugin/check.h"
+#include "core/cuda/plugin/entries.h"
 
-#include "core/cuda/kernels.h"
-
-namespace cmoe::cuda {
+namespace cmoe::cuda_plugin {
 
 namespace {
 
@@ -54,36 +53,30 @@ int grid_for(int64_t n) {
   return static_cast<int>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
 }
 
-// A launch error is a bug (bad configuration) or a broken device, never user input: abort with
-// the kernel's name. (kernels.h is nvcc-compiled, so it reports without absl.)
-void check_launch(const char* kernel, const char* file, int line) {
-  cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) {
-    std::fprintf(stderr, "cmoe: CUDA launch of %s failed at %s:%d: %s (%s)\n", kernel, file, line,
-                 cudaGetErrorString(err), cudaGetErrorName(err));
-    std::fflush(stderr);
-    std::abort();
-  }
+// A launch error is a bug (bad configuration) or a broken device, never user input; core turns
+// the code into a fatal check naming the kernel.
+int32_t launch_status(const char* kernel, const char* file, int line) {
+  return cuda_fail(cudaGetLastError(), kernel, file, line);
 }
 
 }  // namespace
 
-void launch_f32_to_bf16(uint16_t* out, const float* x, int64_t n, cudaStream_t stream) {
-  if (n == 0) return;
-  f32_to_bf16_kernel<<<grid_for(n), kThreads, 0, stream>>>(out, x, n);
-  check_launch("f32_to_bf16_kernel", __FILE__, __LINE__);
+int32_t api_f32_to_bf16(uint16_t* out, const float* x, int64_t n, CmoeCudaStream stream) {
+  if (n == 0) return CMOE_CUDA_OK;
+  f32_to_bf16_kernel<<<grid_for(n), kThreads, 0, to_cuda(stream)>>>(out, x, n);
+  return launch_status("launch of f32_to_bf16_kernel", __FILE__, __LINE__);
 }
 
-void launch_bf16_to_f32(float* out, const uint16_t* x, int64_t n, cudaStream_t stream) {
-  if (n == 0) return;
-  bf16_to_f32_kernel<<<grid_for(n), kThreads, 0, stream>>>(out, x, n);
-  check_launch("bf16_to_f32_kernel", __FILE__, __LINE__);
+int32_t api_bf16_to_f32(float* out, const uint16_t* x, int64_t n, CmoeCudaStream stream) {
+  if (n == 0) return CMOE_CUDA_OK;
+  bf16_to_f32_kernel<<<grid_for(n), kThreads, 0, to_cuda(stream)>>>(out, x, n);
+  return launch_status("launch of bf16_to_f32_kernel", __FILE__, __LINE__);
 }
 
-void launch_add_f32(float* out, const float* a, const float* b, int64_t n, cudaStream_t stream) {
-  if (n == 0) return;
-  add_f32_kernel<<<grid_for(n), kThreads, 0, stream>>>(out, a, b, n);
-  check_launch("add_f32_kernel", __FILE__, __LINE__);
+int32_t api_add_f32(float* out, const float* a, const float* b, int64_t n, CmoeCudaStream stream) {
+  if (n == 0) return CMOE_CUDA_OK;
+  add_f32_kernel<<<grid_for(n), kThreads, 0, to_cuda(stream)>>>(out, a, b, n);
+  return launch_status("launch of add_f32_kernel", __FILE__, __LINE__);
 }
 
-}  // namespace cmoe::cuda
+}  // namespace cmoe::cuda_plugin
