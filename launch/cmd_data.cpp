@@ -17,7 +17,7 @@
 #include "data/indexed_dataset.h"
 #include "data/llmc_dataset.h"
 #include "launch/commands.h"
-#include "launch/flags.h"
+#include "launch/command_line.h"
 
 namespace cmoe {
 
@@ -36,27 +36,12 @@ constexpr const char* kDataUsage =
     "      the Megatron GPT dataset's sample order and each sample's T+1 tokens (PREFIX may be\n"
     "      llm.c shards, read as documents cut at the end-of-text token, as training reads them)\n";
 
-std::string json_string(const std::string& s) {
-  std::string out;
-  json::append_quoted(&out, s);
-  return out;
-}
+int fail(const std::string& cmd, const absl::Status& s) { return command_failed("data " + cmd, s); }
 
-int fail(const std::string& cmd, const absl::Status& s) {
-  std::fprintf(stderr, "cmoe data %s: %s\n", cmd.c_str(), std::string(s.message()).c_str());
-  return 1;
-}
-
-bool parse_int(const ParsedFlags& f, const std::string& name, int64_t fallback, int64_t* out) {
-  if (!f.has(name)) {
-    *out = fallback;
-    return true;
-  }
-  if (!absl::SimpleAtoi(f.get(name), out)) {
-    std::fprintf(stderr, "cmoe data: --%s '%s' is not an integer\n", name.c_str(), f.get(name).c_str());
-    return false;
-  }
-  return true;
+json::Value ids_json(const std::vector<int32_t>& ids) {
+  json::Value a = json::Value::array();
+  for (int32_t t : ids) a.push_back(json::Value::integer(t));
+  return a;
 }
 
 // Unigram entropy H = -sum_v p_v ln p_v (nats/token): the loss of the best model that ignores
@@ -81,20 +66,16 @@ absl::StatusOr<double> unigram_entropy(const data::SequenceSource& ds) {
 
 // One shard or a glob of shards; documents are the source's sequences (cut before each
 // delimiter token, data/llmc_dataset.h), as training reads them.
-int inspect_llmc(const std::string& path, bool json, int64_t ndocs, bool unigram) {
+int inspect_llmc(const std::string& path, bool json_out, int64_t ndocs, bool unigram) {
   auto ds = data::LlmcDataset::open(path);
   if (!ds.ok()) return fail("inspect", ds.status());
   const char* kind = ds->kind() == data::LlmcShard::Kind::kGpt2 ? "gpt2" : "llama3";
-  std::string docs_json;
-  if (ndocs > 0) {
-    std::vector<std::string> docs;
-    std::vector<int32_t> cur;
-    for (int64_t i = 0; i < std::min(ndocs, ds->num_sequences()); ++i) {
-      cur.resize(static_cast<size_t>(ds->sequence_length(i)));
-      if (auto s = ds->read(i, 0, ds->sequence_length(i), cur.data()); !s.ok()) return fail("inspect", s);
-      docs.push_back(absl::StrCat("[", absl::StrJoin(cur, ", "), "]"));
-    }
-    docs_json = absl::StrCat("[", absl::StrJoin(docs, ", "), "]");
+  json::Value docs = json::Value::array();
+  std::vector<int32_t> cur;
+  for (int64_t i = 0; i < std::min(ndocs, ds->num_sequences()); ++i) {
+    cur.resize(static_cast<size_t>(ds->sequence_length(i)));
+    if (auto s = ds->read(i, 0, ds->sequence_length(i), cur.data()); !s.ok()) return fail("inspect", s);
+    docs.push_back(ids_json(cur));
   }
   double h = 0;
   if (unigram) {
@@ -104,43 +85,43 @@ int inspect_llmc(const std::string& path, bool json, int64_t ndocs, bool unigram
   }
   const long long tokens = static_cast<long long>(ds->num_tokens());
   const long long sequences = static_cast<long long>(ds->num_sequences());
-  if (json) {
-    std::printf("{\"format\": \"llmc\", \"path\": %s, \"kind\": \"%s\", \"version\": %d, \"shards\": %zu, "
-                "\"tokens\": %lld, \"num_documents\": %lld, \"delimiter\": %d%s%s%s}\n",
-                json_string(path).c_str(), kind, ds->shards().front().version(), ds->shards().size(), tokens, sequences,
-                ds->delimiter(), ndocs > 0 ? ", \"documents\": " : "", docs_json.c_str(),
-                unigram ? absl::StrFormat(", \"unigram_entropy_nats\": %.6f", h).c_str() : "");
+  if (json_out) {
+    json::Value j = json::Value::object();
+    j.set("format", json::Value::string("llmc"));
+    j.set("path", json::Value::string(path));
+    j.set("kind", json::Value::string(kind));
+    j.set("version", json::Value::integer(ds->shards().front().version()));
+    j.set("shards", json::Value::integer(static_cast<int64_t>(ds->shards().size())));
+    j.set("tokens", json::Value::integer(tokens));
+    j.set("num_documents", json::Value::integer(sequences));
+    j.set("delimiter", json::Value::integer(ds->delimiter()));
+    if (ndocs > 0) j.set("documents", std::move(docs));
+    if (unigram) j.set("unigram_entropy_nats", json::Value::formatted(h, "%.6f"));
+    std::printf("%s\n", json::serialize_line(j).c_str());
   } else {
     std::printf("format:    llm.c shard (%s)\npath:      %s\nversion:   %d\nshards:    %zu\ntokens:    %lld\n"
                 "documents: %lld (cut before each %d)\n",
                 kind, path.c_str(), ds->shards().front().version(), ds->shards().size(), tokens, sequences,
                 ds->delimiter());
     if (unigram) std::printf("unigram:   %.4f nats/token (perplexity %.1f)\n", h, std::exp(h));
-    if (ndocs > 0) std::printf("documents: %s\n", docs_json.c_str());
+    if (ndocs > 0) std::printf("documents: %s\n", json::serialize_line(docs).c_str());
   }
   return 0;
 }
 
 int cmd_data_inspect(int argc, char** argv) {
-  const std::vector<FlagSpec> specs = {
-      {"json", false, false, "print JSON"},
-      {"docs", true, false, "also print the first N documents' token ids"},
-      {"unigram", false, false, "also compute the unigram entropy of the tokens (one pass over the data)"},
-  };
-  auto flags = flags_parse("data inspect", specs, argc, argv, 3);
-  if (!flags.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
-    return 2;
-  }
-  if (flags->positional.size() != 1) {
-    std::fprintf(stderr, "cmoe data inspect: expected one PREFIX\n%s", kDataUsage);
-    return 2;
-  }
-  int64_t ndocs = 0;
-  if (!parse_int(*flags, "docs", 0, &ndocs) || ndocs < 0) return 2;
+  CommandSpec spec{"data inspect",
+                   {{"json", false, false, "print JSON"},
+                    {"docs", true, false, "also print the first N documents' token ids"},
+                    {"unigram", false, false, "also compute the unigram entropy of the tokens (one pass over the data)"}},
+                   {}, 1, 1, "PREFIX"};
+  auto flags = parse_command_line(spec, argc, argv, 3);
+  if (!flags) return kExitUsage;
+  const std::optional<int64_t> ndocs = flag_int(*flags, spec.name, "docs", 0, 0);
+  if (!ndocs) return kExitUsage;
   const std::string prefix = flags->positional[0];
-  const bool json = flags->has("json");
-  if (data::is_llmc_path(prefix)) return inspect_llmc(prefix, json, ndocs, flags->has("unigram"));
+  const bool json_out = flags->has("json");
+  if (data::is_llmc_path(prefix)) return inspect_llmc(prefix, json_out, *ndocs, flags->has("unigram"));
   auto ds = data::IndexedDataset::open(prefix);
   if (!ds.ok()) return fail("inspect", ds.status());
   int64_t min_len = 0, max_len = 0;
@@ -149,35 +130,36 @@ int cmd_data_inspect(int argc, char** argv) {
     min_len = i == 0 ? l : std::min(min_len, l);
     max_len = std::max(max_len, l);
   }
-  std::string docs_json;
-  if (ndocs > 0) {
-    std::vector<std::string> docs;
-    for (int64_t j = 0; j < std::min(ndocs, ds->num_documents()); ++j) {
-      std::vector<int32_t> toks;
-      for (int64_t i = ds->document_index(j); i < ds->document_index(j + 1); ++i) {
-        const size_t at = toks.size();
-        toks.resize(at + static_cast<size_t>(ds->sequence_length(i)));
-        if (auto s = ds->read(i, 0, ds->sequence_length(i), toks.data() + at); !s.ok()) return fail("inspect", s);
-      }
-      docs.push_back(absl::StrCat("[", absl::StrJoin(toks, ", "), "]"));
+  json::Value docs = json::Value::array();
+  for (int64_t j = 0; j < std::min(*ndocs, ds->num_documents()); ++j) {
+    std::vector<int32_t> toks;
+    for (int64_t i = ds->document_index(j); i < ds->document_index(j + 1); ++i) {
+      const size_t at = toks.size();
+      toks.resize(at + static_cast<size_t>(ds->sequence_length(i)));
+      if (auto s = ds->read(i, 0, ds->sequence_length(i), toks.data() + at); !s.ok()) return fail("inspect", s);
     }
-    docs_json = absl::StrCat("[", absl::StrJoin(docs, ", "), "]");
+    docs.push_back(ids_json(toks));
   }
-  std::string unigram;
+  std::optional<double> h;
   if (flags->has("unigram")) {
-    auto h = unigram_entropy(*ds);
-    if (!h.ok()) return fail("inspect", h.status());
-    unigram = json ? absl::StrFormat(", \"unigram_entropy_nats\": %.6f", *h)
-                   : absl::StrFormat("unigram:    %.4f nats/token (perplexity %.1f)\n", *h, std::exp(*h));
+    auto e = unigram_entropy(*ds);
+    if (!e.ok()) return fail("inspect", e.status());
+    h = *e;
   }
-  if (json) {
-    std::printf(
-        "{\"format\": \"megatron\", \"prefix\": %s, \"dtype\": \"%s\", \"sequences\": %lld, \"documents\": %lld, "
-        "\"tokens\": %lld, \"bin_bytes\": %zu, \"min_sequence_length\": %lld, \"max_sequence_length\": %lld%s%s%s}\n",
-        json_string(prefix).c_str(), data::token_dtype_name(ds->dtype()), static_cast<long long>(ds->num_sequences()),
-        static_cast<long long>(ds->num_documents()), static_cast<long long>(ds->num_tokens()), ds->bin_size(),
-        static_cast<long long>(min_len), static_cast<long long>(max_len), ndocs > 0 ? ", \"document_tokens\": " : "",
-        docs_json.c_str(), unigram.c_str());
+  if (json_out) {
+    json::Value j = json::Value::object();
+    j.set("format", json::Value::string("megatron"));
+    j.set("prefix", json::Value::string(prefix));
+    j.set("dtype", json::Value::string(data::token_dtype_name(ds->dtype())));
+    j.set("sequences", json::Value::integer(ds->num_sequences()));
+    j.set("documents", json::Value::integer(ds->num_documents()));
+    j.set("tokens", json::Value::integer(ds->num_tokens()));
+    j.set("bin_bytes", json::Value::integer(static_cast<int64_t>(ds->bin_size())));
+    j.set("min_sequence_length", json::Value::integer(min_len));
+    j.set("max_sequence_length", json::Value::integer(max_len));
+    if (*ndocs > 0) j.set("document_tokens", std::move(docs));
+    if (h) j.set("unigram_entropy_nats", json::Value::formatted(*h, "%.6f"));
+    std::printf("%s\n", json::serialize_line(j).c_str());
   } else {
     std::printf("format:     Megatron indexed dataset (MMIDIDX v1)\nprefix:     %s\ndtype:      %s\n"
                 "sequences:  %lld\ndocuments:  %lld\ntokens:     %lld\nbin bytes:  %zu\n"
@@ -185,40 +167,33 @@ int cmd_data_inspect(int argc, char** argv) {
                 prefix.c_str(), data::token_dtype_name(ds->dtype()), static_cast<long long>(ds->num_sequences()),
                 static_cast<long long>(ds->num_documents()), static_cast<long long>(ds->num_tokens()), ds->bin_size(),
                 static_cast<long long>(min_len), static_cast<long long>(max_len));
-    std::printf("%s", unigram.c_str());
-    if (ndocs > 0) std::printf("documents:  %s\n", docs_json.c_str());
+    if (h) std::printf("unigram:    %.4f nats/token (perplexity %.1f)\n", *h, std::exp(*h));
+    if (*ndocs > 0) std::printf("documents:  %s\n", json::serialize_line(docs).c_str());
   }
   return 0;
 }
 
 int cmd_data_samples(int argc, char** argv) {
-  const std::vector<FlagSpec> specs = {
-      {"seq-length", true, false, "sequence length T (samples hold T+1 tokens)"},
-      {"num-samples", true, false, "samples requested N (sets the number of epochs)"},
-      {"seed", true, false, "shuffle seed (Megatron's --seed, default 1234)"},
-      {"split", true, false, "split weights, default 969,30,1"},
-      {"split-name", true, false, "train, valid or test (default train)"},
-      {"max-samples", true, false, "print at most K samples (default N)"},
-      {"json", false, false, "print JSON"},
-  };
-  auto flags = flags_parse("data samples", specs, argc, argv, 3);
-  if (!flags.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
-    return 2;
-  }
-  if (flags->positional.size() != 1 || !flags->has("seq-length") || !flags->has("num-samples")) {
-    std::fprintf(stderr, "cmoe data samples: expected PREFIX, --seq-length and --num-samples\n%s", kDataUsage);
-    return 2;
-  }
-  int64_t T = 0, N = 0, seed = 0, max_samples = 0;
-  if (!parse_int(*flags, "seq-length", 0, &T) || !parse_int(*flags, "num-samples", 0, &N) ||
-      !parse_int(*flags, "seed", 1234, &seed) || !parse_int(*flags, "max-samples", N, &max_samples)) {
-    return 2;
-  }
-  if (seed < 0 || seed > 0xffffffffLL) {
-    std::fprintf(stderr, "cmoe data samples: --seed %lld must be in [0, 2^32)\n", static_cast<long long>(seed));
-    return 2;
-  }
+  CommandSpec spec{"data samples",
+                   {{"seq-length", true, false, "sequence length T (samples hold T+1 tokens)"},
+                    {"num-samples", true, false, "samples requested N (sets the number of epochs)"},
+                    {"seed", true, false, "shuffle seed (Megatron's --seed, default 1234)"},
+                    {"split", true, false, "split weights, default 969,30,1"},
+                    {"split-name", true, false, "train, valid or test (default train)"},
+                    {"max-samples", true, false, "print at most K samples (default N)"},
+                    {"json", false, false, "print JSON"}},
+                   {"seq-length", "num-samples"},
+                   1,
+                   1,
+                   "PREFIX"};
+  auto flags = parse_command_line(spec, argc, argv, 3);
+  if (!flags) return kExitUsage;
+  const auto T = flag_int(*flags, spec.name, "seq-length", 0, 1);
+  const auto N = flag_int(*flags, spec.name, "num-samples", 0, 0);
+  const auto seed = flag_int(*flags, spec.name, "seed", 1234, 0, 0xffffffffLL);
+  if (!T || !N || !seed) return kExitUsage;
+  const auto max_samples = flag_int(*flags, spec.name, "max-samples", *N);
+  if (!max_samples) return kExitUsage;
   auto split = data::split_from_name(flags->get("split-name", "train"));
   if (!split.ok()) return fail("samples", split.status());
   const std::string prefix = flags->positional[0];
@@ -233,37 +208,51 @@ int cmd_data_samples(int argc, char** argv) {
     return fail("samples", absl::InvalidArgumentError(absl::StrCat("split '", split_spec, "' has no ",
                                                                    data::split_name(*split), " part")));
   }
-  auto g = data::GptDataset::build(ds, *range, data::GptDatasetConfig{T, N, static_cast<uint32_t>(seed)});
+  auto g = data::GptDataset::build(ds, *range, data::GptDatasetConfig{*T, *N, static_cast<uint32_t>(*seed)});
   if (!g.ok()) return fail("samples", g.status());
-  const int64_t count = std::clamp<int64_t>(max_samples, 0, N);
-  const bool json = flags->has("json");
-  if (json) {
-    std::printf("{\"prefix\": %s, \"split\": \"%s\", \"sequence_range\": [%lld, %lld], \"seq_length\": %lld, "
-                "\"num_samples\": %lld, \"seed\": %lld, \"epochs\": %lld, \"separate_final_epoch\": %s, "
-                "\"total_samples\": %lld, \"samples\": [",
-                json_string(prefix).c_str(), data::split_name(*split), static_cast<long long>(range->begin),
-                static_cast<long long>(range->end), static_cast<long long>(T), static_cast<long long>(N),
-                static_cast<long long>(seed), static_cast<long long>(g->num_epochs()),
-                g->separate_final_epoch() ? "true" : "false", static_cast<long long>(g->size()));
+  const int64_t count = std::clamp<int64_t>(*max_samples, 0, *N);
+  const bool json_out = flags->has("json");
+  if (json_out) {
+    // The header object, then the samples streamed one per line (the list can be long).
+    json::Value j = json::Value::object();
+    j.set("prefix", json::Value::string(prefix));
+    j.set("split", json::Value::string(data::split_name(*split)));
+    json::Value r = json::Value::array();
+    r.push_back(json::Value::integer(range->begin));
+    r.push_back(json::Value::integer(range->end));
+    j.set("sequence_range", std::move(r));
+    j.set("seq_length", json::Value::integer(*T));
+    j.set("num_samples", json::Value::integer(*N));
+    j.set("seed", json::Value::integer(*seed));
+    j.set("epochs", json::Value::integer(g->num_epochs()));
+    j.set("separate_final_epoch", json::Value::boolean(g->separate_final_epoch()));
+    j.set("total_samples", json::Value::integer(g->size()));
+    j.set("samples", json::Value::array());
+    std::string head = json::serialize_line(j);
+    head.resize(head.size() - 3);  // without the empty list's "]}" closing
+    std::printf("%s[", head.c_str());
   } else {
     std::printf("# %s %s [%lld, %lld): T=%lld N=%lld seed=%lld epochs=%lld separate_final_epoch=%d samples=%lld\n",
                 prefix.c_str(), data::split_name(*split), static_cast<long long>(range->begin),
-                static_cast<long long>(range->end), static_cast<long long>(T), static_cast<long long>(N),
-                static_cast<long long>(seed), static_cast<long long>(g->num_epochs()), g->separate_final_epoch(),
+                static_cast<long long>(range->end), static_cast<long long>(*T), static_cast<long long>(*N),
+                static_cast<long long>(*seed), static_cast<long long>(g->num_epochs()), g->separate_final_epoch(),
                 static_cast<long long>(g->size()));
   }
-  std::vector<int32_t> s(static_cast<size_t>(T + 1));
+  std::vector<int32_t> s(static_cast<size_t>(*T + 1));
   for (int64_t k = 0; k < count; ++k) {
     if (auto st = g->sample(k, s); !st.ok()) return fail("samples", st);
-    const long long j = static_cast<long long>(g->shuffle_index()[k]);
-    if (json) {
-      std::printf("%s\n  {\"k\": %lld, \"sample\": %lld, \"tokens\": [%s]}", k ? "," : "", static_cast<long long>(k), j,
-                  absl::StrJoin(s, ", ").c_str());
+    const int64_t j = g->shuffle_index()[k];
+    if (json_out) {
+      json::Value o = json::Value::object();
+      o.set("k", json::Value::integer(k));
+      o.set("sample", json::Value::integer(j));
+      o.set("tokens", ids_json(s));
+      std::printf("%s\n  %s", k ? "," : "", json::serialize_line(o).c_str());
     } else {
-      std::printf("%lld %lld: %s\n", static_cast<long long>(k), j, absl::StrJoin(s, " ").c_str());
+      std::printf("%lld %lld: %s\n", static_cast<long long>(k), static_cast<long long>(j), absl::StrJoin(s, " ").c_str());
     }
   }
-  if (json) std::printf("\n]}\n");
+  if (json_out) std::printf("\n]}\n");
   return 0;
 }
 

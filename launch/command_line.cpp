@@ -5,9 +5,24 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace cmoe {
+
+namespace {
+
+// "usage: cmoe NAME POSITIONAL [flags]" and the flags, one per entry.
+std::string usage_of(const CommandSpec& spec) {
+  std::string flags = flags_usage(spec.name, spec.flags);
+  flags = flags.substr(flags.find('\n') + 1);  // flags_usage's own header line
+  std::string head = absl::StrCat("usage: cmoe ", spec.name);
+  if (spec.max_positional > 0) absl::StrAppend(&head, " ", spec.positional.empty() ? "ARG" : spec.positional);
+  for (const std::string& r : spec.required) absl::StrAppend(&head, " --", r, " VALUE");
+  return absl::StrCat(head, " [flags]\n", flags);
+}
+
+}  // namespace
 
 std::vector<FlagSpec> config_flags() {
   return {{"config", true, false, "run config (.textproto)"},
@@ -17,7 +32,7 @@ std::vector<FlagSpec> config_flags() {
 std::optional<ParsedFlags> parse_command_line(const CommandSpec& spec, int argc, char** argv, int first) {
   for (int i = first; i < argc; ++i) {
     if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-      std::fputs(flags_usage(spec.name, spec.flags).c_str(), stdout);
+      std::fputs(usage_of(spec).c_str(), stdout);
       std::exit(0);  // nothing is open yet
     }
   }
@@ -42,10 +57,25 @@ std::optional<ParsedFlags> parse_command_line(const CommandSpec& spec, int argc,
     }
   }
   if (!problem.empty()) {
-    std::fprintf(stderr, "cmoe %s: %s\n%s", spec.name.c_str(), problem.c_str(), flags_usage(spec.name, spec.flags).c_str());
+    std::fprintf(stderr, "cmoe %s: %s\n%s", spec.name.c_str(), problem.c_str(), usage_of(spec).c_str());
     return std::nullopt;
   }
   return *std::move(flags);
+}
+
+std::optional<int64_t> flag_int(const ParsedFlags& flags, const std::string& command, const std::string& name,
+                                int64_t fallback, int64_t min, int64_t max) {
+  if (!flags.has(name)) return fallback;
+  int64_t v = 0;
+  if (absl::SimpleAtoi(flags.get(name), &v) && v >= min && v <= max) return v;
+  std::string range;
+  if (min != INT64_MIN || max != INT64_MAX) {
+    range = absl::StrCat(" in [", min == INT64_MIN ? std::string("-inf") : absl::StrCat(min), ", ",
+                         max == INT64_MAX ? std::string("inf") : absl::StrCat(max), "]");
+  }
+  std::fprintf(stderr, "cmoe %s: --%s '%s' is not an integer%s\n", command.c_str(), name.c_str(), flags.get(name).c_str(),
+               range.c_str());
+  return std::nullopt;
 }
 
 int command_failed(const std::string& name, const absl::Status& s) {

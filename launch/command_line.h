@@ -3,6 +3,7 @@
 // and report usage errors (exit 2) and failures (exit 1) in one format.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,6 +29,12 @@ std::vector<FlagSpec> config_flags();
 std::optional<ParsedFlags> parse_command_line(const CommandSpec& spec, int argc, char** argv, int first);
 
 inline constexpr int kExitBadInput = 1, kExitUsage = 2;
+
+// The integer value of --name, `fallback` when absent. A value that is not an integer in
+// [min, max] prints "cmoe NAME: --name 'VALUE' is not an integer in [min, max]" to stderr and
+// gives nullopt (a usage error).
+std::optional<int64_t> flag_int(const ParsedFlags& flags, const std::string& command, const std::string& name,
+                                int64_t fallback, int64_t min = INT64_MIN, int64_t max = INT64_MAX);
 
 // Prints "cmoe NAME: MESSAGE" to stderr and returns kExitBadInput.
 int command_failed(const std::string& name, const absl::Status& s);
