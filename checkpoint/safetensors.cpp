@@ -27,12 +27,6 @@ static_assert(std::endian::native == std::endian::little, "safetensors I/O assum
 constexpr const char* kNames[] = {"F32", "BF16", "I32", "I64", "U16"};  // indexed by DType
 static_assert(sizeof(kNames) / sizeof(kNames[0]) == kNumDTypes);
 
-std::string quoted(const std::string& s) {
-  std::string out;
-  json::append_quoted(&out, s);
-  return out;
-}
-
 using fileio::errno_error;
 using fileio::Fd;
 using fileio::write_all;
@@ -127,29 +121,31 @@ absl::StatusOr<std::vector<Entry>> parse_header(const std::string& text, uint64_
 
 absl::Status safetensors_write(const std::string& path, const std::vector<NamedTensor>& tensors,
                                const std::map<std::string, std::string>& metadata) {
-  std::string header = "{";
+  // The header: {"__metadata__": {...}, NAME: {"dtype", "shape", "data_offsets"}, ...} in
+  // tensor order, compact, so the same tensors always give the same bytes.
+  json::Value h = json::Value::object();
   if (!metadata.empty()) {
-    header += "\"__metadata__\":{";
-    bool first = true;
-    for (const auto& [k, v] : metadata) {
-      absl::StrAppend(&header, first ? "" : ",", quoted(k), ":", quoted(v));
-      first = false;
-    }
-    header += "}";
+    json::Value meta = json::Value::object();
+    for (const auto& [k, v] : metadata) meta.set(k, json::Value::string(v));
+    h.set("__metadata__", std::move(meta));
   }
   std::set<std::string> names;
   uint64_t offset = 0;
   for (const NamedTensor& nt : tensors) {
     CMOE_CHECK(!nt.name.empty() && nt.name != "__metadata__", "safetensors: bad tensor name \"", nt.name, "\"");
     CMOE_CHECK(names.insert(nt.name).second, "safetensors: tensor \"", nt.name, "\" given twice");
-    std::string shape;
-    for (int64_t d : nt.tensor.shape().dims()) absl::StrAppend(&shape, shape.empty() ? "" : ",", d);
-    absl::StrAppend(&header, header.size() > 1 ? "," : "", quoted(nt.name), ":{\"dtype\":\"",
-                    kNames[static_cast<int>(nt.tensor.dtype())], "\",\"shape\":[", shape, "],\"data_offsets\":[", offset,
-                    ",", offset + nt.tensor.nbytes(), "]}");
+    json::Value shape = json::Value::array(), offsets = json::Value::array();
+    for (int64_t d : nt.tensor.shape().dims()) shape.push_back(json::Value::integer(d));
+    offsets.push_back(json::Value::integer(static_cast<int64_t>(offset)));
+    offsets.push_back(json::Value::integer(static_cast<int64_t>(offset + nt.tensor.nbytes())));
+    json::Value e = json::Value::object();
+    e.set("dtype", json::Value::string(kNames[static_cast<int>(nt.tensor.dtype())]));
+    e.set("shape", std::move(shape));
+    e.set("data_offsets", std::move(offsets));
+    h.set(nt.name, std::move(e));
     offset += nt.tensor.nbytes();
   }
-  header += "}";
+  std::string header = json::serialize(h);
   header.append((8 - header.size() % 8) % 8, ' ');  // data starts 8-byte aligned
   const uint64_t n = header.size();
 
