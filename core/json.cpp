@@ -521,6 +521,15 @@ std::string serialize(const Value& v, int indent) {
   return out;
 }
 
+void append_int_array(std::string* out, std::span<const int32_t> ids) {
+  out->push_back('[');
+  for (size_t k = 0; k < ids.size(); ++k) {
+    if (k) out->append(", ");
+    absl::StrAppend(out, ids[k]);
+  }
+  out->push_back(']');
+}
+
 std::string serialize_line(const Value& v) {
   std::string out;
   serialize_to(v, -2, 0, &out);

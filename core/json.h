@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -101,6 +102,10 @@ absl::StatusOr<Value> parse(std::string_view text, const ParseOptions& options =
 // Appends `s` as a JSON string literal with quotes. UTF-8 is written raw; control characters,
 // '"' and '\\' are escaped; bytes that are not valid UTF-8 become \ufffd (JSON text must be UTF-8).
 void append_quoted(std::string* out, std::string_view s);
+
+// Appends `ids` as a JSON array of integers, "[1, 2, 3]" (for long id lists, without building
+// a Value per element).
+void append_int_array(std::string* out, std::span<const int32_t> ids);
 
 // Serializes a value. indent < 0: one line. indent >= 0: objects and arrays of containers one
 // member per line; arrays whose elements are all scalars stay on one line.

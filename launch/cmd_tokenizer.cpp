@@ -15,7 +15,7 @@
 #include "data/tokenizer.h"
 #include "data/tokenizer_train.h"
 #include "launch/commands.h"
-#include "launch/flags.h"
+#include "launch/command_line.h"
 
 namespace cmoe {
 
@@ -84,26 +84,21 @@ int tokenizer_train_cmd(int argc, char** argv) {
       {"output", true, false, "where to write tokenizer.json"},
       {"threads", true, false, "threads (default: OpenMP's)"},
   };
-  auto flags = flags_parse("tokenizer train", specs, argc, argv, 3);
-  if (!flags.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
-    return 2;
-  }
+  const CommandSpec spec{"tokenizer train", specs, {"vocab-size", "output"}, 0, 1 << 20, "FILE..."};
+  auto flags = parse_command_line(spec, argc, argv, 3);
+  if (!flags) return kExitUsage;
   std::vector<std::string> inputs = flags->all("input");
   inputs.insert(inputs.end(), flags->positional.begin(), flags->positional.end());
-  if (inputs.empty() || !flags->has("vocab-size") || !flags->has("output")) {
-    std::fprintf(stderr, "cmoe tokenizer train: --input, --vocab-size and --output are required\n%s",
-                 flags_usage("tokenizer train", specs).c_str());
-    return 2;
+  if (inputs.empty()) {
+    std::fprintf(stderr, "cmoe tokenizer train: no input: give --input FILE (or FILE...)\n");
+    return kExitUsage;
   }
   TokenizerTrainOptions opts;
-  try {
-    opts.vocab_size = std::stoi(flags->get("vocab-size"));
-    if (flags->has("threads")) opts.num_threads = std::stoi(flags->get("threads"));
-  } catch (const std::exception&) {
-    std::fprintf(stderr, "cmoe tokenizer train: --vocab-size and --threads take integers\n");
-    return 2;
-  }
+  const auto vocab = flag_int(*flags, spec.name, "vocab-size", 0, 1, INT32_MAX);
+  const auto threads = flag_int(*flags, spec.name, "threads", 0, 0, 4096);
+  if (!vocab || !threads) return kExitUsage;
+  opts.vocab_size = static_cast<int>(*vocab);
+  if (flags->has("threads")) opts.num_threads = static_cast<int>(*threads);
   TokenizerTrainStats st;
   auto tok = tokenizer_train_files(inputs, opts, &st);
   if (!tok.ok()) return fail("train", tok.status());
@@ -123,28 +118,23 @@ int tokenizer_encode_cmd(int argc, char** argv) {
       {"input", true, false, "text file to encode (- for stdin)"},
       {"json", false, false, "print the ids as a JSON array"},
   };
-  auto flags = flags_parse("tokenizer encode", specs, argc, argv, 3);
-  if (!flags.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
-    return 2;
-  }
-  if (!flags->has("tokenizer") || !flags->has("input") || !flags->positional.empty()) {
-    std::fprintf(stderr, "cmoe tokenizer encode: --tokenizer and --input are required\n%s",
-                 flags_usage("tokenizer encode", specs).c_str());
-    return 2;
-  }
+  auto flags = parse_command_line({"tokenizer encode", specs, {"tokenizer", "input"}}, argc, argv, 3);
+  if (!flags) return kExitUsage;
   auto tok = Tokenizer::load(flags->get("tokenizer"));
   if (!tok.ok()) return fail("encode", tok.status());
   auto text = read_input(flags->get("input"));
   if (!text.ok()) return fail("encode", text.status());
   std::vector<int32_t> ids = tok->encode(*text);
-  const bool as_json = flags->has("json");
-  std::string out = as_json ? "[" : "";
-  for (size_t k = 0; k < ids.size(); ++k) {
-    if (k) out += as_json ? ", " : " ";
-    absl::StrAppend(&out, ids[k]);
+  std::string out;
+  if (flags->has("json")) {
+    json::append_int_array(&out, ids);
+  } else {
+    for (size_t k = 0; k < ids.size(); ++k) {
+      if (k) out += ' ';
+      absl::StrAppend(&out, ids[k]);
+    }
   }
-  out += as_json ? "]\n" : "\n";
+  out += '\n';
   std::fwrite(out.data(), 1, out.size(), stdout);
   return 0;
 }
@@ -155,16 +145,8 @@ int tokenizer_decode_cmd(int argc, char** argv) {
       {"input", true, false, "ids: a JSON array or whitespace-separated integers (- for stdin)"},
       {"bytes", false, false, "print the exact bytes instead of text (no U+FFFD replacement)"},
   };
-  auto flags = flags_parse("tokenizer decode", specs, argc, argv, 3);
-  if (!flags.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
-    return 2;
-  }
-  if (!flags->has("tokenizer") || !flags->has("input") || !flags->positional.empty()) {
-    std::fprintf(stderr, "cmoe tokenizer decode: --tokenizer and --input are required\n%s",
-                 flags_usage("tokenizer decode", specs).c_str());
-    return 2;
-  }
+  auto flags = parse_command_line({"tokenizer decode", specs, {"tokenizer", "input"}}, argc, argv, 3);
+  if (!flags) return kExitUsage;
   auto tok = Tokenizer::load(flags->get("tokenizer"));
   if (!tok.ok()) return fail("decode", tok.status());
   const std::string path = flags->get("input");
