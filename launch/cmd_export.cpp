@@ -14,7 +14,7 @@
 #include "moe/train/config.h"
 #include "launch/commands.h"
 #include "launch/export_hf.h"
-#include "launch/flags.h"
+#include "launch/command_line.h"
 #include "moe/hf_export.h"
 
 namespace cmoe {
@@ -153,16 +153,8 @@ int cmd_export(int argc, char** argv) {
       {"tokenizer", true, false, "tokenizer.json to ship (default: the run config's data.tokenizer)"},
       {"shard-size", true, false, "split the weights into shards of at most this size (e.g. 2GB, 500MB, 1GiB)"},
   };
-  auto flags = flags_parse("export", specs, argc, argv, 2);
-  if (!flags.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str());
-    return 2;
-  }
-  if (!flags->has("checkpoint") || !flags->has("out") || !flags->positional.empty()) {
-    std::fprintf(stderr, "cmoe export: --checkpoint DIR and --out FILE are required\n%s",
-                 flags_usage("export", specs).c_str());
-    return 2;
-  }
+  auto flags = parse_command_line({"export", specs, {"checkpoint", "out"}}, argc, argv, 2);
+  if (!flags) return kExitUsage;
   const std::string format = flags->get("format", "safetensors"), dtype = flags->get("dtype", "f32");
   if (format != "safetensors") {
     std::fprintf(stderr, "cmoe export: --format %s is not supported (allowed: safetensors)\n", format.c_str());
@@ -181,11 +173,7 @@ int cmd_export(int argc, char** argv) {
     }
     args.shard_bytes = *bytes;
   }
-  absl::Status st = run_export(args);
-  if (!st.ok()) {
-    std::fprintf(stderr, "cmoe export: %s\n", std::string(st.message()).c_str());
-    return 1;
-  }
+  if (absl::Status st = run_export(args); !st.ok()) return command_failed("export", st);
   return 0;
 }
 
