@@ -8,13 +8,22 @@
 
 namespace cmoe::parallel {
 
-PipelineSchedule pipeline_schedule(int stages, int stage, int64_t micro_batches) {
+namespace {
+
+PipelineSchedule empty_schedule(int stages, int stage, int64_t micro_batches) {
   CMOE_CHECK(stages >= 1 && stage >= 0 && stage < stages && micro_batches >= 1, "pipeline_schedule: stage ", stage,
              " of ", stages, ", ", micro_batches, " micro-batches");
   PipelineSchedule s;
   s.stages = stages;
   s.stage = stage;
   s.micro_batches = micro_batches;
+  return s;
+}
+
+}  // namespace
+
+PipelineSchedule pipeline_schedule(int stages, int stage, int64_t micro_batches) {
+  PipelineSchedule s = empty_schedule(stages, stage, micro_batches);
   s.warmup = std::min<int64_t>(stages - stage - 1, micro_batches);
   const int64_t steady = micro_batches - s.warmup;
   const bool first = stage == 0, last = stage == stages - 1;
@@ -46,12 +55,7 @@ PipelineSchedule pipeline_schedule(int stages, int stage, int64_t micro_batches)
 }
 
 PipelineSchedule pipeline_schedule_forward_only(int stages, int stage, int64_t micro_batches) {
-  CMOE_CHECK(stages >= 1 && stage >= 0 && stage < stages && micro_batches >= 1, "pipeline_schedule: stage ", stage,
-             " of ", stages, ", ", micro_batches, " micro-batches");
-  PipelineSchedule s;
-  s.stages = stages;
-  s.stage = stage;
-  s.micro_batches = micro_batches;
+  PipelineSchedule s = empty_schedule(stages, stage, micro_batches);
   for (int64_t m = 0; m < micro_batches; ++m) {
     if (stage > 0) s.actions.push_back({PipeAction::kComm, 0, {{PipeTransfer::kRecvActivation, m, stage - 1}}});
     s.actions.push_back({PipeAction::kForward, m, {}});

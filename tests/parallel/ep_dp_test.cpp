@@ -178,17 +178,9 @@ TEST(GradReducer, Zero1LeavesTheMeanOnOneOwnerAndGathersValues) {
 }  // namespace cmoe::parallel
 
 int main(int argc, char** argv) {
-  using namespace cmoe::parallel;
-  ::testing::InitGoogleTest(&argc, argv);
-  absl::Status s = mpi_init(&argc, &argv);
-  if (!s.ok()) abort_job(s);
-  auto world = MpiCommunicator::world();
-  if (!world.ok()) abort_job(world.status());
-  g_world = world->get();
-  cmoe::testing::print_failures_only_off_rank0(g_world->rank());
-  int failed = RUN_ALL_TESTS() != 0;
-  cmoe::Tensor t = cmoe::Tensor::full({1}, static_cast<float>(failed));
-  if (!g_world->all_reduce(t).ok()) abort_job(absl::InternalError("final all_reduce failed"));
-  world->reset();
-  return t.data<float>()[0] != 0 ? 1 : 0;
+  auto world = cmoe::testing::mpi_test_world(&argc, &argv);
+  cmoe::parallel::g_world = world.get();
+  const int rc = cmoe::testing::run_all_tests_on_every_rank(*world);
+  world.reset();
+  return rc;
 }
