@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "checkpoint/crc32c.h"
 #include "checkpoint/file_io.h"
@@ -141,8 +142,12 @@ std::string checkpoint_manifest_bytes(checkpoint::Manifest* meta) {
 }
 
 std::string checkpoint_manifest_text(const checkpoint::Manifest& meta) {
+  // Known fields only: a field this build does not know has no name to print (and the text
+  // parser could not read its number back).
   std::string text;
-  google::protobuf::TextFormat::PrintToString(meta, &text);
+  google::protobuf::TextFormat::Printer printer;
+  printer.SetHideUnknownFields(true);
+  printer.PrintToString(meta, &text);
   return absl::StrCat("# manifest.txt: manifest.pb in protobuf text format, for people; never read back.\n",
                       "# manifest.pb's CRC-32C is manifest_crc32c (", crc_hex(meta.manifest_crc32c()),
                       "); `cmoe checkpoint verify` checks that this copy agrees.\n", text);
@@ -233,10 +238,12 @@ absl::Status checkpoint_check_manifest_text(const std::string& dir, const checkp
     return absl::DataLossError(absl::StrCat(path, ": not a readable text-format manifest (damaged or edited); "
                                             "manifest.pb is what loads"));
   }
+  checkpoint::Manifest known = m;  // the text holds the known fields (checkpoint_manifest_text)
+  known.DiscardUnknownFields();
   google::protobuf::util::MessageDifferencer diff;
   std::string report;
   diff.ReportDifferencesToString(&report);
-  if (!diff.Compare(m, copy)) {
+  if (!diff.Compare(known, copy)) {
     while (!report.empty() && report.back() == '\n') report.pop_back();
     if (report.size() > 600) report = report.substr(0, 600) + " ...";
     return absl::DataLossError(absl::StrCat(path, ": disagrees with manifest.pb, which is what loads (edited or "
@@ -249,8 +256,15 @@ absl::StatusOr<std::string> checkpoint_prepare(const std::string& root, int64_t 
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create checkpoint root ", root, ": ", ec.message()));
+  // Leftovers of crashed saves (of any step: one save runs at a time per root) go first, so a
+  // crash's partial files do not outlive the next save.
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string n = entry.path().filename().string();
+    if (n.rfind(".tmp-step_", 0) == 0 || n == ".latest.tmp") fs::remove_all(entry.path(), ec);
+  }
   const std::string tmp = absl::StrCat(root, "/.tmp-", checkpoint_step_name(step));
-  fs::remove_all(tmp, ec);  // a leftover from a crashed save
+  fs::remove_all(tmp, ec);
+  ec.clear();
   fs::create_directory(tmp, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", tmp, ": ", ec.message()));
   return tmp;
@@ -611,15 +625,25 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::open(const s
       f->size = static_cast<uint64_t>(st.st_size);
       fit = r->files_.emplace(e.file(), std::move(f)).first;
     }
-    if (e.offset() + e.nbytes() > fit->second->size) {
-      return absl::DataLossError(absl::StrCat(where, ": needs bytes [", e.offset(), ", ", e.offset() + e.nbytes(),
-                                              ") but the file has ", fit->second->size, " bytes (truncated?)"));
+    if (e.offset() > fit->second->size || e.nbytes() > fit->second->size - e.offset()) {  // no wrap-around
+      const std::string end = e.nbytes() > ~uint64_t{0} - e.offset() ? absl::StrCat(e.offset(), " + ", e.nbytes())
+                                                                       : absl::StrCat(e.offset() + e.nbytes());
+      return absl::DataLossError(absl::StrCat(where, ": needs bytes [", e.offset(), ", ", end, ") but the file has ",
+                                              fit->second->size, " bytes (truncated?)"));
     }
     CMOE_ASSIGN_OR_RETURN(DType dt, parse_dtype(e.dtype(), where));
     std::vector<int64_t> dims(e.shape().begin(), e.shape().end());
     if (dims.size() > static_cast<size_t>(kMaxRank) ||
         std::any_of(dims.begin(), dims.end(), [](int64_t d) { return d < 0; })) {
       return absl::DataLossError(absl::StrCat(where, ": bad shape in the manifest"));
+    }
+    // The element count without overflow: a damaged shape must not wrap into a plausible size.
+    int64_t numel = 1;
+    bool too_big = false;
+    for (int64_t d : dims) too_big = too_big || __builtin_mul_overflow(numel, d, &numel);
+    if (too_big || numel > (int64_t{1} << 58)) {
+      return absl::DataLossError(absl::StrCat(where, ": shape [", absl::StrJoin(dims, ", "),
+                                              "] has more than 2^58 elements (a damaged manifest)"));
     }
     Shape shape{std::span<const int64_t>(dims)};
     int64_t b = 0, end = dims.empty() ? 1 : dims[0];

@@ -5,7 +5,8 @@
 // more data files, each written by one writer (in a parallel job: one rank) with the row slices
 // it owns. <root>/latest names the newest step directory and its manifest's CRC. Saving is three
 // steps so that many writers can share it:
-//   checkpoint_prepare  one process: creates <root>/.tmp-step_N (a leftover is removed);
+//   checkpoint_prepare  one process: creates <root>/.tmp-step_N (leftovers of crashed saves,
+//                       .tmp-step_* of any step, are removed first);
 //   checkpoint_write_shard  every writer: its data file in that directory, fsynced; returns
 //                       the manifest entries (name, global shape, rows, offset, CRC-32C);
 //   checkpoint_commit   one process, after every writer: the manifest with all entries,
@@ -55,8 +56,8 @@ struct ShardTensor {
 // "step_00000042".
 std::string checkpoint_step_name(int64_t step);
 
-// Creates the staging directory <root>/.tmp-step_N (removing a leftover of a crashed save)
-// and returns its path.
+// Creates the staging directory <root>/.tmp-step_N (removing every leftover .tmp-step_* and
+// .latest.tmp of crashed saves) and returns its path.
 absl::StatusOr<std::string> checkpoint_prepare(const std::string& root, int64_t step);
 
 // Writes `tensors` to <dir>/<file> (64-byte aligned, back to back), fsyncs it, and returns

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 namespace cmoe {
 namespace {
@@ -156,10 +157,14 @@ TEST_F(CheckpointTest, FlippedByteCaughtByItsEntryOnly) {
 }
 
 TEST_F(CheckpointTest, RetentionAndLeftoverStaging) {
-  // A leftover staging directory of step 2 (a crashed save) is replaced, not merged.
+  // A leftover staging directory of step 2 (a crashed save) is replaced, not merged; one of
+  // step 9 (a crash in a run that then resumed from an earlier step) goes at the next save.
   fs::create_directories(root_ + "/.tmp-step_00000002");
   std::ofstream(root_ + "/.tmp-step_00000002/junk.bin") << "junk";
+  fs::create_directories(root_ + "/.tmp-step_00000009");
+  std::ofstream(root_ + "/.tmp-step_00000009/junk.bin") << "junk";
   save_two_writers(1);
+  EXPECT_FALSE(fs::exists(root_ + "/.tmp-step_00000009")) << "a crashed save's leftover outlived the next save";
   save_two_writers(2);
   EXPECT_FALSE(fs::exists(root_ + "/step_00000002/junk.bin"));
   save_two_writers(3);
@@ -460,6 +465,33 @@ TEST_F(CheckpointTest, FailedSaveRemovesItsStagingDirectory) {
   EXPECT_TRUE(checkpoint_load(*latest).ok());
   // checkpoint_abort on a step with no staging directory is harmless.
   checkpoint_abort(root_, 9);
+}
+
+// Sizes in a manifest that would wrap around 64 bits are refused at open, not trusted: a shape
+// whose element count overflows (its byte count wrapping to the entry's 0 bytes), and an offset
+// whose end wraps past 2^64 (found by reading the open checks for the manifest fuzz target).
+TEST_F(CheckpointTest, WrappingSizesRefused) {
+  auto dir = save_with_counters(root_, 4, w_);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  auto saved = checkpoint_read_manifest(*dir);
+  ASSERT_TRUE(saved.ok());
+  auto rewrite = [&](const std::function<void(checkpoint::TensorEntry*)>& edit) {
+    checkpoint::Manifest m = *saved;
+    edit(m.mutable_tensors(0));
+    put(*dir + "/manifest.pb", checkpoint_manifest_bytes(&m));
+    return CheckpointReader::open(*dir);
+  };
+  auto huge = rewrite([](checkpoint::TensorEntry* e) {
+    e->clear_shape(), e->add_shape(int64_t{1} << 62), e->add_shape(4);
+    e->set_slice_begin(0, 0), e->set_slice_end(0, int64_t{1} << 62);
+    e->set_nbytes(0);  // (2^62 * 4 * 4) mod 2^64
+  });
+  ASSERT_FALSE(huge.ok()) << "a 2^64-byte tensor accepted";
+  EXPECT_NE(huge.status().message().find("shape [4611686018427387904, 4] has more than 2^58 elements"), std::string::npos)
+      << huge.status();
+  auto wrap = rewrite([](checkpoint::TensorEntry* e) { e->set_offset(~uint64_t{0} - 7); });
+  ASSERT_FALSE(wrap.ok()) << "an offset wrapping past 2^64 accepted";
+  EXPECT_NE(wrap.status().message().find("tensor w: needs bytes"), std::string::npos) << wrap.status();
 }
 
 }  // namespace
