@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "checkpoint/crc32c.h"
 #include "checkpoint/file_io.h"
+#include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
 
@@ -232,11 +233,21 @@ absl::Status checkpoint_check_manifest_text(const std::string& dir, const checkp
     return absl::DataLossError(absl::StrCat(text.status().message(), " (every checkpoint holds a manifest.txt beside "
                                             "manifest.pb)"));
   }
+  // The parser's first complaint, with its line and column (instead of protobuf's log line).
+  struct FirstError final : google::protobuf::io::ErrorCollector {
+    std::string first;
+    void AddError(int line, google::protobuf::io::ColumnNumber column, const std::string& message) override {
+      if (!first.empty()) return;
+      first = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message);
+      while (!first.empty() && first.back() == '.') first.pop_back();
+    }
+  } errors;
   checkpoint::Manifest copy;
   google::protobuf::TextFormat::Parser parser;
+  parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(*text, &copy)) {
-    return absl::DataLossError(absl::StrCat(path, ": not a readable text-format manifest (damaged or edited); "
-                                            "manifest.pb is what loads"));
+    return absl::DataLossError(absl::StrCat(path, ": not a readable text-format manifest (damaged or edited) at ",
+                                            errors.first, "; manifest.pb is what loads"));
   }
   checkpoint::Manifest known = m;  // the text holds the known fields (checkpoint_manifest_text)
   known.DiscardUnknownFields();
