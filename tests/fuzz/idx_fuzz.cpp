@@ -117,7 +117,7 @@ extern "C" size_t cmoe_fuzz_mutate(uint8_t* data, size_t size, size_t max_size, 
         const uint64_t s = load<uint64_t>(data + 8 + 18);
         if (s > 0 && s < (size - 8) / 12) {
           const size_t at = 8 + 34 + 4 * s + 8 * (next() % s);
-          int64_t p = load<int64_t>(data + at) + static_cast<int64_t>(next() % 5) - 2;
+          uint64_t p = load<uint64_t>(data + at) + next() % 5 - 2;  // wraps, as a corrupt pointer may
           std::memcpy(data + at, &p, 8);
         }
       }
