@@ -39,7 +39,7 @@ for mode in none sync async; do
   echo "$mode ..." >&2
   OMP_NUM_THREADS=2 "$build/bin/cmoe" train "${common[@]}" "${extra[@]}" --run-dir "$work/$mode" > "$work/$mode.log"
 done
-du -sh "$work/sync/checkpoints/$(cat "$work/sync/checkpoints/latest")" | awk '{print "checkpoint size: " $1}'
+du -sh "$work/sync/checkpoints/$(head -n1 "$work/sync/checkpoints/latest")" | awk '{print "checkpoint size: " $1}'
 "$python" - "$work" "$steps" "$interval" <<'PY'
 import json, statistics, sys
 work, steps, interval = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

@@ -12,17 +12,20 @@
 #include <cstring>
 #include <filesystem>
 #include <future>
+#include <limits>
 #include <memory>
-#include <fstream>
-#include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "checkpoint/crc32c.h"
 #include "checkpoint/file_io.h"
+#include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
+#include "google/protobuf/util/message_differencer.h"
 
 namespace cmoe {
 
@@ -35,12 +38,48 @@ using fileio::Fd;
 using fileio::fsync_dir;
 using fileio::write_file_synced;
 
+// The whole of a regular file (a directory or device in its place is an error naming it).
 absl::StatusOr<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    return errno == ENOENT ? absl::NotFoundError(absl::StrCat(path, ": missing")) : errno_error("cannot open", path);
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return errno_error("cannot stat", path);
+  if (!S_ISREG(st.st_mode)) return absl::DataLossError(absl::StrCat(path, ": not a regular file"));
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t r = ::read(fd.get(), out.data() + done, out.size() - done);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno_error("cannot read", path);
+    if (r == 0) break;  // shrank while we read: what is there is what we check
+    done += static_cast<size_t>(r);
+  }
+  out.resize(done);
+  return out;
+}
+
+// The one-byte tag of Manifest.manifest_crc32c (field 15, wire type 5 = fixed32).
+constexpr char kManifestCrcTag = static_cast<char>((15 << 3) | 5);
+constexpr size_t kManifestCrcBytes = 5;
+
+std::string crc_hex(uint32_t crc) { return absl::StrFormat("%08x", crc); }
+
+uint32_t load_le32(const char* p) {
+  return static_cast<uint32_t>(static_cast<uint8_t>(p[0])) | static_cast<uint32_t>(static_cast<uint8_t>(p[1])) << 8 |
+         static_cast<uint32_t>(static_cast<uint8_t>(p[2])) << 16 | static_cast<uint32_t>(static_cast<uint8_t>(p[3])) << 24;
+}
+
+// "step_00000042" -> 42; -1 when `name` is not step_ and digits.
+int64_t step_of_name(const std::string& name) {
+  if (name.size() <= 5 || name.rfind("step_", 0) != 0) return -1;
+  int64_t v = 0;
+  for (size_t i = 5; i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9' || v > (int64_t{1} << 50)) return -1;
+    v = v * 10 + (name[i] - '0');
+  }
+  return v;
 }
 
 absl::StatusOr<DType> parse_dtype(const std::string& s, const std::string& where) {
@@ -85,12 +124,158 @@ void checkpoint_crash_point(const char* point, int64_t step) {
   std::raise(SIGKILL);
 }
 
+void checkpoint_abort(const std::string& root, int64_t step) {
+  std::error_code ec;
+  fs::remove_all(absl::StrCat(root, "/.tmp-", checkpoint_step_name(step)), ec);
+  fs::remove(root + "/.latest.tmp", ec);
+  if (!ec) (void)fsync_dir(root);
+}
+
+std::string checkpoint_manifest_bytes(checkpoint::Manifest* meta) {
+  meta->set_format_version(kCheckpointFormatVersion);
+  meta->clear_manifest_crc32c();
+  std::string bytes = meta->SerializeAsString();
+  const uint32_t crc = crc32c(bytes.data(), bytes.size());
+  meta->set_manifest_crc32c(crc);
+  bytes.push_back(kManifestCrcTag);
+  for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>((crc >> (8 * i)) & 0xff));
+  return bytes;
+}
+
+std::string checkpoint_manifest_text(const checkpoint::Manifest& meta) {
+  // Known fields only: a field this build does not know has no name to print (and the text
+  // parser could not read its number back).
+  std::string text;
+  google::protobuf::TextFormat::Printer printer;
+  printer.SetHideUnknownFields(true);
+  printer.PrintToString(meta, &text);
+  return absl::StrCat("# manifest.txt: manifest.pb in protobuf text format, for people; never read back.\n",
+                      "# manifest.pb's CRC-32C is manifest_crc32c (", crc_hex(meta.manifest_crc32c()),
+                      "); `cmoe checkpoint verify` checks that this copy agrees.\n", text);
+}
+
+absl::StatusOr<checkpoint::Manifest> checkpoint_parse_manifest(std::string_view bytes, const std::string& path) {
+  if (bytes.empty()) {
+    return absl::DataLossError(absl::StrCat(path, ": empty (0 bytes); not a checkpoint manifest (damaged, or a copy "
+                                            "that did not finish)"));
+  }
+  checkpoint::Manifest m;
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()) ||
+      !m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError(absl::StrCat(path, ": not a valid checkpoint manifest (", bytes.size(), " bytes)"));
+  }
+  // The checksum first: a damaged byte anywhere (the version included) is reported as damage.
+  // Format 3 manifests end in it; one present in any manifest is checked.
+  const uint32_t version = m.format_version();
+  if (version >= 3 || m.has_manifest_crc32c()) {
+    const size_t n = bytes.size();
+    if (n < kManifestCrcBytes || bytes[n - kManifestCrcBytes] != kManifestCrcTag || !m.has_manifest_crc32c() ||
+        load_le32(bytes.data() + n - 4) != m.manifest_crc32c()) {
+      return absl::DataLossError(absl::StrCat(path, ": format_version ", version, " but the file does not end in its "
+                                              "manifest_crc32c field (damaged or cut short; ", n, " bytes)"));
+    }
+    const uint32_t have = crc32c(bytes.data(), n - kManifestCrcBytes);
+    if (have != m.manifest_crc32c()) {
+      return absl::DataLossError(absl::StrCat(path, ": CRC-32C of the manifest is ", crc_hex(have), ", its manifest_crc32c "
+                                              "says ", crc_hex(m.manifest_crc32c()), " (the manifest is damaged)"));
+    }
+  }
+  if (version < 1 || version > kCheckpointFormatVersion) {
+    return absl::DataLossError(absl::StrCat(path, ": format_version ", version,
+                                            version == 0 ? " (missing)" : "", ", this build reads 1 to ",
+                                            kCheckpointFormatVersion));
+  }
+  if (m.step() < 0 || m.tokens_seen() < 0) {
+    return absl::DataLossError(absl::StrCat(path, ": step ", m.step(), ", tokens_seen ", m.tokens_seen(),
+                                            "; expected both >= 0"));
+  }
+  for (int i = 0; i < m.counters_size(); ++i) {
+    const auto& c = m.counters(i);
+    if (c.value() < 0) {
+      return absl::DataLossError(absl::StrCat(path, ": counter ", c.name(), " = ", c.value(), "; expected >= 0"));
+    }
+    for (int j = 0; j < i; ++j) {
+      if (m.counters(j).name() == c.name()) {
+        return absl::DataLossError(absl::StrCat(path, ": counter ", c.name(), " appears twice"));
+      }
+    }
+  }
+  if (m.has_layout() && (m.layout().pp() < 1 || m.layout().dp() < 1 || m.layout().ep() < 1)) {
+    return absl::DataLossError(absl::StrCat(path, ": layout pp ", m.layout().pp(), " dp ", m.layout().dp(), " ep ",
+                                            m.layout().ep(), "; expected each >= 1"));
+  }
+  return m;
+}
+
+absl::StatusOr<checkpoint::Manifest> checkpoint_read_manifest(const std::string& dir) {
+  const std::string path = dir + "/manifest.pb";
+  auto bytes = read_file(path);
+  if (absl::IsNotFound(bytes.status())) {
+    return absl::DataLossError(absl::StrCat(path, ": missing (not a checkpoint step directory, or an incomplete one)"));
+  }
+  if (!bytes.ok()) return bytes.status();
+  CMOE_ASSIGN_OR_RETURN(checkpoint::Manifest m, checkpoint_parse_manifest(*bytes, path));
+  std::string name = dir;
+  while (name.size() > 1 && name.back() == '/') name.pop_back();
+  name = fs::path(name).filename().string();
+  const int64_t dir_step = step_of_name(name);
+  if (dir_step >= 0 && dir_step != m.step()) {
+    return absl::DataLossError(absl::StrCat(path, ": the manifest is of step ", m.step(), " but its directory is ",
+                                            name, " (a renamed or mixed-up checkpoint directory)"));
+  }
+  return m;
+}
+
+absl::Status checkpoint_check_manifest_text(const std::string& dir, const checkpoint::Manifest& m) {
+  const std::string path = dir + "/manifest.txt";
+  auto text = read_file(path);
+  if (!text.ok()) {
+    return absl::DataLossError(absl::StrCat(text.status().message(), " (every checkpoint holds a manifest.txt beside "
+                                            "manifest.pb)"));
+  }
+  // The parser's first complaint, with its line and column (instead of protobuf's log line).
+  struct FirstError final : google::protobuf::io::ErrorCollector {
+    std::string first;
+    void AddError(int line, google::protobuf::io::ColumnNumber column, const std::string& message) override {
+      if (!first.empty()) return;
+      first = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message);
+      while (!first.empty() && first.back() == '.') first.pop_back();
+    }
+  } errors;
+  checkpoint::Manifest copy;
+  google::protobuf::TextFormat::Parser parser;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(*text, &copy)) {
+    return absl::DataLossError(absl::StrCat(path, ": not a readable text-format manifest (damaged or edited) at ",
+                                            errors.first, "; manifest.pb is what loads"));
+  }
+  checkpoint::Manifest known = m;  // the text holds the known fields (checkpoint_manifest_text)
+  known.DiscardUnknownFields();
+  google::protobuf::util::MessageDifferencer diff;
+  std::string report;
+  diff.ReportDifferencesToString(&report);
+  if (!diff.Compare(known, copy)) {
+    while (!report.empty() && report.back() == '\n') report.pop_back();
+    if (report.size() > 600) report = report.substr(0, 600) + " ...";
+    return absl::DataLossError(absl::StrCat(path, ": disagrees with manifest.pb, which is what loads (edited or "
+                                            "damaged): ", report));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> checkpoint_prepare(const std::string& root, int64_t step) {
   std::error_code ec;
   fs::create_directories(root, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create checkpoint root ", root, ": ", ec.message()));
+  // Leftovers of crashed saves (of any step: one save runs at a time per root) go first, so a
+  // crash's partial files do not outlive the next save.
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string n = entry.path().filename().string();
+    if (n.rfind(".tmp-step_", 0) == 0 || n == ".latest.tmp") fs::remove_all(entry.path(), ec);
+  }
   const std::string tmp = absl::StrCat(root, "/.tmp-", checkpoint_step_name(step));
-  fs::remove_all(tmp, ec);  // a leftover from a crashed save
+  fs::remove_all(tmp, ec);
+  ec.clear();
   fs::create_directory(tmp, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", tmp, ": ", ec.message()));
   return tmp;
@@ -307,21 +492,37 @@ absl::StatusOr<std::string> checkpoint_commit(const std::string& root, checkpoin
   const std::string name = checkpoint_step_name(meta.step());
   const std::string tmp = absl::StrCat(root, "/.tmp-", name), final_dir = absl::StrCat(root, "/", name);
   checkpoint_crash_point("manifest", meta.step());
-  meta.set_format_version(kCheckpointFormatVersion);
-  CMOE_RETURN_IF_ERROR(write_file_synced(tmp + "/manifest.pb", meta.SerializeAsString()));
-  std::string text;
-  google::protobuf::TextFormat::PrintToString(meta, &text);
-  CMOE_RETURN_IF_ERROR(write_file_synced(tmp + "/manifest.txt", text));
-  CMOE_RETURN_IF_ERROR(fsync_dir(tmp));
+  // Until the rename, a failure (a full disk) removes the staging directory: a failed save
+  // leaves nothing behind.
+  auto staged = [&]() -> absl::Status {
+    const std::string bytes = checkpoint_manifest_bytes(&meta);
+    CMOE_RETURN_IF_ERROR(write_file_synced(tmp + "/manifest.pb", bytes));
+    CMOE_RETURN_IF_ERROR(write_file_synced(tmp + "/manifest.txt", checkpoint_manifest_text(meta)));
+    return fsync_dir(tmp);
+  }();
+  if (!staged.ok()) {
+    checkpoint_abort(root, meta.step());
+    return staged;
+  }
 
   std::error_code ec;
   fs::remove_all(final_dir, ec);  // re-saving the same step replaces it (only ever a complete one)
-  if (::rename(tmp.c_str(), final_dir.c_str()) != 0) return errno_error("cannot rename into", final_dir);
+  if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
+    absl::Status st = errno_error("cannot rename into", final_dir);
+    checkpoint_abort(root, meta.step());
+    return st;
+  }
   CMOE_RETURN_IF_ERROR(fsync_dir(root));
   checkpoint_crash_point("rename", meta.step());
+  // From here step_N is complete; a failure to update `latest` leaves the previous one (as a
+  // crash here would) and no .latest.tmp.
   const std::string latest_tmp = root + "/.latest.tmp";
-  CMOE_RETURN_IF_ERROR(write_file_synced(latest_tmp, name + "\n"));
-  if (::rename(latest_tmp.c_str(), (root + "/latest").c_str()) != 0) return errno_error("cannot update", root + "/latest");
+  absl::Status latest = write_file_synced(latest_tmp, absl::StrCat(name, "\nmanifest_crc32c ", crc_hex(meta.manifest_crc32c()), "\n"));
+  if (latest.ok() && ::rename(latest_tmp.c_str(), (root + "/latest").c_str()) != 0) latest = errno_error("cannot update", root + "/latest");
+  if (!latest.ok()) {
+    fs::remove(latest_tmp, ec);
+    return latest;
+  }
   CMOE_RETURN_IF_ERROR(fsync_dir(root));
   checkpoint_crash_point("latest", meta.step());
 
@@ -345,21 +546,50 @@ absl::StatusOr<std::string> checkpoint_save(const std::string& root, checkpoint:
   std::vector<ShardTensor> shard;
   shard.reserve(tensors.size());
   for (const NamedTensor& t : tensors) shard.push_back({t.name, t.tensor, t.tensor.shape(), 0});
-  CMOE_ASSIGN_OR_RETURN(std::vector<checkpoint::TensorEntry> entries, checkpoint_write_shard(tmp, file, shard, meta.step(), direct_io));
+  auto entries = checkpoint_write_shard(tmp, file, shard, meta.step(), direct_io);
+  if (!entries.ok()) {
+    checkpoint_abort(root, meta.step());
+    return entries.status();
+  }
   meta.clear_tensors();
-  for (auto& e : entries) *meta.add_tensors() = std::move(e);
+  for (auto& e : *entries) *meta.add_tensors() = std::move(e);
   return checkpoint_commit(root, std::move(meta), keep_last);
 }
 
 absl::StatusOr<std::string> checkpoint_latest(const std::string& root) {
-  auto text = read_file(root + "/latest");
-  if (!text.ok()) return absl::NotFoundError(absl::StrCat("no checkpoint under ", root, " (no 'latest' file)"));
-  std::string name = *text;
-  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-  if (name.rfind("step_", 0) != 0 || name.find('/') != std::string::npos) {
-    return absl::DataLossError(absl::StrCat(root, "/latest: expected a step_NNNNNNNN directory name, found \"", name, "\""));
+  const std::string path = root + "/latest";
+  auto text = read_file(path);
+  if (absl::IsNotFound(text.status())) {
+    return absl::NotFoundError(absl::StrCat("no checkpoint under ", root, " (no 'latest' file)"));
   }
-  return root + "/" + name;
+  if (!text.ok()) return text.status();
+  std::vector<std::string> lines = absl::StrSplit(*text, '\n');
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();
+  for (std::string& l : lines) {
+    while (!l.empty() && (l.back() == ' ' || l.back() == '\r')) l.pop_back();
+  }
+  const std::string name = lines.empty() ? std::string() : lines[0];
+  if (step_of_name(name) < 0 || lines.size() > 2) {
+    return absl::DataLossError(absl::StrCat(path, ": expected a step_NNNNNNNN directory name and a manifest_crc32c "
+                                            "line, found \"", absl::CEscape(text->substr(0, 80)), "\" (damaged?)"));
+  }
+  const std::string dir = root + "/" + name;
+  if (lines.size() == 2) {
+    uint32_t want = 0;
+    const std::string& l = lines[1];
+    if (l.size() != 24 || l.rfind("manifest_crc32c ", 0) != 0 || !absl::SimpleHexAtoi(l.substr(16), &want)) {
+      return absl::DataLossError(absl::StrCat(path, ": second line \"", absl::CEscape(l),
+                                              "\", expected \"manifest_crc32c\" and 8 hex digits (damaged?)"));
+    }
+    CMOE_ASSIGN_OR_RETURN(checkpoint::Manifest m, checkpoint_read_manifest(dir));
+    if (!m.has_manifest_crc32c() || m.manifest_crc32c() != want) {
+      return absl::DataLossError(absl::StrCat(path, ": names ", name, " with manifest_crc32c ", crc_hex(want), " but ", dir,
+                                              "/manifest.pb ", m.has_manifest_crc32c() ? "has " + crc_hex(m.manifest_crc32c()) : "has none",
+                                              " (latest or that checkpoint is damaged; give the step directory itself "
+                                              "to use it anyway)"));
+    }
+  }
+  return dir;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -387,18 +617,7 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::open(const s
   std::unique_ptr<CheckpointReader> r(new CheckpointReader());
   r->dir_ = dir;
   const std::string mpath = dir + "/manifest.pb";
-  if (!fs::exists(mpath)) {
-    return absl::DataLossError(absl::StrCat(mpath, ": missing (not a checkpoint step directory, or an incomplete one)"));
-  }
-  CMOE_ASSIGN_OR_RETURN(std::string mbytes, read_file(mpath));
-  if (!r->manifest_.ParseFromString(mbytes)) {
-    return absl::DataLossError(absl::StrCat(mpath, ": not a valid checkpoint manifest (", mbytes.size(), " bytes)"));
-  }
-  const uint32_t version = r->manifest_.format_version();
-  if (version < 1 || version > kCheckpointFormatVersion) {
-    return absl::DataLossError(absl::StrCat(mpath, ": format_version ", version, ", this build reads 1 to ",
-                                            kCheckpointFormatVersion));
-  }
+  CMOE_ASSIGN_OR_RETURN(r->manifest_, checkpoint_read_manifest(dir));
   const auto& entries = r->manifest_.tensors();
   for (int i = 0; i < entries.size(); ++i) {
     const checkpoint::TensorEntry& e = entries[i];
@@ -417,15 +636,25 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::open(const s
       f->size = static_cast<uint64_t>(st.st_size);
       fit = r->files_.emplace(e.file(), std::move(f)).first;
     }
-    if (e.offset() + e.nbytes() > fit->second->size) {
-      return absl::DataLossError(absl::StrCat(where, ": needs bytes [", e.offset(), ", ", e.offset() + e.nbytes(),
-                                              ") but the file has ", fit->second->size, " bytes (truncated?)"));
+    if (e.offset() > fit->second->size || e.nbytes() > fit->second->size - e.offset()) {  // no wrap-around
+      const std::string end = e.nbytes() > ~uint64_t{0} - e.offset() ? absl::StrCat(e.offset(), " + ", e.nbytes())
+                                                                       : absl::StrCat(e.offset() + e.nbytes());
+      return absl::DataLossError(absl::StrCat(where, ": needs bytes [", e.offset(), ", ", end, ") but the file has ",
+                                              fit->second->size, " bytes (truncated?)"));
     }
     CMOE_ASSIGN_OR_RETURN(DType dt, parse_dtype(e.dtype(), where));
     std::vector<int64_t> dims(e.shape().begin(), e.shape().end());
     if (dims.size() > static_cast<size_t>(kMaxRank) ||
         std::any_of(dims.begin(), dims.end(), [](int64_t d) { return d < 0; })) {
       return absl::DataLossError(absl::StrCat(where, ": bad shape in the manifest"));
+    }
+    // The element count without overflow: a damaged shape must not wrap into a plausible size.
+    int64_t numel = 1;
+    bool too_big = false;
+    for (int64_t d : dims) too_big = too_big || __builtin_mul_overflow(numel, d, &numel);
+    if (too_big || numel > (int64_t{1} << 58)) {
+      return absl::DataLossError(absl::StrCat(where, ": shape [", absl::StrJoin(dims, ", "),
+                                              "] has more than 2^58 elements (a damaged manifest)"));
     }
     Shape shape{std::span<const int64_t>(dims)};
     int64_t b = 0, end = dims.empty() ? 1 : dims[0];

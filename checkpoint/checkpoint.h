@@ -1,28 +1,33 @@
 // checkpoint.h — crash-safe checkpoint directories: sharded save, latest pointer, verified load.
 //
-// A checkpoint is <root>/step_<8 digits>/ holding manifest.pb (binary Manifest), manifest.txt
-// (the same in text format, for people) and one or more data files, each written by one
-// writer (in a parallel job: one rank) with the row slices it owns. Saving is three steps so
-// that many writers can share it:
-//   checkpoint_prepare  one process: creates <root>/.tmp-step_N (a leftover is removed);
+// A checkpoint is <root>/step_<8 digits>/ holding manifest.pb (binary Manifest ending in its own
+// CRC-32C), manifest.txt (the same in text format, for people, carrying that CRC) and one or
+// more data files, each written by one writer (in a parallel job: one rank) with the row slices
+// it owns. <root>/latest names the newest step directory and its manifest's CRC. Saving is three
+// steps so that many writers can share it:
+//   checkpoint_prepare  one process: creates <root>/.tmp-step_N (leftovers of crashed saves,
+//                       .tmp-step_* of any step, are removed first);
 //   checkpoint_write_shard  every writer: its data file in that directory, fsynced; returns
 //                       the manifest entries (name, global shape, rows, offset, CRC-32C);
 //   checkpoint_commit   one process, after every writer: the manifest with all entries,
 //                       fsyncs, renames the directory into place, then replaces <root>/latest
 //                       atomically and deletes all but the newest keep_last step directories.
-// A crash at any moment leaves the previous checkpoint as latest and loadable. checkpoint_save
-// is the three steps for a single writer. Layout: docs/checkpoint-format.md.
+// A crash at any moment leaves the previous checkpoint as latest and loadable; a save that
+// fails (a full disk) removes its staging directory (checkpoint_abort). checkpoint_save is the
+// three steps for a single writer. Layout: docs/checkpoint-format.md.
 //
-// Reading: CheckpointReader::open checks the manifest (version, file names, every file present
-// and long enough, each entry's bytes against its shape and dtype, every tensor's entries
-// tiling its rows exactly) before anything is read; read_rows() then reads only the entries a
-// caller's rows touch, verifying each entry's CRC-32C. Errors name the tensor, the file, the
-// offset and what differs.
+// Reading: every reader goes through checkpoint_read_manifest (the manifest's CRC-32C, its
+// version, the step against the directory name). CheckpointReader::open then checks the entries
+// (file names, every file present and long enough, each entry's bytes against its shape and
+// dtype, every tensor's entries tiling its rows exactly) before anything is read; read_rows()
+// reads only the entries a caller's rows touch, verifying each entry's CRC-32C. Errors name the
+// tensor, the file, the offset and what differs.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,7 +36,8 @@
 
 namespace cmoe {
 
-inline constexpr uint32_t kCheckpointFormatVersion = 2;
+// 3: manifest.pb ends in its own CRC-32C. Versions 1 and 2 are still read; newer ones are refused.
+inline constexpr uint32_t kCheckpointFormatVersion = 3;
 
 struct NamedTensor {
   std::string name;
@@ -50,8 +56,8 @@ struct ShardTensor {
 // "step_00000042".
 std::string checkpoint_step_name(int64_t step);
 
-// Creates the staging directory <root>/.tmp-step_N (removing a leftover of a crashed save)
-// and returns its path.
+// Creates the staging directory <root>/.tmp-step_N (removing every leftover .tmp-step_* and
+// .latest.tmp of crashed saves) and returns its path.
 absl::StatusOr<std::string> checkpoint_prepare(const std::string& root, int64_t step);
 
 // Writes `tensors` to <dir>/<file> (64-byte aligned, back to back), fsyncs it, and returns
@@ -92,8 +98,36 @@ absl::StatusOr<std::string> checkpoint_save(const std::string& root, checkpoint:
                                             const std::vector<NamedTensor>& tensors, int keep_last,
                                             const std::string& file = "tensors.bin", bool direct_io = true);
 
-// The directory <root>/latest points to; NotFound when there is none yet.
+// Removes the staging directory <root>/.tmp-step_N of a save that failed (a writer's error, a
+// full disk), so that a failed save leaves nothing behind. Safe when there is none.
+void checkpoint_abort(const std::string& root, int64_t step);
+
+// The directory <root>/latest points to; NotFound when there is none yet. `latest` is the step
+// directory's name on its first line and, as cmoe writes it, "manifest_crc32c XXXXXXXX" on the
+// second: then that directory's manifest must carry that CRC (a damaged `latest` naming another,
+// older checkpoint is refused, not resumed from). A one-line `latest` (older cmoe, or written by
+// hand to pick a checkpoint) is accepted.
 absl::StatusOr<std::string> checkpoint_latest(const std::string& root);
+
+// manifest.pb for `meta`: sets format_version (kCheckpointFormatVersion) and manifest_crc32c in
+// *meta and returns the serialized manifest followed by its CRC-32C field.
+std::string checkpoint_manifest_bytes(checkpoint::Manifest* meta);
+// manifest.txt for a manifest (with its manifest_crc32c): a comment line, then text format.
+std::string checkpoint_manifest_text(const checkpoint::Manifest& meta);
+
+// Parses manifest.pb bytes and checks them before anything else trusts them: not empty, a
+// valid protobuf, the CRC-32C (required from format 3 on, and checked whenever present, so no
+// single changed byte passes), a known format version, non-negative step, tokens and counters,
+// no counter twice. `path` names the file in messages.
+absl::StatusOr<checkpoint::Manifest> checkpoint_parse_manifest(std::string_view bytes, const std::string& path);
+// Reads <dir>/manifest.pb (checkpoint_parse_manifest) and checks that a directory named
+// step_N holds the manifest of step N. Every reader (resume, verify, inspect, export, reshard)
+// goes through here.
+absl::StatusOr<checkpoint::Manifest> checkpoint_read_manifest(const std::string& dir);
+// Checks that <dir>/manifest.txt exists and says exactly what `m` (its manifest.pb) says.
+// manifest.txt is never read to load a checkpoint; `cmoe checkpoint verify` calls this so that
+// the copy people read cannot silently disagree with the manifest a resume uses.
+absl::Status checkpoint_check_manifest_text(const std::string& dir, const checkpoint::Manifest& m);
 
 // Test hook for crash safety (docs/checkpoint-format.md): when CMOE_CHECKPOINT_CRASH is
 // "POINT:STEP" or "POINT:STEP:WORLD_RANK", the process kills itself with SIGKILL at POINT

@@ -49,22 +49,35 @@ const char* split_name(Split s) {
   return "?";
 }
 
-absl::StatusOr<std::array<std::optional<SplitRange>, 3>> split_ranges(const std::string& split, int64_t n) {
+namespace {
+
+// The (up to) three weights of a split string; errors start with `what` ("--split", "data.split").
+absl::StatusOr<std::array<double, 3>> split_weights(const std::string& split, const std::string& what) {
   std::vector<std::string> parts = absl::StrSplit(split, ',');
   if (parts.empty() || parts.size() > 3) {
-    return absl::InvalidArgumentError(absl::StrCat("--split '", split, "': expected 1 to 3 comma-separated weights"));
+    return absl::InvalidArgumentError(absl::StrCat(what, " '", split, "': expected 1 to 3 comma-separated weights"));
   }
-  double w[3] = {0, 0, 0};
+  std::array<double, 3> w = {0, 0, 0};
   for (size_t i = 0; i < parts.size(); ++i) {
     if (!absl::SimpleAtod(parts[i], &w[i]) || !(w[i] >= 0) || !std::isfinite(w[i])) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--split '", split, "': weight '", parts[i], "' is not a non-negative number"));
+          absl::StrCat(what, " '", split, "': weight '", parts[i], "' is not a non-negative number"));
     }
   }
   // numpy.sum over 3 float64 values reduces as w0 + (w1 + w2) (first element, then the
   // pairwise-sum inner loop over the rest).
+  if (!(w[0] + (w[1] + w[2]) > 0)) return absl::InvalidArgumentError(absl::StrCat(what, " '", split, "': weights sum to 0"));
+  return w;
+}
+
+}  // namespace
+
+absl::Status split_check(const std::string& split, const std::string& what) { return split_weights(split, what).status(); }
+
+absl::StatusOr<std::array<std::optional<SplitRange>, 3>> split_ranges(const std::string& split, int64_t n) {
+  using Weights = std::array<double, 3>;
+  CMOE_ASSIGN_OR_RETURN(const Weights w, split_weights(split, "--split"));
   const double sum = w[0] + (w[1] + w[2]);
-  if (!(sum > 0)) return absl::InvalidArgumentError(absl::StrCat("--split '", split, "': weights sum to 0"));
   double bookend[4] = {0, 0, 0, 0};
   for (int i = 0; i < 3; ++i) bookend[i + 1] = bookend[i] + w[i] / sum;
   std::array<std::optional<SplitRange>, 3> out;

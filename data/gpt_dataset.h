@@ -73,7 +73,10 @@ struct SplitRange {
 // float64, accumulated into bookends [0, w0, w0+w1, w0+w1+w2], and split i is
 // [round(b_i * n), round(b_{i+1} * n)) with Python's round (half to even); a split whose bookends
 // are equal is absent (nullopt).
+// Errors name the string as `--split` (cmoe data samples' flag).
 absl::StatusOr<std::array<std::optional<SplitRange>, 3>> split_ranges(const std::string& split, int64_t num_sequences);
+// Checks a split string's syntax, its errors naming it as `what` (the loader: "data.split").
+absl::Status split_check(const std::string& split, const std::string& what);
 
 struct GptDatasetConfig {
   int64_t seq_length = 0;   // T, > 1 (Megatron asserts it)

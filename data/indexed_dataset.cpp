@@ -10,8 +10,10 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <sstream>
 #include <type_traits>
 
+#include "absl/numeric/int128.h"
 #include "absl/strings/str_cat.h"
 #include "core/check.h"
 
@@ -187,13 +189,13 @@ absl::StatusOr<IndexLayout> index_parse(const uint8_t* idx, size_t size, size_t 
   const uint64_t body = size - kIdxHeaderBytes;
   const bool fits = S <= body / 12 && D1 <= (body - 12 * S) / 8;
   if (!fits || 12 * S + 8 * D1 != body) {
-    std::string expected =
-        fits ? absl::StrCat(kIdxHeaderBytes + 12 * S + 8 * D1) : std::string("more than the file holds");
+    // Exact in 128 bits: a corrupt S or D1 can be near 2^64.
+    std::ostringstream need;
+    need << absl::uint128(kIdxHeaderBytes) + absl::uint128(S) * 12 + absl::uint128(D1) * 8;
     return format_error(idx_name, 18,
                         absl::StrCat("header says S = ", S, " sequences and D1 = ", D1,
-                                     " document-index entries, which need a file of 34 + 12*S + 8*D1 = ",
-                                     expected, " bytes; found ", size,
-                                     " bytes (truncated, extended, or a multimodal .idx)"));
+                                     " document-index entries, which need a file of 34 + 12*S + 8*D1 = ", need.str(),
+                                     " bytes; found ", size, " bytes (truncated, extended, or a multimodal .idx)"));
   }
   if (D1 == 0) {
     return format_error(idx_name, 26, "found D1 = 0, expected at least 1 (the document index starts with 0)");
@@ -204,23 +206,54 @@ absl::StatusOr<IndexLayout> index_parse(const uint8_t* idx, size_t size, size_t 
   L.pointers_offset = kIdxHeaderBytes + 4 * S;
   L.doc_index_offset = kIdxHeaderBytes + 12 * S;
 
+  // One pass over lengths and pointers: each sequence inside the .bin, at a multiple of the
+  // item size, right where the previous one ends (every writer — Megatron, GPT-NeoX, cmoe —
+  // lays sequences back to back from byte 0), and the last one ending where the .bin ends. A
+  // dtype code that disagrees with the data, a moved pointer or a .bin with bytes missing or
+  // extra fails one of these; the .bin's contents are never read here.
   const uint64_t itemsize = token_dtype_size(L.dtype);
+  const std::string dtype_text = absl::StrCat("dtype code ", int{code}, " = ", token_dtype_name(L.dtype), ", ",
+                                              itemsize, " byte", itemsize == 1 ? "" : "s", " per token");
   int64_t tokens = 0;
+  uint64_t next = 0;  // where sequence i must start: the end of sequence i-1
   for (uint64_t i = 0; i < S; ++i) {
     const int32_t len = load<int32_t>(idx + L.lengths_offset + 4 * i);
     if (len < 0) {
       return format_error(idx_name, L.lengths_offset + 4 * i,
                           absl::StrCat("sequence ", i, " has length ", len, ", expected >= 0"));
     }
-    const int64_t ptr = load<int64_t>(idx + L.pointers_offset + 8 * i);
+    const size_t ptr_at = L.pointers_offset + 8 * i;
+    const int64_t ptr = load<int64_t>(idx + ptr_at);
     const uint64_t nbytes = static_cast<uint64_t>(len) * itemsize;
     if (ptr < 0 || static_cast<uint64_t>(ptr) > bin_size || nbytes > bin_size - static_cast<uint64_t>(ptr)) {
-      return format_error(idx_name, L.pointers_offset + 8 * i,
+      return format_error(idx_name, ptr_at,
                           absl::StrCat("sequence ", i, " points at bytes [", ptr, ", ", ptr, " + ", nbytes,
                                        ") of ", bin_name, ", expected a range inside its ", bin_size,
-                                       " bytes (truncated .bin or corrupt pointer)"));
+                                       " bytes (truncated .bin or corrupt pointer; ", dtype_text, ")"));
     }
+    if (static_cast<uint64_t>(ptr) % itemsize != 0) {
+      return format_error(idx_name, ptr_at,
+                          absl::StrCat("sequence ", i, " points at byte ", ptr, " of ", bin_name,
+                                       ", which is not a multiple of the token size ", itemsize, " (", dtype_text,
+                                       "; a corrupt pointer, or the dtype code disagrees with the data)"));
+    }
+    if (static_cast<uint64_t>(ptr) != next) {
+      return format_error(idx_name, ptr_at,
+                          absl::StrCat("sequence ", i, " starts at byte ", ptr, " of ", bin_name, ", expected ", next,
+                                       i == 0 ? " (the first sequence starts the .bin)"
+                                              : absl::StrCat(" where sequence ", i - 1, " ends"),
+                                       ": pointers must be contiguous (", dtype_text,
+                                       "; a corrupt pointer or length, or the dtype code disagrees with the data)"));
+    }
+    next += nbytes;
     tokens += len;
+  }
+  if (next != bin_size) {
+    return format_error(bin_name, next,
+                        absl::StrCat("the ", S, " sequences of ", idx_name, " end at byte ", next, " (", tokens,
+                                     " tokens, ", dtype_text, "), but the file has ", bin_size,
+                                     " bytes (", bin_size - next, " more): the dtype code disagrees with the data, or the .bin is not this "
+                                     ".idx's"));
   }
   L.num_tokens = tokens;
   int64_t prev = 0;

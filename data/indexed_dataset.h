@@ -15,7 +15,8 @@
 //   34+4S       int64[S]    sequence pointers (byte offset of each sequence in .bin)
 //   34+12S      int64[D1]   document index: 0 ... S, non-decreasing
 //
-// The file is exactly 34 + 12*S + 8*D1 bytes. Offset 34 is not 8-aligned, so every field is
+// The file is exactly 34 + 12*S + 8*D1 bytes; the .bin exactly the sequences' bytes, back to back
+// from byte 0 in pointer order (index_parse checks both). Offset 34 is not 8-aligned, so every field is
 // loaded with memcpy. The .bin is the sequences' elements concatenated, no header. Codes 6 and 7
 // mean different float types in different forks and are never token data: they are rejected.
 // The older TNTIDX format is detected and rejected with a message that says so.
@@ -86,8 +87,12 @@ struct IndexLayout {
   int64_t num_tokens = 0;           // sum of the lengths
 };
 
-// Validates the bytes of a .idx against a .bin of `bin_size` bytes: header, exact file size,
-// lengths >= 0, every sequence inside the .bin, document index non-decreasing from 0 to S.
+// Validates the bytes of a .idx against a .bin of `bin_size` bytes, in one pass over the arrays
+// (the .bin's contents are not read): magic, version, a token dtype code, the exact file size;
+// lengths >= 0; pointers inside the .bin, multiples of the token size and contiguous from byte 0
+// (each sequence starts where the previous one ends, as every writer lays them out), the last
+// sequence ending at the .bin's end; the document index non-decreasing from 0 to S. Zero-length
+// sequences and empty documents are legal. Each error names the check, the index and the numbers.
 // `idx_name` and `bin_name` are used in messages only. Used by IndexedDataset::open and by the
 // fuzz target (which feeds it arbitrary bytes).
 absl::StatusOr<IndexLayout> index_parse(const uint8_t* idx, size_t idx_size, size_t bin_size,

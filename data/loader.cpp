@@ -31,6 +31,7 @@ void blending_indices(std::span<const double> weights, int64_t size, std::vector
 absl::StatusOr<BlendedSamples> BlendedSamples::build(const LoaderConfig& cfg) {
   if (cfg.sources.empty()) return absl::InvalidArgumentError("the loader needs at least one dataset");
   if (cfg.num_samples < 1) return absl::InvalidArgumentError(absl::StrCat("num_samples ", cfg.num_samples, " < 1"));
+  CMOE_RETURN_IF_ERROR(split_check(cfg.split, "data.split"));  // named as the config key, not the --split flag
   BlendedSamples b;
   b.num_samples_ = cfg.num_samples;
   b.seq_length_ = cfg.seq_length;

@@ -6,6 +6,7 @@
 // decoder null or ByteLevel; truncation and padding null. Anything else is rejected with the key
 // path, what was found and the byte offset / line / column in the file.
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -289,6 +290,11 @@ absl::StatusOr<Tokenizer> Tokenizer::from_json(std::string_view json_text, const
 }
 
 absl::StatusOr<Tokenizer> Tokenizer::load(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {  // an ifstream opens a directory and reads nothing
+    return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory; expected a tokenizer.json file (for a "
+                                                   "Hugging Face model directory, give ", path, "/tokenizer.json)"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open tokenizer file ", path));
   std::stringstream buf;

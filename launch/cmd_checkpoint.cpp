@@ -6,10 +6,12 @@
 //       manifest facts (format version, step, tokens, seed, counters, the writing layout),
 //       tensor count, entries, files and bytes, the model section of the saved config; every
 //       entry's name/dtype/shape/rows/bytes/file with --tensors (always in --json). Reads only
-//       manifest.pb.
+//       manifest.pb, checked as every reader checks it (its CRC-32C, version, step): an empty,
+//       unreadable or damaged manifest is an error naming the file, never a default model.
 //   cmoe checkpoint verify DIR
 //       opens it as a run would (manifest, every file present and long enough, entries tiling
-//       each tensor) and reads every entry checking its CRC-32C, and parses the saved config:
+//       each tensor) and reads every entry checking its CRC-32C, checks that manifest.txt agrees
+//       with manifest.pb, and parses the saved config:
 //       "OK: N tensors, B bytes verified", or exit 1 with the error naming the tensor, the file
 //       and the offset.
 //   cmoe checkpoint reshard DIR --out ROOT [--set parallel.pp=P] [--set parallel.dp=D]
@@ -23,12 +25,11 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "checkpoint/checkpoint.h"
 #include "moe/train/config.h"
@@ -77,19 +78,6 @@ absl::StatusOr<std::string> resolve_dir(const std::string& arg) {
   return dir;
 }
 
-absl::StatusOr<checkpoint::Manifest> read_manifest(const std::string& dir) {
-  const std::string path = dir + "/manifest.pb";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  checkpoint::Manifest m;
-  if (!m.ParseFromString(ss.str())) {
-    return absl::DataLossError(absl::StrCat(path, ": not a valid checkpoint manifest (", ss.str().size(), " bytes)"));
-  }
-  return m;
-}
-
 std::string shape_str(const checkpoint::TensorEntry& e, const char* open, const char* close) {
   return absl::StrCat(open, absl::StrJoin(e.shape(), ", "), close);
 }
@@ -116,7 +104,7 @@ int cmd_checkpoint_inspect(int argc, char** argv) {
   }
   auto dir = resolve_dir(flags->positional[0]);
   if (!dir.ok()) return fail("inspect", dir.status());
-  auto m = read_manifest(*dir);
+  auto m = checkpoint_read_manifest(*dir);
   if (!m.ok()) return fail("inspect", m.status());
   auto cfg = config_parse(m->config(), *dir + "/manifest.pb (config)");
   if (!cfg.ok()) return fail("inspect", cfg.status());
@@ -140,7 +128,9 @@ int cmd_checkpoint_inspect(int argc, char** argv) {
   if (json_out) {
     std::string out = absl::StrCat("{\"dir\": ", json_quoted(*dir), ", \"format_version\": ", m->format_version(),
                                    ", \"step\": ", m->step(), ", \"tokens_seen\": ", m->tokens_seen(),
-                                   ", \"seed\": ", m->seed(), ", \"counters\": {");
+                                   ", \"seed\": ", m->seed(), ", \"manifest_crc32c\": ",
+                                   m->has_manifest_crc32c() ? json_quoted(absl::StrFormat("%08x", m->manifest_crc32c())) : "null",
+                                   ", \"counters\": {");
     for (int i = 0; i < m->counters_size(); ++i) {
       absl::StrAppend(&out, i ? ", " : "", json_quoted(m->counters(i).name()), ": ", m->counters(i).value());
     }
@@ -170,6 +160,11 @@ int cmd_checkpoint_inspect(int argc, char** argv) {
   std::printf("format_version %u | step %lld | tokens_seen %lld | seed %llu\n", m->format_version(),
               static_cast<long long>(m->step()), static_cast<long long>(m->tokens_seen()),
               static_cast<unsigned long long>(m->seed()));
+  if (m->has_manifest_crc32c()) {
+    std::printf("manifest_crc32c %08x (checked)\n", m->manifest_crc32c());
+  } else {
+    std::printf("manifest_crc32c none (format %u manifests carry no checksum)\n", m->format_version());
+  }
   for (const auto& c : m->counters()) {
     std::printf("counter %s = %lld\n", c.name().c_str(), static_cast<long long>(c.value()));
   }
@@ -206,6 +201,7 @@ int cmd_checkpoint_verify(int argc, char** argv) {
   if (!ck.ok()) return fail("verify", ck.status());
   auto bytes = (*ck)->verify_all();
   if (!bytes.ok()) return fail("verify", bytes.status());
+  if (absl::Status st = checkpoint_check_manifest_text(*dir, (*ck)->manifest()); !st.ok()) return fail("verify", st);
   auto cfg = config_parse((*ck)->manifest().config(), *dir + "/manifest.pb (config)");
   if (!cfg.ok()) return fail("verify", cfg.status());
   if (absl::Status st = config_validate(*cfg); !st.ok()) return fail("verify", st);
@@ -249,7 +245,10 @@ int cmd_checkpoint_reshard(int argc, char** argv) {
                                                                  " exists; not overwriting it")));
   }
   auto written = reshard_checkpoint(**ck, *cfg, out);
-  if (!written.ok()) return fail("reshard", written.status());
+  if (!written.ok()) {
+    checkpoint_abort(out, (*ck)->manifest().step());  // a failed reshard leaves no staging directory
+    return fail("reshard", written.status());
+  }
   const auto& p = cfg->parallel();
   std::printf("resharded %s (step %lld) for pp %d x dp %d x ep %d: %s\n", dir->c_str(),
               static_cast<long long>((*ck)->manifest().step()), p.pp(), p.dp(), p.ep(), written->c_str());

@@ -9,7 +9,8 @@
 // P_valid and the rest to P_train (else everything to P). With --shard-docs N, each output is
 // cut into shards of N documents named <out>_NNNNN. Outputs are written under temporary names
 // and renamed when complete: an interrupted run never leaves a partial dataset behind, and
-// re-running replaces the outputs whole.
+// re-running replaces the outputs whole. An input with no documents at all is an error (exit 1,
+// nothing written).
 #include <omp.h>
 
 #include <chrono>
@@ -20,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/check.h"
 #include "data/indexed_dataset.h"
 #include "data/jsonl_reader.h"
@@ -85,7 +87,7 @@ class ShardedOutput {
 
 int cmd_preprocess(int argc, char** argv) {
   const std::vector<FlagSpec> specs = {
-      {"input", true, true, "input file: .txt (one document), .jsonl or .jsonl.zst (one {\"text\": ...} per line)"},
+      {"input", true, true, "input files: .txt (one document), .jsonl or .jsonl.zst (one {\"text\": ...} per line)", true},
       {"tokenizer", true, false, "Hugging Face tokenizer.json"},
       {"output-prefix", true, false, "output prefix P: writes P.bin/P.idx (or P_train/P_valid, shards P_NNNNN)"},
       {"append-eod", false, false, "append the end-of-document token (<|endoftext|>) to every document"},
@@ -171,6 +173,17 @@ int cmd_preprocess(int argc, char** argv) {
     }
   }
   if (auto st = flush(); !st.ok()) return fail(st);
+  const std::vector<std::string> inputs = flags->all("input");
+  if (train.docs() + valid.docs() == 0) {
+    // Nothing to write: say so (an empty dataset cannot train) instead of writing nothing silently.
+    return fail(absl::InvalidArgumentError(absl::StrCat(
+        "no documents in ", absl::StrJoin(inputs, ", "),
+        " (a .jsonl needs one {\"text\": ...} record per line; empty lines are skipped): nothing written")));
+  }
+  if (valid_every > 0 && valid.docs() == 0) {
+    std::fprintf(stderr, "cmoe preprocess: note: %lld documents and --valid-every %lld: none reaches %s_valid, which is "
+                 "not written\n", static_cast<long long>(train.docs()), static_cast<long long>(valid_every), prefix.c_str());
+  }
   if (auto st = train.close_shard(); !st.ok()) return fail(st);
   if (auto st = valid.close_shard(); !st.ok()) return fail(st);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -8,7 +8,8 @@ namespace cmoe {
 std::string flags_usage(const std::string& command, const std::vector<FlagSpec>& specs) {
   std::string out = absl::StrCat("usage: cmoe ", command, " [flags]\n");
   for (const FlagSpec& s : specs) {
-    absl::StrAppend(&out, "  --", s.name, s.takes_value ? " VALUE" : "", s.repeatable ? " (repeatable)" : "",
+    absl::StrAppend(&out, "  --", s.name, s.takes_value ? (s.multi ? " VALUE..." : " VALUE") : "",
+                    s.repeatable ? " (repeatable)" : "",
                     "\n      ", s.help, "\n");
   }
   return out;
@@ -46,10 +47,13 @@ absl::StatusOr<ParsedFlags> flags_parse(const std::string& command, const std::v
     if (!spec->takes_value && inline_value) {
       return absl::InvalidArgumentError(absl::StrCat("cmoe ", command, ": --", name, " takes no value"));
     }
-    if (!spec->repeatable && out.values.count(name)) {
+    if (!spec->repeatable && !spec->multi && out.values.count(name)) {
       return absl::InvalidArgumentError(absl::StrCat("cmoe ", command, ": --", name, " given twice"));
     }
     out.values[name].push_back(spec->takes_value ? value : "true");
+    if (spec->multi && spec->takes_value && !inline_value) {  // --input A B C: up to the next --flag
+      while (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) out.values[name].push_back(argv[++i]);
+    }
   }
   return out;
 }

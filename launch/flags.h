@@ -1,6 +1,7 @@
 // flags.h — a small, strict command-line flag parser for cmoe's subcommands.
 //
-// Accepts `--name value`, `--name=value`, boolean `--name`, and repeatable flags (--set).
+// Accepts `--name value`, `--name=value`, boolean `--name`, repeatable flags (--set), and
+// multi-value flags (`--input A B C`: every argument up to the next --flag).
 // Anything not declared is an error naming the flag and listing the valid ones.
 #pragma once
 
@@ -17,6 +18,7 @@ struct FlagSpec {
   bool takes_value = true;
   bool repeatable = false;
   std::string help;
+  bool multi = false;  // takes one or more values: every following argument up to the next --flag
 };
 
 struct ParsedFlags {

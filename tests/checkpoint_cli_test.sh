@@ -7,6 +7,10 @@
 #  - verify refuses, exit 1, with the message naming what is wrong: a flipped byte (CRC-32C,
 #    tensor, file, offset), a truncated shard (the tensor and "truncated"), a deleted
 #    manifest.pb, a deleted shard file, and a root whose `latest` names a missing directory;
+#  - one changed manifest byte (a counter) is refused by verify, inspect, export, reshard and a
+#    resume; an empty or unreadable manifest by inspect; manifest.txt disagreeing, a renamed step
+#    directory and a `latest` whose CRC is not its manifest's by verify (issue #15);
+#  - a save that fails part-way (file-size limit) leaves no .tmp-step_N;
 #  - reshard writes the (1,2,2) layout's two shard files (expert rows split, every weight equal
 #    to the source's when read back through `cmoe export`), verify accepts it, a deleted shard
 #    of it is refused naming the file; reshard refuses non-parallel keys, a layout whose ep
@@ -22,14 +26,18 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$cmoe" train --config "$config" --set data.prefix="$work/data" --set train.steps=3 --set checkpoint.interval=3 \
   --set train.eval_interval=3 --run-dir "$work/run" > "$work/train.log"
 root="$work/run/checkpoints"
-[ "$(cat "$root/latest")" = step_00000003 ] || fail "latest is not step_00000003: $(cat "$root/latest")"
+[ "$(head -n1 "$root/latest")" = step_00000003 ] || fail "latest is not step_00000003: $(head -n1 "$root/latest")"
 ck="$root/step_00000003"
 
 # inspect: text with --tensors.
 "$cmoe" checkpoint inspect "$root" --tensors > "$work/inspect.txt"
-grep -q "^format_version 2 | step 3 | tokens_seen 384 | seed 1234$" "$work/inspect.txt" \
+grep -q "^format_version 3 | step 3 | tokens_seen 384 | seed 1234$" "$work/inspect.txt" \
   || { cat "$work/inspect.txt"; fail "inspect: wrong header line (tiny: 3 steps x 4 x 32 tokens)"; }
 grep -q "^counter data.consumed_samples = 12$" "$work/inspect.txt" || fail "inspect: consumed_samples counter"
+grep -Eq "^manifest_crc32c [0-9a-f]{8} \(checked\)$" "$work/inspect.txt" || fail "inspect: manifest_crc32c line"
+# latest: the step directory's name, then its manifest's CRC (the one inspect shows).
+[ "$(sed -n 2p "$root/latest")" = "manifest_crc32c $(sed -En 's/^manifest_crc32c ([0-9a-f]{8}) .*/\1/p' "$work/inspect.txt")" ] \
+  || fail "latest's second line: $(sed -n 2p "$root/latest")"
 grep -q "model: vocab 512, d_model 64, 2 layers, 4 heads, ffn_hidden 128, seq_len 32 | moe CARTESIAN" \
   "$work/inspect.txt" || fail "inspect: model summary"
 grep -q "^written by pp 1 x dp 1 x ep 1: 1 files (shard_pp000_ep000.bin)$" "$work/inspect.txt" || fail "inspect: layout line"
@@ -43,7 +51,8 @@ grep -Eq "^  embed.weight +f32 +\(512, 64\) +rows 0:512 +131072 bytes  shard_pp0
 import json, math, os, sys
 j = json.load(open(sys.argv[1]))
 size = os.path.getsize(sys.argv[2])
-assert j["format_version"] == 2 and j["step"] == 3 and j["seed"] == 1234, j
+assert j["format_version"] == 3 and j["step"] == 3 and j["seed"] == 1234, j
+assert len(j["manifest_crc32c"]) == 8, j["manifest_crc32c"]
 assert j["layout"] == {"pp": 1, "dp": 1, "ep": 1} and j["files"] == ["shard_pp000_ep000.bin"], j["files"]
 assert j["num_entries"] == j["num_tensors"], "one rank: one entry per tensor"
 assert j["counters"]["data.consumed_samples"] == 12, j["counters"]
@@ -110,6 +119,63 @@ fresh
 truncate -s 10 "$work/c/manifest.pb"
 expect_fail bad_manifest "$work/c" "c/manifest.pb: not a valid checkpoint manifest \(10 bytes\)"
 
+# Issue #15 item 1: one changed byte of manifest.pb (the consumed-samples counter 12 -> 16, which
+# once resumed on shifted data without a word) is refused by every reader, naming the file.
+fresh
+/usr/bin/python3 - "$work/c/manifest.pb" <<'EOF'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+at = b.index(b"data.consumed_samples") + len("data.consumed_samples")
+at = b.index(bytes([0x10, 12]), at)  # Counter.value: tag of field 2 (varint), then 12
+b[at + 1] = 16
+open(p, "wb").write(b)
+EOF
+crc_msg="c/manifest.pb: CRC-32C of the manifest is [0-9a-f]{8}, its manifest_crc32c says [0-9a-f]{8} \(the manifest is damaged\)"
+expect_fail manifest_counter "$work/c" "$crc_msg"
+# expect_refused NAME PATTERN CMD...: CMD exits 1 and its message matches.
+expect_refused() {
+  local name=$1 pattern=$2 rc=0
+  shift 2
+  "$@" > "$work/$name.log" 2>&1 || rc=$?
+  [ "$rc" = 1 ] || { cat "$work/$name.log"; fail "$name: exited $rc, expected 1"; }
+  grep -Eq -- "$pattern" "$work/$name.log" || { cat "$work/$name.log"; fail "$name: message lacks /$pattern/"; }
+  echo "$name: $(head -n1 "$work/$name.log")"
+}
+expect_refused inspect_counter "$crc_msg" "$cmoe" checkpoint inspect "$work/c"
+expect_refused export_counter "$crc_msg" "$cmoe" export --checkpoint "$work/c" --out "$work/x.safetensors"
+expect_refused reshard_counter "$crc_msg" "$cmoe" checkpoint reshard "$work/c" --out "$work/rsx" --set parallel.dp=2
+[ ! -e "$work/x.safetensors" ] || fail "export wrote from a damaged manifest"
+rm -rf "$work/run_bad" && cp -r "$work/run" "$work/run_bad" && cp "$work/c/manifest.pb" "$work/run_bad/checkpoints/step_00000003/"
+rc=0
+"$cmoe" train --config "$config" --set data.prefix="$work/data" --set train.steps=6 --set checkpoint.interval=3 \
+  --set train.eval_interval=3 --run-dir "$work/run_bad" > "$work/resume_counter.log" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -Eq "run_bad/checkpoints/step_00000003/manifest.pb: CRC-32C of the manifest" "$work/resume_counter.log" \
+  || { cat "$work/resume_counter.log"; fail "resume from a damaged manifest: exit $rc"; }
+echo "resume_counter: $(grep -m1 CRC-32C "$work/resume_counter.log")"
+
+# Issue #15 item 3: an empty manifest.pb is an error naming it, never a default model.
+fresh
+: > "$work/c/manifest.pb"
+expect_refused inspect_empty "c/manifest.pb: empty \(0 bytes\)" "$cmoe" checkpoint inspect "$work/c"
+expect_fail verify_empty "$work/c" "c/manifest.pb: empty \(0 bytes\)"
+fresh
+rm "$work/c/manifest.pb" && mkdir "$work/c/manifest.pb"
+expect_refused inspect_unreadable "c/manifest.pb: not a regular file" "$cmoe" checkpoint inspect "$work/c"
+
+# manifest.txt edited so that it disagrees with manifest.pb: verify says so.
+fresh
+sed -i 's/value: 12$/value: 16/' "$work/c/manifest.txt"
+expect_fail manifest_txt "$work/c" "c/manifest.txt: disagrees with manifest.pb, which is what loads"
+
+# A step directory whose manifest is of another step (renamed), and a root whose latest names
+# its step with another manifest's CRC.
+rm -rf "$work/root3" && mkdir -p "$work/root3" && cp -r "$ck" "$work/root3/step_00000009"
+expect_fail renamed_step "$work/root3/step_00000009" "the manifest is of step 3 but its directory is step_00000009"
+rm -rf "$work/root3/step_00000009" && cp -r "$ck" "$work/root3/step_00000003"
+printf 'step_00000003\nmanifest_crc32c 0badc0de\n' > "$work/root3/latest"
+expect_fail latest_crc "$work/root3" "root3/latest: names step_00000003 with manifest_crc32c 0badc0de but .*has [0-9a-f]{8}"
+
 # The shard file deleted.
 fresh
 rm "$work/c/shard_pp000_ep000.bin"
@@ -162,7 +228,18 @@ rc=0; "$cmoe" checkpoint reshard "$root" --out "$work/rs4" --set parallel.dp=3 -
 [ -z "$(ls "$work/rs4" 2>/dev/null)" ] || fail "reshard wrote into $work/rs4 for a bad layout: $(ls "$work/rs4")"
 echo "reshard: (1,2,2) files written, verified, weights equal; bad requests refused"
 
+# Issue #15 item 6: a save that fails part-way (a file-size limit standing in for a full disk)
+# ends the run with the error and leaves no .tmp-step_N directory behind.
+rc=0
+( ulimit -f 256; trap '' XFSZ; exec "$cmoe" train --config "$config" --set data.prefix="$work/data" --set train.steps=2 \
+    --set checkpoint.interval=2 --set train.eval_interval=1000 --run-dir "$work/full" ) > "$work/full.log" 2>&1 || rc=$?
+[ "$rc" = 1 ] || { cat "$work/full.log"; fail "save under a 256 KiB file-size limit: exit $rc, expected 1"; }
+grep -q "File too large" "$work/full.log" || { cat "$work/full.log"; fail "failed save: no error message"; }
+leftover=$(cd "$work/full/checkpoints" && ls -A)
+[ -z "$leftover" ] || fail "failed save left behind: $leftover"
+echo "failed save: $(grep -m1 "File too large" "$work/full.log"); nothing left behind"
+
 # Usage errors exit 2.
 rc=0; "$cmoe" checkpoint verify > /dev/null 2>&1 || rc=$?; [ "$rc" = 2 ] || fail "verify without DIR exited $rc"
 rc=0; "$cmoe" checkpoint frob "$ck" > /dev/null 2>&1 || rc=$?; [ "$rc" = 2 ] || fail "unknown subcommand exited $rc"
-echo "checkpoint cli: inspect, verify and reshard OK on $n tensors / $b bytes; 8 kinds of damage refused"
+echo "checkpoint cli: inspect, verify and reshard OK on $n tensors / $b bytes; 15 kinds of damage refused"

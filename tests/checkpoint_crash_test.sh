@@ -34,7 +34,7 @@ crash() {
   CMOE_CHECKPOINT_CRASH="$point:4" "$cmoe" train "${common[@]}" "$@" --run-dir "$run" > "$run.1.log" 2>&1 || rc=$?
   [ "$rc" = 137 ] || { cat "$run.1.log"; fail "$name: expected death by SIGKILL (137), got $rc"; }
   grep -q "CMOE_CHECKPOINT_CRASH: killing this process at $point of step 4" "$run.1.log" || fail "$name: hook did not fire"
-  [ "$(cat "$run/checkpoints/latest")" = "$want" ] || fail "$name: latest is $(cat "$run/checkpoints/latest"), expected $want"
+  [ "$(head -n1 "$run/checkpoints/latest")" = "$want" ] || fail "$name: latest is $(head -n1 "$run/checkpoints/latest"), expected $want"
   "$cmoe" checkpoint verify "$run/checkpoints" > "$run.verify.log" || { cat "$run.verify.log"; fail "$name: latest not loadable"; }
   "$cmoe" train "${common[@]}" "$@" --run-dir "$run" > "$run.2.log" 2>&1 || { cat "$run.2.log"; fail "$name: resume"; }
   grep -q "resuming from .*$want" "$run.2.log" || fail "$name: did not resume from $want"
@@ -59,7 +59,7 @@ CMOE_CHECKPOINT_CRASH=shard_data:4:1 "$mpiexec" "${mpi_flags[@]}" -np 2 "$cmoe" 
   --set train.micro_batch_size=1 --set parallel.dp=2 --set parallel.ep=2 --run-dir "$work/mpi" > "$work/mpi.1.log" 2>&1 || rc=$?
 [ "$rc" != 0 ] || fail "(1,2,2): the job survived a killed rank"
 grep -q "killing this process at shard_data of step 4" "$work/mpi.1.log" || { cat "$work/mpi.1.log"; fail "(1,2,2): hook did not fire"; }
-[ "$(cat "$work/mpi/checkpoints/latest")" = step_00000002 ] || fail "(1,2,2): latest is $(cat "$work/mpi/checkpoints/latest")"
+[ "$(head -n1 "$work/mpi/checkpoints/latest")" = step_00000002 ] || fail "(1,2,2): latest is $(head -n1 "$work/mpi/checkpoints/latest")"
 [ ! -e "$work/mpi/checkpoints/step_00000004" ] || fail "(1,2,2): a partial step_00000004 was renamed into place"
 "$cmoe" checkpoint verify "$work/mpi/checkpoints" > /dev/null || fail "(1,2,2): latest not loadable"
 "$mpiexec" "${mpi_flags[@]}" -np 2 "$cmoe" train "${common[@]}" --set train.micro_batch_size=1 --set parallel.dp=2 \

@@ -2,15 +2,21 @@
 // one checkpoint read back by any row range (across entry boundaries, bit for bit); the
 // manifest checks at open (a missing shard file, a gap or an overlap between slices, a
 // truncated file); a flipped byte caught by the CRC of the entry that holds it; commit order
-// (nothing is `latest` before commit; keep_last retention); a staging leftover replaced.
+// (nothing is `latest` before commit; keep_last retention); a staging leftover replaced; the
+// manifest's own CRC-32C (every single changed byte refused, by every reader), `latest` and
+// manifest.txt unable to disagree with it unnoticed; a failed save leaves no staging directory.
 #include "checkpoint/checkpoint.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 namespace cmoe {
 namespace {
@@ -151,10 +157,14 @@ TEST_F(CheckpointTest, FlippedByteCaughtByItsEntryOnly) {
 }
 
 TEST_F(CheckpointTest, RetentionAndLeftoverStaging) {
-  // A leftover staging directory of step 2 (a crashed save) is replaced, not merged.
+  // A leftover staging directory of step 2 (a crashed save) is replaced, not merged; one of
+  // step 9 (a crash in a run that then resumed from an earlier step) goes at the next save.
   fs::create_directories(root_ + "/.tmp-step_00000002");
   std::ofstream(root_ + "/.tmp-step_00000002/junk.bin") << "junk";
+  fs::create_directories(root_ + "/.tmp-step_00000009");
+  std::ofstream(root_ + "/.tmp-step_00000009/junk.bin") << "junk";
   save_two_writers(1);
+  EXPECT_FALSE(fs::exists(root_ + "/.tmp-step_00000009")) << "a crashed save's leftover outlived the next save";
   save_two_writers(2);
   EXPECT_FALSE(fs::exists(root_ + "/step_00000002/junk.bin"));
   save_two_writers(3);
@@ -207,18 +217,30 @@ TEST_F(CheckpointTest, FormatVersions) {
   meta.set_step(2);
   auto dir = checkpoint_save(root_, meta, {{"w", w_}}, 1);
   ASSERT_TRUE(dir.ok());
+  // What an older cmoe wrote: the manifest alone, no checksum field.
+  auto saved = CheckpointReader::open(*dir);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  const checkpoint::Manifest original = (*saved)->manifest();
   auto rewrite = [&](uint32_t version) {
-    auto r = CheckpointReader::open(*dir);
-    ASSERT_TRUE(r.ok());
-    checkpoint::Manifest m = (*r)->manifest();
+    checkpoint::Manifest m = original;
     m.set_format_version(version);
-    m.clear_layout();
+    m.clear_manifest_crc32c();
+    if (version == 1) m.clear_layout();
     std::ofstream(*dir + "/manifest.pb", std::ios::binary | std::ios::trunc) << m.SerializeAsString();
   };
+  rewrite(2);
+  auto v2 = checkpoint_load(*dir);
+  ASSERT_TRUE(v2.ok()) << v2.status();
+  EXPECT_FALSE(v2->manifest.has_manifest_crc32c());
   rewrite(1);
   auto v1 = checkpoint_load(*dir);
   ASSERT_TRUE(v1.ok()) << v1.status();
   EXPECT_EQ(std::memcmp(v1->tensors.at("w").raw_data(), w_.raw_data(), w_.nbytes()), 0);
+  // Format 3 requires the checksum: one without it is damage, not an old checkpoint.
+  rewrite(3);
+  auto bare = CheckpointReader::open(*dir);
+  ASSERT_FALSE(bare.ok());
+  EXPECT_NE(bare.status().message().find("does not end in its manifest_crc32c field"), std::string::npos) << bare.status();
   rewrite(kCheckpointFormatVersion + 1);
   auto future = CheckpointReader::open(*dir);
   ASSERT_FALSE(future.ok());
@@ -240,8 +262,7 @@ TEST_F(CheckpointTest, WritesWithoutDirectIo) {
   ASSERT_TRUE(written.ok()) << written.status();
   checkpoint::Manifest meta;
   for (const auto& e : *direct) *meta.add_tensors() = e;
-  meta.set_format_version(kCheckpointFormatVersion);
-  std::ofstream(dir + "/manifest.pb", std::ios::binary) << meta.SerializeAsString();
+  std::ofstream(dir + "/manifest.pb", std::ios::binary) << checkpoint_manifest_bytes(&meta);
   auto r = CheckpointReader::open(dir);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE((*r)->verify_all().ok());
@@ -262,6 +283,215 @@ TEST_F(CheckpointTest, SingleWriterSaveLoad) {
   EXPECT_EQ(ck->counter("data.consumed_samples"), 99);
   EXPECT_EQ(std::memcmp(ck->tensors.at("w").raw_data(), w_.raw_data(), w_.nbytes()), 0);
   EXPECT_EQ(ck->manifest.tensors(0).file(), "tensors.bin");
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void put(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// A one-writer checkpoint of step `step` with the counters a run saves (consumed samples 40,
+// optimizer steps 10) and a config string.
+absl::StatusOr<std::string> save_with_counters(const std::string& root, int64_t step, const Tensor& w, int keep_last = 2) {
+  checkpoint::Manifest meta;
+  meta.set_step(step);
+  meta.set_tokens_seen(40 * 32);
+  meta.set_seed(1234);
+  meta.set_config("model { vocab_size: 512 }\n");
+  auto* c = meta.add_counters();
+  c->set_name("data.consumed_samples");
+  c->set_value(40);
+  c = meta.add_counters();
+  c->set_name("optimizer.steps");
+  c->set_value(10);
+  return checkpoint_save(root, meta, {{"w", w}}, keep_last);
+}
+
+// Issue #15 item 1: one changed byte of manifest.pb (a counter 40 -> 44, the step count, the
+// version, the checksum itself: any byte, any change) is refused by every reader, naming the
+// file; before the checksum a changed counter loaded silently.
+TEST_F(CheckpointTest, EveryChangedManifestByteIsRefused) {
+  auto dir = save_with_counters(root_, 5, w_);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  const std::string path = *dir + "/manifest.pb", good = slurp(path);
+  ASSERT_GT(good.size(), 20u);
+  // The consumed-samples counter 40 -> 44, the reported case.
+  const size_t at = good.find("data.consumed_samples");
+  ASSERT_NE(at, std::string::npos);
+  const size_t value_at = good.find('\x28', at);  // varint 40 after the name's tag
+  ASSERT_NE(value_at, std::string::npos);
+  std::string shifted = good;
+  shifted[value_at] = '\x2c';
+  put(path, shifted);
+  auto r = CheckpointReader::open(*dir);
+  ASSERT_FALSE(r.ok()) << "consumed_samples 40 -> 44 loaded";
+  EXPECT_NE(r.status().message().find(path + ": CRC-32C of the manifest is"), std::string::npos) << r.status();
+  // Every byte, several changes each.
+  int refused = 0, tried = 0;
+  for (size_t i = 0; i < good.size(); ++i) {
+    for (int x : {0x01, 0x04, 0x80, 0xff}) {
+      std::string bad = good;
+      bad[i] = static_cast<char>(bad[i] ^ x);
+      put(path, bad);
+      ++tried;
+      auto opened = CheckpointReader::open(*dir);
+      auto loaded = checkpoint_read_manifest(*dir);
+      if (!opened.ok() && !loaded.ok()) {
+        ++refused;
+        EXPECT_NE(opened.status().message().find(path), std::string::npos) << opened.status();
+      } else {
+        ADD_FAILURE() << "manifest byte " << i << " ^ " << x << " accepted";
+      }
+    }
+  }
+  EXPECT_EQ(refused, tried);
+  // Cut short by any number of bytes: refused too.
+  for (size_t n = 0; n < good.size(); ++n) {
+    put(path, good.substr(0, n));
+    EXPECT_FALSE(CheckpointReader::open(*dir).ok()) << "manifest cut to " << n << " bytes accepted";
+  }
+  put(path, good);
+  EXPECT_TRUE(checkpoint_load(*dir).ok());
+}
+
+// Issue #15 item 3: an empty or unreadable manifest is an error naming the file, never a
+// default manifest.
+TEST_F(CheckpointTest, EmptyOrUnreadableManifestNamed) {
+  auto dir = save_with_counters(root_, 2, w_);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  const std::string path = *dir + "/manifest.pb";
+  put(path, "");
+  auto empty = checkpoint_read_manifest(*dir);
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find(path + ": empty (0 bytes)"), std::string::npos) << empty.status();
+  EXPECT_FALSE(CheckpointReader::open(*dir).ok());
+  fs::remove(path);
+  fs::create_directory(path);
+  auto not_file = checkpoint_read_manifest(*dir);
+  ASSERT_FALSE(not_file.ok());
+  EXPECT_NE(not_file.status().message().find(path + ": not a regular file"), std::string::npos) << not_file.status();
+}
+
+// `latest` carries the manifest's CRC: a damaged `latest` naming another (older, intact)
+// checkpoint is refused instead of resumed from; a one-line `latest` is still accepted; a
+// directory whose manifest is of another step is refused.
+TEST_F(CheckpointTest, LatestAndDirectoryCannotDisagreeWithTheManifest) {
+  ASSERT_TRUE(save_with_counters(root_, 1, w_).ok());
+  auto dir2 = save_with_counters(root_, 2, w_);
+  ASSERT_TRUE(dir2.ok());
+  const std::string latest = slurp(root_ + "/latest");
+  auto m2 = checkpoint_read_manifest(*dir2);
+  ASSERT_TRUE(m2.ok()) << m2.status();
+  char crc[9];
+  std::snprintf(crc, sizeof(crc), "%08x", m2->manifest_crc32c());
+  EXPECT_EQ(latest, std::string("step_00000002\nmanifest_crc32c ") + crc + "\n");
+  ASSERT_TRUE(checkpoint_latest(root_).ok());
+
+  std::string older = latest;
+  older[12] = '1';  // step_00000002 -> step_00000001, which exists and is intact
+  put(root_ + "/latest", older);
+  auto l = checkpoint_latest(root_);
+  ASSERT_FALSE(l.ok()) << "a damaged latest resumed from " << *l;
+  EXPECT_NE(l.status().message().find("latest: names step_00000001 with manifest_crc32c " + std::string(crc)),
+            std::string::npos)
+      << l.status();
+  std::string bad_crc = latest;
+  bad_crc[bad_crc.size() - 2] ^= 1;
+  put(root_ + "/latest", bad_crc);
+  EXPECT_FALSE(checkpoint_latest(root_).ok());
+  put(root_ + "/latest", "step_00000001\n");  // chosen by hand: fine
+  auto chosen = checkpoint_latest(root_);
+  ASSERT_TRUE(chosen.ok()) << chosen.status();
+  EXPECT_EQ(*chosen, root_ + "/step_00000001");
+  put(root_ + "/latest", "step_00000001\ngarbage\n");
+  EXPECT_FALSE(checkpoint_latest(root_).ok());
+
+  fs::rename(*dir2, root_ + "/step_00000007");
+  put(root_ + "/latest", "step_00000007\n");
+  auto moved = checkpoint_latest(root_);
+  ASSERT_TRUE(moved.ok());
+  auto r = CheckpointReader::open(*moved);
+  ASSERT_FALSE(r.ok()) << "step_00000007 holding step 2 loaded";
+  EXPECT_NE(r.status().message().find("the manifest is of step 2 but its directory is step_00000007"), std::string::npos)
+      << r.status();
+}
+
+// manifest.txt carries the manifest's CRC and must say what manifest.pb says.
+TEST_F(CheckpointTest, ManifestTextMustAgree) {
+  auto dir = save_with_counters(root_, 3, w_);
+  ASSERT_TRUE(dir.ok());
+  auto m = checkpoint_read_manifest(*dir);
+  ASSERT_TRUE(m.ok());
+  EXPECT_TRUE(checkpoint_check_manifest_text(*dir, *m).ok());
+  const std::string text = slurp(*dir + "/manifest.txt");
+  char crc[9];
+  std::snprintf(crc, sizeof(crc), "%08x", m->manifest_crc32c());
+  EXPECT_NE(text.find(crc), std::string::npos) << text;
+  std::string edited = text;
+  const size_t at = edited.find("value: 40");
+  ASSERT_NE(at, std::string::npos) << text;
+  edited.replace(at, 9, "value: 44");
+  put(*dir + "/manifest.txt", edited);
+  absl::Status st = checkpoint_check_manifest_text(*dir, *m);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("manifest.txt: disagrees with manifest.pb"), std::string::npos) << st;
+  fs::remove(*dir + "/manifest.txt");
+  EXPECT_FALSE(checkpoint_check_manifest_text(*dir, *m).ok());
+}
+
+// Issue #15 item 6: a save that fails part-way (here: the file-size limit, as a full disk
+// would) removes its .tmp-step_N; the previous checkpoint stays latest and loads.
+TEST_F(CheckpointTest, FailedSaveRemovesItsStagingDirectory) {
+  ASSERT_TRUE(save_with_counters(root_, 1, w_).ok());
+  struct rlimit old_limit;
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);  // EFBIG instead of death, as ENOSPC would be
+  struct rlimit small = old_limit;
+  small.rlim_cur = 64 << 10;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  auto failed = save_with_counters(root_, 2, ramp({1 << 20}, 0.5f));
+  ::setrlimit(RLIMIT_FSIZE, &old_limit);
+  std::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(failed.ok()) << "a 4 MB shard written under a 64 KiB file-size limit";
+  EXPECT_FALSE(fs::exists(root_ + "/.tmp-step_00000002")) << "failed save left its staging directory";
+  EXPECT_FALSE(fs::exists(root_ + "/step_00000002"));
+  auto latest = checkpoint_latest(root_);
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(*latest, root_ + "/step_00000001");
+  EXPECT_TRUE(checkpoint_load(*latest).ok());
+  // checkpoint_abort on a step with no staging directory is harmless.
+  checkpoint_abort(root_, 9);
+}
+
+// Sizes in a manifest that would wrap around 64 bits are refused at open, not trusted: a shape
+// whose element count overflows (its byte count wrapping to the entry's 0 bytes), and an offset
+// whose end wraps past 2^64 (found by reading the open checks for the manifest fuzz target).
+TEST_F(CheckpointTest, WrappingSizesRefused) {
+  auto dir = save_with_counters(root_, 4, w_);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  auto saved = checkpoint_read_manifest(*dir);
+  ASSERT_TRUE(saved.ok());
+  auto rewrite = [&](const std::function<void(checkpoint::TensorEntry*)>& edit) {
+    checkpoint::Manifest m = *saved;
+    edit(m.mutable_tensors(0));
+    put(*dir + "/manifest.pb", checkpoint_manifest_bytes(&m));
+    return CheckpointReader::open(*dir);
+  };
+  auto huge = rewrite([](checkpoint::TensorEntry* e) {
+    e->clear_shape(), e->add_shape(int64_t{1} << 62), e->add_shape(4);
+    e->set_slice_begin(0, 0), e->set_slice_end(0, int64_t{1} << 62);
+    e->set_nbytes(0);  // (2^62 * 4 * 4) mod 2^64
+  });
+  ASSERT_FALSE(huge.ok()) << "a 2^64-byte tensor accepted";
+  EXPECT_NE(huge.status().message().find("shape [4611686018427387904, 4] has more than 2^58 elements"), std::string::npos)
+      << huge.status();
+  auto wrap = rewrite([](checkpoint::TensorEntry* e) { e->set_offset(~uint64_t{0} - 7); });
+  ASSERT_FALSE(wrap.ok()) << "an offset wrapping past 2^64 accepted";
+  EXPECT_NE(wrap.status().message().find("tensor w: needs bytes"), std::string::npos) << wrap.status();
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // data_indexed_test.cpp — Megatron .bin/.idx: write-then-read round trips, a byte-level golden
 // file built by hand the way Megatron's builder writes it, every corruption case giving a Status
-// that names the file and the byte offset, and llm.c shards.
+// that names the file and the byte offset (self-contradicting pointers, sizes and dtype codes
+// included), and llm.c shards.
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -205,7 +206,9 @@ TEST(IndexedDataset, CorruptionGivesStatusNamingFileAndOffset) {
   expect_corrupt("dtype 7", [](auto* b) { (*b)[17] = 7; }, ".idx", 17, "found dtype code 7");
   expect_corrupt("dtype 9", [](auto* b) { (*b)[17] = 9; }, ".idx", 17, "found dtype code 9");
   expect_corrupt("S too large", [](auto* b) { (*b)[18] = 5; }, ".idx", 18, "S = 5");
-  expect_corrupt("huge S", [](auto* b) { (*b)[25] = 0x7f; }, ".idx", 18, "more than the file holds");
+  expect_corrupt("huge S", [](auto* b) { (*b)[25] = 0x7f; }, ".idx", 18,
+                 "S = 9151314442816847876 sequences and D1 = 5 document-index entries, which need a file of "
+                 "34 + 12*S + 8*D1 = 109815773313802174586 bytes; found 122 bytes");
   expect_corrupt("extra byte", [](auto* b) { b->push_back(0); }, ".idx", 18, "found 123 bytes");
   expect_corrupt("negative length", [](auto* b) { (*b)[34 + 4 + 3] = 0x80; }, ".idx", 38, "has length");
   expect_corrupt("pointer past .bin", [](auto* b) { (*b)[34 + 16 + 24] = 200; }, ".idx", 74, "points at bytes");
@@ -226,6 +229,59 @@ TEST(IndexedDataset, CorruptionGivesStatusNamingFileAndOffset) {
     expect_corrupt("truncated body at " + std::to_string(cut), [cut](auto* b) { b->resize(cut); }, ".idx", 18,
                    "found " + std::to_string(cut) + " bytes");
   }
+}
+
+// Issue #15 item 4: an .idx that contradicts itself or its .bin is refused at open, naming the
+// check, the sequence and the numbers. Golden pointers are [0, 6, 6, 8] (uint16, lengths
+// [3, 0, 1, 2]); pointer i lies at byte 50 + 8i, the dtype code at byte 17.
+TEST(IndexedDataset, SelfContradictingIndexRefused) {
+  // A dtype code that disagrees with the data: int32 makes pointer 6 misaligned; uint8 makes
+  // sequence 1 start past where sequence 0 (3 bytes) ends.
+  expect_corrupt("dtype int32 on uint16 data", [](auto* b) { (*b)[17] = 4; }, ".idx", 58,
+                 "sequence 1 points at byte 6 of " );
+  expect_corrupt("dtype int32 on uint16 data (why)", [](auto* b) { (*b)[17] = 4; }, ".idx", 58,
+                 "not a multiple of the token size 4 (dtype code 4 = int32, 4 bytes per token");
+  expect_corrupt("dtype uint8 on uint16 data", [](auto* b) { (*b)[17] = 1; }, ".idx", 58,
+                 "sequence 1 starts at byte 6 of");
+  expect_corrupt("dtype uint8 on uint16 data (where)", [](auto* b) { (*b)[17] = 1; }, ".idx", 58,
+                 "expected 3 where sequence 0 ends: pointers must be contiguous (dtype code 1 = uint8");
+  // A pointer moved by one byte: misaligned for uint16.
+  expect_corrupt("pointer + 1", [](auto* b) { (*b)[50 + 16] = 7; }, ".idx", 66,
+                 "sequence 2 points at byte 7 of");
+  expect_corrupt("pointer + 1 (why)", [](auto* b) { (*b)[50 + 16] = 7; }, ".idx", 66,
+                 "not a multiple of the token size 2");
+  // Pointers inside the .bin and aligned, but not back to back.
+  expect_corrupt("pointer + 1 token", [](auto* b) { (*b)[50 + 16] = 8; }, ".idx", 66,
+                 "sequence 2 starts at byte 8 of");
+  expect_corrupt("pointer + 1 token (expected)", [](auto* b) { (*b)[50 + 16] = 8; }, ".idx", 66,
+                 "expected 6 where sequence 1 ends");
+  expect_corrupt("first pointer not 0", [](auto* b) { (*b)[50] = 2; }, ".idx", 50,
+                 "sequence 0 starts at byte 2 of");
+  expect_corrupt("first pointer not 0 (expected)", [](auto* b) { (*b)[50] = 2; }, ".idx", 50,
+                 "expected 0 (the first sequence starts the .bin)");
+  // The .bin longer than its sequences.
+  expect_corrupt("extra .bin bytes", nullptr, ".bin", 12,
+                 "the 4 sequences of", [](auto* b) { b->push_back(0), b->push_back(0); });
+  expect_corrupt("extra .bin bytes (numbers)", nullptr, ".bin", 12,
+                 "end at byte 12 (6 tokens, dtype code 8 = uint16, 2 bytes per token), but the file has 14 bytes (2 more)",
+                 [](auto* b) { b->push_back(0), b->push_back(0); });
+}
+
+// One sequence of int32 tokens labelled uint16: lengths and pointers agree with each other, and
+// only the .bin's size shows the dtype code is wrong.
+TEST(IndexedDataset, DtypeDisagreeingWithBinSizeRefused) {
+  ScratchDir dir("idx-dtype");
+  write_documents(dir.file("d"), {{1, 2, 3}}, TokenDType::kI32);
+  auto idx = read_bytes(dir.file("d.idx"));
+  idx[17] = 8;
+  write_bytes(dir.file("d.idx"), idx);
+  auto ds = IndexedDataset::open(dir.file("d"));
+  ASSERT_FALSE(ds.ok()) << "int32 data read as uint16";
+  EXPECT_NE(ds.status().message().find(dir.file("d.bin") + ": at byte 6: the 1 sequences of " + dir.file("d.idx") +
+                                       " end at byte 6 (3 tokens, dtype code 8 = uint16, 2 bytes per token), but "
+                                       "the file has 12 bytes (6 more)"),
+            std::string::npos)
+      << ds.status();
 }
 
 TEST(IndexedDataset, MissingFilesAreNotFound) {

@@ -196,6 +196,14 @@ TEST_F(LoaderTest, BadConfigurationsAreErrors) {
   c.split = "100,0,0";
   c.split_name = Split::kValid;
   EXPECT_EQ(Loader::open(c).status().code(), absl::StatusCode::kInvalidArgument);
+  // A malformed split is named as the config key a run sets (data.split), not as the --split
+  // flag of `cmoe data samples`, which `cmoe train` does not have (issue #15 item 7).
+  c = config(4, 1, 0);
+  c.split = "1,x,0";
+  absl::Status st = Loader::open(c).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("data.split '1,x,0': weight 'x' is not a non-negative number"), std::string::npos) << st;
+  EXPECT_EQ(st.message().find("--split"), std::string::npos) << st;
 }
 
 }  // namespace

@@ -23,7 +23,7 @@ rc=0
 # (In a subshell whose stderr goes to the log: the shell's "Killed" notice is expected.)
 (CMOE_CHECKPOINT_CRASH=shard_data:6 "$cmoe" train "${common[@]}" --run-dir "$work/crash"; exit $?) > "$work/crash1.log" 2>&1 || rc=$?
 [ "$rc" = 137 ] || { cat "$work/crash1.log"; fail "expected death by SIGKILL (137), got $rc"; }
-[ "$(cat "$work/crash/checkpoints/latest")" = step_00000003 ] || fail "latest is not step 3"
+[ "$(head -n1 "$work/crash/checkpoints/latest")" = step_00000003 ] || fail "latest is not step 3"
 [ "$(grep -c '"loss"' "$work/crash/metrics.jsonl")" = 6 ] || fail "the killed run should have logged steps 1-6"
 printf '{"step": 7, "loss": 1.23' >> "$work/crash/metrics.jsonl"  # torn by the crash
 cp "$work/crash/metrics.jsonl" "$work/before_resume.jsonl"

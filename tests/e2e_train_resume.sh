@@ -30,7 +30,7 @@ for _ in $(seq 1 200); do grep -q '"step": 3,' "$work/term/metrics.jsonl" 2>/dev
 kill -TERM $pid
 wait $pid || { echo "FAIL: SIGTERM: exit status $?"; cat "$work/term1.log"; exit 1; }
 grep -q "stopping at step .* on request (checkpoint saved)" "$work/term1.log" || { echo "FAIL: SIGTERM message"; cat "$work/term1.log"; exit 1; }
-stopped=$(cat "$work/term/checkpoints/latest")
+stopped=$(head -n1 "$work/term/checkpoints/latest")
 "$cmoe" train "${common[@]}" --set train.steps=400 --set train.eval_interval=1000 --set train.exit_at_step=$((10#${stopped#step_} + 2)) \
   --run-dir "$work/term" > "$work/term2.log"
 grep -q "resuming from .*$stopped" "$work/term2.log" || { echo "FAIL: SIGTERM resume"; cat "$work/term2.log"; exit 1; }
@@ -59,7 +59,7 @@ awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a - 0.3) }' || { echo "FAIL: 
 grep -q '"step": 16' "$work/eval.json" || { echo "FAIL: eval did not load step 16"; cat "$work/eval.json"; exit 1; }
 
 # Flip one byte in the newest checkpoint's tensor data: loading must fail and name the tensor.
-ck="$work/straight/checkpoints/$(cat "$work/straight/checkpoints/latest")"
+ck="$work/straight/checkpoints/$(head -n1 "$work/straight/checkpoints/latest")"
 printf '\xff' | dd of="$ck/shard_pp000_ep000.bin" bs=1 seek=100 conv=notrunc status=none
 if "$cmoe" eval "${common[@]}" --checkpoint "$ck" > "$work/bad.log" 2>&1; then
   echo "FAIL: a corrupted checkpoint was accepted"

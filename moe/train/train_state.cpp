@@ -302,6 +302,7 @@ absl::StatusOr<std::string> TrainStateSaver::commit() {
       if (d.ok()) dir = *d;
       else committed = d.status();
     }
+    if (!committed.ok()) checkpoint_abort(root_, p->step);  // a failed save leaves no .tmp-step_N
   }
   CMOE_ASSIGN_OR_RETURN(bool ok, broadcast_ok(world, committed.ok()));
   if (!committed.ok()) return committed;

@@ -1,8 +1,8 @@
 // tokenizer_json_fuzz.cpp — fuzz entry point for the tokenizer.json loader (and the JSON parser
 // under it). Any input must give either a clear error or a tokenizer that encodes, decodes
 // back to the exact bytes (without a normalizer, prefix space or stripping tokens) and survives a to_json/from_json round trip.
-// Built as a libFuzzer target with -DCMOE_FUZZ=ON under clang, and always as a deterministic
-// smoke run over mutated seeds (tests/fuzz/fuzz_smoke_main.cpp) that CTest runs in seconds.
+// Built as a libFuzzer target with -DCMOE_FUZZ=ON under clang, and always with the seeded
+// mutation driver (tests/fuzz/fuzz_driver.cpp) that CTest runs for a few seconds.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -38,4 +38,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   CMOE_CHECK(reloaded->spec() == tok->spec(), "save/load changed the tokenizer");
   CMOE_CHECK(reloaded->encode(kSample) == ids, "save/load changed the ids");
   return 0;
+}
+
+extern "C" const char* const* cmoe_fuzz_dictionary(size_t* count) {
+  static const char* const kWords[] = {"{", "}", "[", "]", "\"", ",", ":", "null", "true", "false", "0", "-1", "1e999",
+                                       "\\u", "\\ud800", "\"type\"", "\"BPE\"", "\"NFC\"", "\"ByteLevel\"", "\"Sequence\"",
+                                       "\"Split\"", "\xFF", "\xC3", " ", "\"merges\"", "\"vocab\"", "\"added_tokens\"",
+                                       "\"normalizer\"", "\"pre_tokenizer\"", "\"decoder\"", "\"model\"", "\"content\"",
+                                       "\"special\"", "\"normalized\"", "\"lstrip\"", "\"rstrip\"", "\"id\"",
+                                       "\"add_prefix_space\"", "\"use_regex\"", "2147483648", "\"\""};
+  *count = sizeof(kWords) / sizeof(kWords[0]);
+  return kWords;
 }

@@ -51,7 +51,7 @@ def check_variant(vdir, cmoe_bin, form):
     failures = []
     ck = os.path.join(vdir, "ckpt")
     if form == "step":
-        ck = os.path.join(ck, open(os.path.join(ck, "latest")).read().strip())
+        ck = os.path.join(ck, open(os.path.join(ck, "latest")).readline().strip())
     out = os.path.join(vdir, "export", "model.safetensors")
     run([cmoe_bin, "export", "--checkpoint", ck, "--format", "safetensors", "--out", out])
     tensors, cfg = cmoe_ref.load_export(out)
