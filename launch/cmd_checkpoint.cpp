@@ -35,7 +35,7 @@
 #include "moe/train/config.h"
 #include "core/json.h"
 #include "launch/commands.h"
-#include "launch/flags.h"
+#include "launch/command_line.h"
 #include "moe/train/train_state.h"
 
 namespace cmoe {
@@ -55,12 +55,6 @@ constexpr const char* kCheckpointUsage =
 int fail(const char* sub, const absl::Status& s) {
   std::fprintf(stderr, "cmoe checkpoint %s: %s\n", sub, std::string(s.message()).c_str());
   return 1;
-}
-
-std::string json_quoted(const std::string& s) {
-  std::string out;
-  json::append_quoted(&out, s);
-  return out;
 }
 
 // The step directory DIR names: itself, or <DIR>/latest's target for a checkpoints root.
@@ -96,12 +90,8 @@ int cmd_checkpoint_inspect(int argc, char** argv) {
       {"json", false, false, "print JSON (includes every tensor)"},
       {"tensors", false, false, "list every tensor: name, dtype, shape, bytes"},
   };
-  auto flags = flags_parse("checkpoint inspect", specs, argc, argv, 3);
-  if (!flags.ok()) return std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str()), 2;
-  if (flags->positional.size() != 1) {
-    std::fprintf(stderr, "cmoe checkpoint inspect: expected one DIR\n%s", kCheckpointUsage);
-    return 2;
-  }
+  auto flags = parse_command_line({"checkpoint inspect", specs, {}, 1, 1, "DIR"}, argc, argv, 3);
+  if (!flags) return kExitUsage;
   auto dir = resolve_dir(flags->positional[0]);
   if (!dir.ok()) return fail("inspect", dir.status());
   auto m = checkpoint_read_manifest(*dir);
@@ -126,33 +116,67 @@ int cmd_checkpoint_inspect(int argc, char** argv) {
   const std::string moe_kind = config::FfnKind_Name(mc.moe().kind());
   const bool json_out = flags->has("json");
   if (json_out) {
-    std::string out = absl::StrCat("{\"dir\": ", json_quoted(*dir), ", \"format_version\": ", m->format_version(),
-                                   ", \"step\": ", m->step(), ", \"tokens_seen\": ", m->tokens_seen(),
-                                   ", \"seed\": ", m->seed(), ", \"manifest_crc32c\": ",
-                                   m->has_manifest_crc32c() ? json_quoted(absl::StrFormat("%08x", m->manifest_crc32c())) : "null",
-                                   ", \"counters\": {");
-    for (int i = 0; i < m->counters_size(); ++i) {
-      absl::StrAppend(&out, i ? ", " : "", json_quoted(m->counters(i).name()), ": ", m->counters(i).value());
-    }
-    absl::StrAppend(&out, "}, \"layout\": {\"pp\": ", lpp, ", \"dp\": ", ldp, ", \"ep\": ", lep,
-                    "}, \"num_tensors\": ", names.size(), ", \"num_entries\": ", m->tensors_size(),
-                    ", \"files\": [", absl::StrJoin(files, ", ", [](std::string* o, const std::string& f) { absl::StrAppend(o, json_quoted(f)); }),
-                    "], \"total_bytes\": ", total_bytes,
-                    ", \"weight_params\": ", weight_params, ", \"optimizer_values\": ", optim_values,
-                    ", \"model\": {\"vocab_size\": ", mc.vocab_size(), ", \"d_model\": ", mc.d_model(),
-                    ", \"n_layers\": ", mc.n_layers(), ", \"n_heads\": ", mc.n_heads(),
-                    ", \"ffn_hidden\": ", mc.ffn_hidden(), ", \"seq_len\": ", mc.seq_len());
-    absl::StrAppend(&out, ", \"moe\": {\"kind\": ", json_quoted(moe_kind), ", \"interval\": ", mc.moe().interval(),
-                    ", \"num_experts\": ", mc.moe().num_experts(), ", \"top_k\": ", mc.moe().top_k(),
-                    ", \"shared_expert\": ", mc.moe().shared_expert() ? "true" : "false", "}}, \"tensors\": [");
+    using json::Value;
+    Value j = Value::object();
+    j.set("dir", Value::string(*dir));
+    j.set("format_version", Value::integer(m->format_version()));
+    j.set("step", Value::integer(m->step()));
+    j.set("tokens_seen", Value::integer(m->tokens_seen()));
+    j.set("seed", Value::integer(static_cast<int64_t>(m->seed())));
+    j.set("manifest_crc32c",
+          m->has_manifest_crc32c() ? Value::string(absl::StrFormat("%08x", m->manifest_crc32c())) : Value());
+    Value counters = Value::object();
+    for (const auto& c : m->counters()) counters.set(c.name(), Value::integer(c.value()));
+    j.set("counters", std::move(counters));
+    Value layout = Value::object();
+    layout.set("pp", Value::integer(lpp));
+    layout.set("dp", Value::integer(ldp));
+    layout.set("ep", Value::integer(lep));
+    j.set("layout", std::move(layout));
+    j.set("num_tensors", Value::integer(static_cast<int64_t>(names.size())));
+    j.set("num_entries", Value::integer(m->tensors_size()));
+    Value file_list = Value::array();
+    for (const std::string& f : files) file_list.push_back(Value::string(f));
+    j.set("files", std::move(file_list));
+    j.set("total_bytes", Value::integer(static_cast<int64_t>(total_bytes)));
+    j.set("weight_params", Value::integer(weight_params));
+    j.set("optimizer_values", Value::integer(optim_values));
+    Value model = Value::object();
+    model.set("vocab_size", Value::integer(mc.vocab_size()));
+    model.set("d_model", Value::integer(mc.d_model()));
+    model.set("n_layers", Value::integer(mc.n_layers()));
+    model.set("n_heads", Value::integer(mc.n_heads()));
+    model.set("ffn_hidden", Value::integer(mc.ffn_hidden()));
+    model.set("seq_len", Value::integer(mc.seq_len()));
+    Value moe = Value::object();
+    moe.set("kind", Value::string(moe_kind));
+    moe.set("interval", Value::integer(mc.moe().interval()));
+    moe.set("num_experts", Value::integer(mc.moe().num_experts()));
+    moe.set("top_k", Value::integer(mc.moe().top_k()));
+    moe.set("shared_expert", Value::boolean(mc.moe().shared_expert()));
+    model.set("moe", std::move(moe));
+    j.set("model", std::move(model));
+    // The header on one line, then one tensor entry per line (a large model has thousands).
+    std::string out = json::serialize_line(j);
+    out.pop_back();  // the closing brace
+    out += ", \"tensors\": [";
     for (int i = 0; i < m->tensors_size(); ++i) {
       const auto& e = m->tensors(i);
-      absl::StrAppend(&out, i ? ",\n  " : "\n  ", "{\"name\": ", json_quoted(e.name()), ", \"dtype\": ", json_quoted(e.dtype()),
-                      ", \"shape\": ", shape_str(e, "[", "]"), ", \"rows\": ", rows_of(e, "[", ", ", "]"),
-                      ", \"nbytes\": ", e.nbytes(), ", \"file\": ",
-                      json_quoted(e.file()), ", \"offset\": ", e.offset(), "}");
+      Value t = Value::object();
+      t.set("name", Value::string(e.name()));
+      t.set("dtype", Value::string(e.dtype()));
+      Value shape = Value::array(), rows = Value::array();
+      for (int64_t d : e.shape()) shape.push_back(Value::integer(d));
+      rows.push_back(Value::integer(e.slice_begin_size() ? e.slice_begin(0) : 0));
+      rows.push_back(Value::integer(e.slice_end_size() ? e.slice_end(0) : (e.shape_size() ? e.shape(0) : 1)));
+      t.set("shape", std::move(shape));
+      t.set("rows", std::move(rows));
+      t.set("nbytes", Value::integer(static_cast<int64_t>(e.nbytes())));
+      t.set("file", Value::string(e.file()));
+      t.set("offset", Value::integer(static_cast<int64_t>(e.offset())));
+      absl::StrAppend(&out, i ? ",\n  " : "\n  ", json::serialize_line(t));
     }
-    absl::StrAppend(&out, "]}\n");
+    out += "]}\n";
     std::fputs(out.c_str(), stdout);
     return 0;
   }
@@ -189,12 +213,8 @@ int cmd_checkpoint_inspect(int argc, char** argv) {
 }
 
 int cmd_checkpoint_verify(int argc, char** argv) {
-  auto flags = flags_parse("checkpoint verify", {}, argc, argv, 3);
-  if (!flags.ok()) return std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str()), 2;
-  if (flags->positional.size() != 1) {
-    std::fprintf(stderr, "cmoe checkpoint verify: expected one DIR\n%s", kCheckpointUsage);
-    return 2;
-  }
+  auto flags = parse_command_line({"checkpoint verify", {}, {}, 1, 1, "DIR"}, argc, argv, 3);
+  if (!flags) return kExitUsage;
   auto dir = resolve_dir(flags->positional[0]);
   if (!dir.ok()) return fail("verify", dir.status());
   auto ck = CheckpointReader::open(*dir);
@@ -218,12 +238,8 @@ int cmd_checkpoint_reshard(int argc, char** argv) {
       {"out", true, false, "checkpoints root to write (ROOT/step_N and ROOT/latest)"},
       {"set", true, true, "parallel.pp=N, parallel.dp=N or parallel.ep=N: the target layout"},
   };
-  auto flags = flags_parse("checkpoint reshard", specs, argc, argv, 3);
-  if (!flags.ok()) return std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str()), 2;
-  if (flags->positional.size() != 1 || !flags->has("out")) {
-    std::fprintf(stderr, "cmoe checkpoint reshard: expected one DIR and --out ROOT\n%s", kCheckpointUsage);
-    return 2;
-  }
+  auto flags = parse_command_line({"checkpoint reshard", specs, {"out"}, 1, 1, "DIR"}, argc, argv, 3);
+  if (!flags) return kExitUsage;
   auto dir = resolve_dir(flags->positional[0]);
   if (!dir.ok()) return fail("reshard", dir.status());
   auto ck = CheckpointReader::open(*dir);

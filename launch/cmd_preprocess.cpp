@@ -28,7 +28,7 @@
 #include "data/line_reader.h"
 #include "data/tokenizer.h"
 #include "launch/commands.h"
-#include "launch/flags.h"
+#include "launch/command_line.h"
 
 namespace cmoe {
 
@@ -95,20 +95,14 @@ int cmd_preprocess(int argc, char** argv) {
       {"shard-docs", true, false, "documents per output shard (0 = one file per output)"},
       {"workers", true, false, "tokenizer threads (default: all cores)"},
   };
-  auto flags = flags_parse("preprocess", specs, argc, argv, 2);
-  if (!flags.ok()) return std::fprintf(stderr, "%s\n", std::string(flags.status().message()).c_str()), 2;
-  if (!flags->has("input") || !flags->has("tokenizer") || !flags->has("output-prefix") || !flags->positional.empty()) {
-    std::fprintf(stderr, "cmoe preprocess: --input, --tokenizer and --output-prefix are required\n%s",
-                 flags_usage("preprocess", specs).c_str());
-    return 2;
-  }
-  int64_t valid_every = 0, shard_docs = 0, workers = omp_get_max_threads();
-  if ((flags->has("valid-every") && (!absl::SimpleAtoi(flags->get("valid-every"), &valid_every) || valid_every < 0)) ||
-      (flags->has("shard-docs") && (!absl::SimpleAtoi(flags->get("shard-docs"), &shard_docs) || shard_docs < 0)) ||
-      (flags->has("workers") && (!absl::SimpleAtoi(flags->get("workers"), &workers) || workers < 1))) {
-    std::fprintf(stderr, "cmoe preprocess: --valid-every, --shard-docs take integers >= 0, --workers >= 1\n");
-    return 2;
-  }
+  const CommandSpec spec{"preprocess", specs, {"input", "tokenizer", "output-prefix"}};
+  auto flags = parse_command_line(spec, argc, argv, 2);
+  if (!flags) return kExitUsage;
+  const auto valid_every_flag = flag_int(*flags, spec.name, "valid-every", 0, 0);
+  const auto shard_docs_flag = flag_int(*flags, spec.name, "shard-docs", 0, 0);
+  const auto workers_flag = flag_int(*flags, spec.name, "workers", omp_get_max_threads(), 1, 4096);
+  if (!valid_every_flag || !shard_docs_flag || !workers_flag) return kExitUsage;
+  const int64_t valid_every = *valid_every_flag, shard_docs = *shard_docs_flag, workers = *workers_flag;
   auto tok = Tokenizer::load(flags->get("tokenizer"));
   if (!tok.ok()) return fail(tok.status());
   std::optional<int32_t> eod = tok->eot_id();
