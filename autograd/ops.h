@@ -58,4 +58,10 @@ Var scatter_add_rows(const Var& y, const Tensor& idx, const Var& w, int64_t n_ro
 Var cross_entropy(const Var& h, const Var& w, const Tensor& targets, int64_t chunk = 256,
                   DType compute_dtype = DType::kF32);
 
+// Routing weights of the chosen experts: w[n, j] = probs[n, idx[n, j]] / S_n, S_n the sum of the
+// chosen probabilities (renorm) or 1; probs (N, E), idx (N, K) i32 (-1 = empty, weight 0) -> (N, K)
+Var routing_weights(const Var& probs, const Tensor& idx, bool renorm);
+// Router z-loss: () = mean_n logsumexp(logits[n, :])^2, logits (N, E)
+Var z_loss(const Var& logits);
+
 }  // namespace cmoe::ag
