@@ -19,6 +19,10 @@ std::optional<int> local_rank_from_env(const std::function<const char*(const cha
 // devices[r] its GPU index there. NCCL cannot put two ranks of one communicator on one GPU.
 bool ranks_share_a_gpu(std::span<const int64_t> host_ids, std::span<const int64_t> devices);
 
+// The backend of a communicator, for messages: "mpi", "nccl", "staged" or "local".
+class Communicator;
+std::string comm_backend_name(const Communicator& c);
+
 // CMOE_GPU_COMM's value: "" / "auto", "nccl" or "staged"; anything else is an error naming it.
 enum class GpuCommChoice { kAuto, kNccl, kStaged };
 bool parse_gpu_comm(const std::string& value, GpuCommChoice* out);

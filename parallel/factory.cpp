@@ -41,6 +41,14 @@ bool parse_gpu_comm(const std::string& value, GpuCommChoice* out) {
   return true;
 }
 
+std::string comm_backend_name(const Communicator& c) {
+  if (dynamic_cast<const NcclCommunicator*>(&c) != nullptr) return "nccl";
+  if (dynamic_cast<const StagedCommunicator*>(&c) != nullptr) return "staged";
+  if (dynamic_cast<const MpiCommunicator*>(&c) != nullptr) return "mpi";
+  if (dynamic_cast<const LocalCommunicator*>(&c) != nullptr) return "local";
+  return "other";
+}
+
 absl::StatusOr<int> local_cuda_device() {
   int local = 0;
   if (std::optional<int> env = local_rank_from_env([](const char* v) { return std::getenv(v); })) {

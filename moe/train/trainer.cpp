@@ -14,6 +14,7 @@
 #include "moe/params.h"
 #include "moe/train/profile.h"
 #include "moe/train/train_data.h"
+#include "parallel/comm_factory.h"
 
 namespace cmoe {
 
@@ -131,6 +132,10 @@ absl::StatusOr<Job> make_job(const config::RunConfig& cfg, bool eval = false) {
       // where NCCL cannot serve the job); the host world keeps the control traffic.
       auto data = parallel::make_communicator({.device = job.device, .bootstrap = world.get(), .name = "world"});
       if (!data.ok()) parallel::abort_job(data.status());
+      if (world->rank() == 0) {
+        std::printf("parallel: activations and gradients over %s (%s)\n", parallel::comm_backend_name(**data).c_str(),
+                    job.device.str().c_str());
+      }
       g = parallel::make_process_groups(std::move(world), std::move(*data), job.layout);
     }
     if (!g.ok()) parallel::abort_job(g.status());
