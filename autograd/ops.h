@@ -37,8 +37,8 @@ Var grouped_linear(const Var& x, const Var& w, std::shared_ptr<const std::vector
 Var rmsnorm(const Var& x, const Var& w, float eps);
 // x (B, T, H, Dh), positions pos0 + t
 Var rope(const Var& x, float theta, int64_t pos0 = 0);
-// q, k, v (B, T, H, Dh) -> (B, T, H, Dh), causal
-Var attention(const Var& q, const Var& k, const Var& v, float scale);
+// q, k, v (B, T, H, Dh) -> (B, T, H, Dh), causal; compute dtype as the kernels' (attention.h)
+Var attention(const Var& q, const Var& k, const Var& v, float scale, DType compute_dtype = DType::kF32);
 // silu(gate) * up, both (..., F)
 Var swiglu(const Var& gate, const Var& up);
 // row softmax over the last dim

@@ -8,7 +8,7 @@
 
 namespace cmoe::ag {
 
-Var attention(const Var& q, const Var& k, const Var& v, float scale) {
+Var attention(const Var& q, const Var& k, const Var& v, float scale, DType compute_dtype) {
   prof::Span span("attention", prof::Cat::kOp);
   CMOE_CHECK(q.value().rank() == 4 && k.shape() == q.shape() && v.shape() == q.shape(),
              "attention: q ", q.value().str(), ", k ", k.value().str(), ", v ", v.value().str(),
@@ -17,16 +17,17 @@ Var attention(const Var& q, const Var& k, const Var& v, float scale) {
   const Device dev = q.value().device();
   Tensor out = Tensor::empty(s, DType::kF32, dev);
   Tensor lse = Tensor::empty({s[0], s[2], s[1]}, DType::kF32, dev);  // (B, H, T)
-  kernels(dev).attention_forward(out, lse, q.value(), k.value(), v.value(), scale);
+  kernels(dev).attention_forward(out, lse, q.value(), k.value(), v.value(), scale, compute_dtype);
   auto qi = q.impl(), ki = k.impl(), vi = v.impl();
   Tensor qv = q.value(), kv = k.value(), vv = v.value();
   Var result = make_result(out, "attention", {q, k, v},
-                     [qi, ki, vi, qv, kv, vv, out, lse, scale](const Tensor& g) {
+                     [qi, ki, vi, qv, kv, vv, out, lse, scale, compute_dtype](const Tensor& g) {
                        const Device d = qv.device();
                        Tensor dq = Tensor::empty(qv.shape(), DType::kF32, d);
                        Tensor dk = Tensor::empty(qv.shape(), DType::kF32, d);
                        Tensor dv = Tensor::empty(qv.shape(), DType::kF32, d);
-                       kernels(d).attention_backward(dq, dk, dv, g, qv, kv, vv, out, lse, scale);
+                       kernels(d).attention_backward(dq, dk, dv, g, qv, kv, vv, out, lse, scale,
+                                                     compute_dtype);
                        if (qi->requires_grad) accumulate_grad(*qi, dq);
                        if (ki->requires_grad) accumulate_grad(*ki, dk);
                        if (vi->requires_grad) accumulate_grad(*vi, dv);

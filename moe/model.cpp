@@ -163,7 +163,7 @@ ag::Var Model::attention_block(Layer L, const ag::Var& x, int64_t B, int64_t T, 
     ag::Var q = ag::rope(ag::reshape(ag::linear(a, L.wq, opt.compute_dtype), {B, T, H, Dh}), cfg_.rope_theta());
     ag::Var k = ag::rope(ag::reshape(ag::linear(a, L.wk, opt.compute_dtype), {B, T, H, Dh}), cfg_.rope_theta());
     ag::Var v = ag::reshape(ag::linear(a, L.wv, opt.compute_dtype), {B, T, H, Dh});
-    ag::Var o = ag::reshape(ag::attention(q, k, v, scale), {B * T, d});
+    ag::Var o = ag::reshape(ag::attention(q, k, v, scale, opt.compute_dtype), {B * T, d});
     return ag::linear(o, L.wo, opt.compute_dtype);
   };
   ag::Var out = opt.recompute_attention

@@ -192,6 +192,20 @@ enum : int32_t { CMOE_NCCL_UNIQUE_ID_BYTES = 128 };
     (float* dq, float* dk, float* dv, float* delta, const float* dout, const float* q,           \
      const float* k, const float* v, const float* out, const float* lse, int64_t batch,          \
      int64_t seq, int64_t heads, int64_t head_dim, float scale, CmoeCudaStream stream))           \
+  /* bf16 attention through GEMMs, a chunk of heads at a time: s (rows = heads * seq, seq) f32    \
+     scores of one chunk; p: bf16 probabilities exp(scale s - lse) on and below the diagonal, 0   \
+     above; lse: (rows) written from s when compute_lse, else read */                            \
+  X(int32_t, attention_probs_bf16,                                                                \
+    (uint16_t * p, float* lse, const float* s, int64_t rows, int64_t seq, float scale,            \
+     int32_t compute_lse, CmoeCudaStream stream))                                                 \
+  /* ds = bf16(scale * p * (dp - delta[row])), p = exp(scale s - lse) causal */                  \
+  X(int32_t, attention_dscores_bf16,                                                              \
+    (uint16_t * ds, const float* s, const float* dp, const float* lse, const float* delta,       \
+     int64_t rows, int64_t seq, float scale, CmoeCudaStream stream))                              \
+  /* delta[b, h, t] = sum_d dout[b, t, h, d] * out[b, t, h, d] */                                \
+  X(int32_t, attention_delta_f32,                                                                 \
+    (float* delta, const float* dout, const float* out, int64_t batch, int64_t seq, int64_t heads, \
+     int64_t head_dim, CmoeCudaStream stream))                                                    \
   /* per row of logits (rows, vocab): lse; row_loss = lse - logit[target] (0 for target < 0) */ \
   X(int32_t, ce_rows_forward_f32,                                                                 \
     (float* lse, double* row_loss, const float* logits, const int32_t* targets, int64_t rows,    \
@@ -257,6 +271,13 @@ enum : int32_t { CMOE_NCCL_UNIQUE_ID_BYTES = 128 };
   X(int32_t, blas_matmul,                                                                         \
     (float* c, const void* a, const void* b, int32_t dtype, int64_t m, int64_t n, int64_t k,      \
      int32_t trans_a, int32_t trans_b, float alpha, float beta, CmoeBlasHandle handle))           \
+  /* The same over `batch` problems i with explicit leading dimensions (row-major: elements     \
+     between rows) and strides between problems: c_i = alpha op(a_i) op(b_i) + beta c_i. */      \
+  X(int32_t, blas_matmul_strided,                                                                 \
+    (float* c, const void* a, const void* b, int32_t dtype, int64_t m, int64_t n, int64_t k,      \
+     int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a, int64_t stride_b, int64_t stride_c, \
+     int64_t batch, int32_t trans_a, int32_t trans_b, float alpha, float beta,                    \
+     CmoeBlasHandle handle))                                                                      \
   /* The same over `groups` problems g (row-major, sizes m[g], n[g], k[g] >= 1, pointers a[g],     \
      b[g], c[g]; every array on the host) as one cublasGemmGroupedBatchedEx launch; device_ptrs: \
      3 * groups pointers of device scratch for the pointer arrays. */                            \

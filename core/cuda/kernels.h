@@ -82,12 +82,15 @@ void grouped_linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const T
                              DType compute_dtype);
 
 // ---- fused attention (a tiled flash kernel in f32) and the fused LM-head cross-entropy ----
-// Head dims up to 128.
+// f32: the flash kernels, head dims up to 128. bf16: the products on cuBLAS (bf16 inputs, f32
+// accumulation) over a chunk of heads at a time, scores materialised per chunk (up to
+// kAttentionScoreBytes), the causal softmax and dS in f32 row kernels.
+inline constexpr int64_t kAttentionScoreBytes = int64_t{1} << 29;  // 512 MiB
 void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
-                       float scale);
+                       float scale, DType compute_dtype = DType::kF32);
 void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q,
                         const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                        float scale);
+                        float scale, DType compute_dtype = DType::kF32);
 void cross_entropy_forward(Tensor& loss, Tensor& lse, const Tensor& h, const Tensor& w,
                            const Tensor& targets, int64_t chunk, DType compute_dtype);
 void cross_entropy_backward(Tensor& dh, Tensor& dw, const Tensor& dloss, const Tensor& h,

@@ -13,6 +13,10 @@
 // shuffles give the row max and sum. Backward is two kernels (dK/dV over query tiles, dQ over key
 // tiles) that each recompute P, so no accumulation races: results are the same on every run.
 // Head dims up to 128, in buckets of 64 and 128 (zero padding up to the bucket).
+//
+// With bf16 compute the adapter takes another path instead (core/cuda/ops_attention.cpp): the four
+// products on cuBLAS tensor cores over a chunk of heads at a time, with the scores materialised
+// per chunk, and the row kernels at the end of this file for the causal softmax and dS.
 #include "core/cuda/plugin/device_util.cuh"
 #include "core/cuda/plugin/entries.h"
 
@@ -353,6 +357,46 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// ---- the bf16 path's row kernels (the products run on cuBLAS; core/cuda/ops_attention.cpp) ----
+
+// Row r of a chunk's scores is query t = r % seq of one head; keys 0 .. t are visible.
+__global__ void attention_probs_kernel(uint16_t* __restrict__ p, float* __restrict__ lse, const float* __restrict__ s,
+                                       int64_t rows, int64_t seq, float scale, bool compute_lse) {
+  __shared__ float scratch[32];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int64_t t = r % seq;
+    const float* sr = s + r * seq;
+    float l;
+    if (compute_lse) {
+      float m = -INFINITY;
+      for (int64_t c = threadIdx.x; c <= t; c += blockDim.x) m = fmaxf(m, scale * sr[c]);
+      m = block_max(m, scratch);
+      float sum = 0.0f;
+      for (int64_t c = threadIdx.x; c <= t; c += blockDim.x) sum += expf(scale * sr[c] - m);
+      sum = block_sum(sum, scratch);
+      l = m + logf(sum);
+      if (threadIdx.x == 0) lse[r] = l;
+    } else {
+      l = lse[r];
+    }
+    for (int64_t c = threadIdx.x; c < seq; c += blockDim.x)
+      p[r * seq + c] = c <= t ? f32_to_bf16_bits(expf(scale * sr[c] - l)) : uint16_t{0};
+  }
+}
+
+__global__ void attention_dscores_kernel(uint16_t* __restrict__ ds, const float* __restrict__ s,
+                                         const float* __restrict__ dp, const float* __restrict__ lse,
+                                         const float* __restrict__ delta, int64_t rows, int64_t seq, float scale) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int64_t t = r % seq;
+    const float l = lse[r], d = delta[r];
+    for (int64_t c = threadIdx.x; c < seq; c += blockDim.x) {
+      const int64_t i = r * seq + c;
+      ds[i] = c <= t ? f32_to_bf16_bits(scale * expf(scale * s[i] - l) * (dp[i] - d)) : uint16_t{0};
+    }
+  }
+}
+
 // Raises a kernel's dynamic shared memory limit to what it uses (above the 48 KiB default).
 template <typename Kernel>
 int32_t allow_smem(Kernel kernel, int64_t bytes, const char* name) {
@@ -426,6 +470,34 @@ int32_t api_attention_backward_f32(float* dq, float* dk, float* dv, float* delta
   return geom::attn_head_bucket(head_dim) == 64
              ? backward<64>(dq, dk, dv, delta, dout, q, k, v, lse, hd, batch * heads, scale, s)
              : backward<128>(dq, dk, dv, delta, dout, q, k, v, lse, hd, batch * heads, scale, s);
+}
+
+int32_t api_attention_probs_bf16(uint16_t* p, float* lse, const float* s, int64_t rows, int64_t seq, float scale,
+                                 int32_t compute_lse, CmoeCudaStream stream) {
+  if (int32_t c = check_sizes("attention_probs_bf16", rows, seq); c != CMOE_CUDA_OK) return c;
+  if (rows == 0 || seq == 0) return CMOE_CUDA_OK;
+  attention_probs_kernel<<<geom::row_blocks(rows), geom::row_threads(seq), 0, to_cuda(stream)>>>(
+      p, lse, s, rows, seq, scale, compute_lse != 0);
+  return CMOE_LAUNCHED("attention_probs_kernel");
+}
+
+int32_t api_attention_dscores_bf16(uint16_t* ds, const float* s, const float* dp, const float* lse, const float* delta,
+                                   int64_t rows, int64_t seq, float scale, CmoeCudaStream stream) {
+  if (int32_t c = check_sizes("attention_dscores_bf16", rows, seq); c != CMOE_CUDA_OK) return c;
+  if (rows == 0 || seq == 0) return CMOE_CUDA_OK;
+  attention_dscores_kernel<<<geom::row_blocks(rows), geom::row_threads(seq), 0, to_cuda(stream)>>>(
+      ds, s, dp, lse, delta, rows, seq, scale);
+  return CMOE_LAUNCHED("attention_dscores_kernel");
+}
+
+int32_t api_attention_delta_f32(float* delta, const float* dout, const float* out, int64_t batch, int64_t seq,
+                                int64_t heads, int64_t head_dim, CmoeCudaStream stream) {
+  if (int32_t c = check_sizes("attention_delta_f32", batch, seq, heads, head_dim); c != CMOE_CUDA_OK) return c;
+  if (batch * seq * heads == 0) return CMOE_CUDA_OK;
+  const Head hd{seq, heads, head_dim, heads * head_dim};
+  attention_delta_kernel<<<geom::grid_1d(batch * seq * heads), geom::kThreads, 0, to_cuda(stream)>>>(delta, dout, out,
+                                                                                                     hd, batch);
+  return CMOE_LAUNCHED("attention_delta_kernel");
 }
 
 }  // namespace cmoe::cuda_plugin

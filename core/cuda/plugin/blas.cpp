@@ -81,6 +81,28 @@ int32_t api_blas_matmul(float* c, const void* a, const void* b, int32_t dtype, i
   return CMOE_CUDA_OK;
 }
 
+int32_t api_blas_matmul_strided(float* c, const void* a, const void* b, int32_t dtype, int64_t m, int64_t n, int64_t k,
+                                int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a, int64_t stride_b,
+                                int64_t stride_c, int64_t batch, int32_t trans_a, int32_t trans_b, float alpha,
+                                float beta, CmoeBlasHandle handle) {
+  if (dtype != CMOE_CUDA_F32 && dtype != CMOE_CUDA_BF16) {
+    return set_error(CMOE_CUDA_INVALID_ARGUMENT, "blas_matmul_strided: input dtype code %d (want F32 or BF16)",
+                     static_cast<int>(dtype));
+  }
+  if (m < 0 || n < 0 || k < 0 || batch < 0) {
+    return set_error(CMOE_CUDA_INVALID_ARGUMENT, "blas_matmul_strided: negative size");
+  }
+  if (m == 0 || n == 0 || k == 0 || batch == 0) return CMOE_CUDA_OK;  // callers never ask for k == 0 with beta
+  const cudaDataType_t in_type = dtype == CMOE_CUDA_F32 ? CUDA_R_32F : CUDA_R_16BF;
+  // Column-major view: C_i^T (n x m) = op(B_i)^T op(A_i)^T; a row-major leading dimension is the
+  // column-major one of the transpose.
+  CUBLAS_TRY(cublasGemmStridedBatchedEx_64(to_cublas(handle), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                           trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, in_type, ldb,
+                                           stride_b, a, in_type, lda, stride_a, &beta, c, CUDA_R_32F, ldc, stride_c,
+                                           batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  return CMOE_CUDA_OK;
+}
+
 int32_t api_blas_grouped_matmul(void* const* c, const void* const* a, const void* const* b, const int64_t* m,
                                 const int64_t* n, const int64_t* k, int64_t groups, int32_t dtype, int32_t trans_a,
                                 int32_t trans_b, float alpha, float beta, void** device_ptrs, CmoeBlasHandle handle) {
