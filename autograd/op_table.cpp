@@ -1,52 +1,52 @@
-// op_table.cpp — rows of the op table (see op_table.h). Adding an op: one row here, its
-// kernels in core/ops, its function in autograd/ops.h, its gradient check in the op harness.
+// op_table.cpp — the columns and rows of the op table (see op_table.h). Adding an op: its
+// kernels in core/ops (CPU) and core/cuda (CUDA), one X line in op_table.h, its function in
+// autograd/ops.h, its gradient check in the op harness. A column missing an entry does not
+// compile (designated initialisers name every field) or fails the harness (a null entry).
 #include "autograd/op_table.h"
 
 #include <iterator>
 
-#include "core/ops/attention.h"
-#include "core/ops/cross_entropy.h"
-#include "core/ops/elementwise.h"
-#include "core/ops/embedding.h"
-#include "core/ops/linear.h"
-#include "core/ops/permute.h"
-#include "core/ops/rmsnorm.h"
-#include "core/ops/rope.h"
-#include "core/ops/softmax.h"
-#include "core/ops/swiglu.h"
+#include "core/cuda/kernels.h"
 
 namespace cmoe::ag {
 
 namespace {
-#define CMOE_FN(f) reinterpret_cast<AnyFn>(&f)
-#define CMOE_CPU_OP(name) {#name, CMOE_FN(ops::name##_forward), CMOE_FN(ops::name##_backward), nullptr, nullptr}
 
-const OpInfo kOps[] = {
-    CMOE_CPU_OP(add),
-    CMOE_CPU_OP(mul),
-    CMOE_CPU_OP(scale),
-    CMOE_CPU_OP(scale_rows),
-    CMOE_CPU_OP(add_bias),
-    CMOE_CPU_OP(sum),
-    CMOE_CPU_OP(embedding),
-    CMOE_CPU_OP(linear),
-    CMOE_CPU_OP(grouped_linear),
-    CMOE_CPU_OP(rmsnorm),
-    CMOE_CPU_OP(rope),
-    CMOE_CPU_OP(attention),
-    CMOE_CPU_OP(swiglu),
-    CMOE_CPU_OP(softmax),
-    CMOE_CPU_OP(topk),
-    CMOE_CPU_OP(gather_rows),
-    CMOE_CPU_OP(scatter_add_rows),
-    CMOE_CPU_OP(cross_entropy),
-};
+#define CMOE_OP_COLUMN_(op) .op##_forward = &NS::op##_forward, .op##_backward = &NS::op##_backward,
+#define CMOE_KERNEL_COLUMN_(k) .k = &NS::k,
+
+#define NS ops
+const OpKernels kCpu = {CMOE_DIFF_OPS(CMOE_OP_COLUMN_) CMOE_PLAIN_KERNELS(CMOE_KERNEL_COLUMN_)};
+#undef NS
+#define NS cuda
+const OpKernels kCuda = {CMOE_DIFF_OPS(CMOE_OP_COLUMN_) CMOE_PLAIN_KERNELS(CMOE_KERNEL_COLUMN_)};
+#undef NS
+
+#define CMOE_FN_(f) reinterpret_cast<AnyFn>(f)
+#define CMOE_OP_ROW_(op)                                                                       \
+  {#op, true, CMOE_FN_(kCpu.op##_forward), CMOE_FN_(kCpu.op##_backward),                      \
+   CMOE_FN_(kCuda.op##_forward), CMOE_FN_(kCuda.op##_backward)},
+#define CMOE_KERNEL_ROW_(k) {#k, false, CMOE_FN_(kCpu.k), nullptr, CMOE_FN_(kCuda.k), nullptr},
+
+const OpInfo kOps[] = {CMOE_DIFF_OPS(CMOE_OP_ROW_) CMOE_PLAIN_KERNELS(CMOE_KERNEL_ROW_)};
 static_assert(std::size(kOps) == kNumOps, "op table and kNumOps disagree");
 
-#undef CMOE_CPU_OP
-#undef CMOE_FN
+#define CMOE_COUNT_(x) +1
+static_assert(0 CMOE_DIFF_OPS(CMOE_COUNT_) == kNumDiffOps, "CMOE_DIFF_OPS and kNumDiffOps disagree");
+static_assert(0 CMOE_PLAIN_KERNELS(CMOE_COUNT_) == kNumPlainKernels,
+              "CMOE_PLAIN_KERNELS and kNumPlainKernels disagree");
+
+#undef CMOE_COUNT_
+#undef CMOE_KERNEL_ROW_
+#undef CMOE_OP_ROW_
+#undef CMOE_FN_
+#undef CMOE_KERNEL_COLUMN_
+#undef CMOE_OP_COLUMN_
+
 }  // namespace
 
+const OpKernels& cpu_kernels() { return kCpu; }
+const OpKernels& cuda_kernels() { return kCuda; }
 std::span<const OpInfo> op_table() { return kOps; }
 
 }  // namespace cmoe::ag

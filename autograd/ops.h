@@ -37,8 +37,8 @@ Var grouped_linear(const Var& x, const Var& w, std::shared_ptr<const std::vector
 Var rmsnorm(const Var& x, const Var& w, float eps);
 // x (B, T, H, Dh), positions pos0 + t
 Var rope(const Var& x, float theta, int64_t pos0 = 0);
-// q, k, v (B, T, H, Dh) -> (B, T, H, Dh), causal
-Var attention(const Var& q, const Var& k, const Var& v, float scale);
+// q, k, v (B, T, H, Dh) -> (B, T, H, Dh), causal; compute dtype as the kernels' (attention.h)
+Var attention(const Var& q, const Var& k, const Var& v, float scale, DType compute_dtype = DType::kF32);
 // silu(gate) * up, both (..., F)
 Var swiglu(const Var& gate, const Var& up);
 // row softmax over the last dim
@@ -57,5 +57,11 @@ Var scatter_add_rows(const Var& y, const Tensor& idx, const Var& w, int64_t n_ro
 // over rows: h (N, D), w (V, D), targets (N) i32 -> ()
 Var cross_entropy(const Var& h, const Var& w, const Tensor& targets, int64_t chunk = 256,
                   DType compute_dtype = DType::kF32);
+
+// Routing weights of the chosen experts: w[n, j] = probs[n, idx[n, j]] / S_n, S_n the sum of the
+// chosen probabilities (renorm) or 1; probs (N, E), idx (N, K) i32 (-1 = empty, weight 0) -> (N, K)
+Var routing_weights(const Var& probs, const Tensor& idx, bool renorm);
+// Router z-loss: () = mean_n logsumexp(logits[n, :])^2, logits (N, E)
+Var z_loss(const Var& logits);
 
 }  // namespace cmoe::ag

@@ -4,28 +4,30 @@
 // and the (N) log-sum-exp), never a (T x T) score or (N x V) logit matrix.
 #include "autograd/ops.h"
 #include "core/profiler.h"
-#include "core/ops/attention.h"
-#include "core/ops/cross_entropy.h"
+#include "autograd/op_table.h"
 
 namespace cmoe::ag {
 
-Var attention(const Var& q, const Var& k, const Var& v, float scale) {
+Var attention(const Var& q, const Var& k, const Var& v, float scale, DType compute_dtype) {
   prof::Span span("attention", prof::Cat::kOp);
   CMOE_CHECK(q.value().rank() == 4 && k.shape() == q.shape() && v.shape() == q.shape(),
              "attention: q ", q.value().str(), ", k ", k.value().str(), ", v ", v.value().str(),
              " must share one (B, T, H, Dh) shape");
   const Shape& s = q.shape();
-  Tensor out = Tensor::empty(s, DType::kF32);
-  Tensor lse = Tensor::empty({s[0], s[2], s[1]}, DType::kF32);  // (B, H, T)
-  ops::attention_forward(out, lse, q.value(), k.value(), v.value(), scale);
+  const Device dev = q.value().device();
+  Tensor out = Tensor::empty(s, DType::kF32, dev);
+  Tensor lse = Tensor::empty({s[0], s[2], s[1]}, DType::kF32, dev);  // (B, H, T)
+  kernels(dev).attention_forward(out, lse, q.value(), k.value(), v.value(), scale, compute_dtype);
   auto qi = q.impl(), ki = k.impl(), vi = v.impl();
   Tensor qv = q.value(), kv = k.value(), vv = v.value();
   Var result = make_result(out, "attention", {q, k, v},
-                     [qi, ki, vi, qv, kv, vv, out, lse, scale](const Tensor& g) {
-                       Tensor dq = Tensor::empty(qv.shape(), DType::kF32);
-                       Tensor dk = Tensor::empty(qv.shape(), DType::kF32);
-                       Tensor dv = Tensor::empty(qv.shape(), DType::kF32);
-                       ops::attention_backward(dq, dk, dv, g, qv, kv, vv, out, lse, scale);
+                     [qi, ki, vi, qv, kv, vv, out, lse, scale, compute_dtype](const Tensor& g) {
+                       const Device d = qv.device();
+                       Tensor dq = Tensor::empty(qv.shape(), DType::kF32, d);
+                       Tensor dk = Tensor::empty(qv.shape(), DType::kF32, d);
+                       Tensor dv = Tensor::empty(qv.shape(), DType::kF32, d);
+                       kernels(d).attention_backward(dq, dk, dv, g, qv, kv, vv, out, lse, scale,
+                                                     compute_dtype);
                        if (qi->requires_grad) accumulate_grad(*qi, dq);
                        if (ki->requires_grad) accumulate_grad(*ki, dk);
                        if (vi->requires_grad) accumulate_grad(*vi, dv);
@@ -37,17 +39,19 @@ Var attention(const Var& q, const Var& k, const Var& v, float scale) {
 Var cross_entropy(const Var& h, const Var& w, const Tensor& targets, int64_t chunk,
                   DType compute_dtype) {
   prof::Span span("cross_entropy", prof::Cat::kOp);
-  Tensor loss = Tensor::empty(Shape{}, DType::kF32);
-  Tensor lse = Tensor::empty({h.shape()[0]}, DType::kF32);  // (N)
-  ops::cross_entropy_forward(loss, lse, h.value(), w.value(), targets, chunk, compute_dtype);
+  const Device dev = h.value().device();
+  Tensor loss = Tensor::empty(Shape{}, DType::kF32, dev);
+  Tensor lse = Tensor::empty({h.shape()[0]}, DType::kF32, dev);  // (N)
+  kernels(dev).cross_entropy_forward(loss, lse, h.value(), w.value(), targets, chunk, compute_dtype);
   auto hi = h.impl(), wi = w.impl();
   Tensor hv = h.value(), wv = w.value();
   Var result = make_result(loss, "cross_entropy", {h, w},
                      [hi, wi, hv, wv, targets, lse, chunk, compute_dtype](const Tensor& g) {
-                       Tensor dh = Tensor::empty(hv.shape(), DType::kF32);
-                       Tensor dw = Tensor::zeros(wv.shape(), DType::kF32);
-                       ops::cross_entropy_backward(dh, dw, g, hv, wv, targets, lse, chunk,
-                                                   compute_dtype);
+                       const Device d = hv.device();
+                       Tensor dh = Tensor::empty(hv.shape(), DType::kF32, d);
+                       Tensor dw = Tensor::zeros(wv.shape(), DType::kF32, d);
+                       kernels(d).cross_entropy_backward(dh, dw, g, hv, wv, targets, lse, chunk,
+                                                         compute_dtype);
                        if (hi->requires_grad) accumulate_grad(*hi, dh);
                        if (wi->requires_grad) accumulate_grad(*wi, dw);
                      });

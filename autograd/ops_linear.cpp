@@ -4,7 +4,7 @@
 // result; backward computes dx and dw only for inputs that require grad.
 #include "autograd/ops.h"
 #include "core/profiler.h"
-#include "core/ops/linear.h"
+#include "autograd/op_table.h"
 
 namespace cmoe::ag {
 
@@ -28,15 +28,16 @@ Var linear(const Var& x, const Var& w, DType compute_dtype) {
   Shape out_shape = xs;  // (..., M)
   out_shape[xs.rank() - 1] = m;
   // Rounded once here and kept for backward (bf16 compute): (N, K) and (M, K).
-  Tensor x2 = ops::to_compute(x.value().view({n, k}), compute_dtype);
-  Tensor wv = ops::to_compute(w.value(), compute_dtype);
+  const OpKernels& K = kernels(x.value().device());
+  Tensor x2 = K.to_compute(x.value().view({n, k}), compute_dtype);
+  Tensor wv = K.to_compute(w.value(), compute_dtype);
   Tensor out = Tensor::empty({n, m}, DType::kF32, x2.device());  // (N, M)
-  ops::linear_forward(out, x2, wv, compute_dtype);
+  K.linear_forward(out, x2, wv, compute_dtype);
   auto xi = x.impl(), wi = w.impl();
   Var result = make_result(out.view(out_shape), "linear", {x, w},
                      [xi, wi, x2, wv, xs, n, m, compute_dtype](const Tensor& g) {
                        Tensor dx = dx_buffer(*xi, x2), dw = dw_buffer(*wi, wv);
-                       ops::linear_backward(dx, dw, g.view({n, m}), x2, wv, compute_dtype);
+                       kernels(g.device()).linear_backward(dx, dw, g.view({n, m}), x2, wv, compute_dtype);
                        if (dx.defined()) accumulate_grad(*xi, dx.view(xs));
                        if (dw.defined()) accumulate_grad(*wi, dw);
                      });
@@ -52,14 +53,15 @@ Var grouped_linear(const Var& x, const Var& w, std::shared_ptr<const std::vector
              "grouped_linear: x (R, K) and w (G, M, K), got ", x.value().str(), ", ",
              w.value().str());
   // Rounded once here and kept for backward (bf16 compute): (R, K) and (G, M, K).
-  Tensor xv = ops::to_compute(x.value(), compute_dtype), wv = ops::to_compute(w.value(), compute_dtype);
+  const OpKernels& K = kernels(x.value().device());
+  Tensor xv = K.to_compute(x.value(), compute_dtype), wv = K.to_compute(w.value(), compute_dtype);
   Tensor out = Tensor::empty({xv.dim(0), wv.dim(1)}, DType::kF32, xv.device());  // (R, M)
-  ops::grouped_linear_forward(out, xv, wv, *offsets, compute_dtype);
+  K.grouped_linear_forward(out, xv, wv, *offsets, compute_dtype);
   auto xi = x.impl(), wi = w.impl();
   Var result = make_result(out, "grouped_linear", {x, w},
                      [xi, wi, xv, wv, offsets, compute_dtype](const Tensor& g) {
                        Tensor dx = dx_buffer(*xi, xv), dw = dw_buffer(*wi, wv);
-                       ops::grouped_linear_backward(dx, dw, g, xv, wv, *offsets, compute_dtype);
+                       kernels(g.device()).grouped_linear_backward(dx, dw, g, xv, wv, *offsets, compute_dtype);
                        if (dx.defined()) accumulate_grad(*xi, dx);
                        if (dw.defined()) accumulate_grad(*wi, dw);
                      });

@@ -4,17 +4,13 @@
 // when that input requires grad.
 #include "autograd/ops.h"
 #include "core/profiler.h"
-#include "core/ops/embedding.h"
-#include "core/ops/permute.h"
-#include "core/ops/rmsnorm.h"
-#include "core/ops/rope.h"
-#include "core/ops/softmax.h"
-#include "core/ops/swiglu.h"
+#include "autograd/op_table.h"
 
 namespace cmoe::ag {
 
 namespace {
-Tensor f32(const Shape& s) { return Tensor::empty(s, DType::kF32); }
+Tensor f32(const Shape& s, Device d) { return Tensor::empty(s, DType::kF32, d); }
+const OpKernels& K(const Tensor& t) { return kernels(t.device()); }
 Tensor like(const Tensor& t) { return Tensor::empty(t.shape(), DType::kF32, t.device()); }
 Tensor as_rows(const Tensor& t) { return t.view(Shape{t.rows(), t.cols()}); }  // (..., C) -> (R, C)
 Tensor as_vec(const Tensor& t) { return t.view(Shape{t.numel()}); }
@@ -27,14 +23,14 @@ Var embedding(const Var& table, const Tensor& ids) {
   const int64_t d = table.value().dim(1);
   std::vector<int64_t> dims(ids.shape().dims().begin(), ids.shape().dims().end());
   dims.push_back(d);
-  Tensor out = f32(Shape(std::span<const int64_t>(dims)));
+  Tensor out = f32(Shape(std::span<const int64_t>(dims)), table.value().device());
   Tensor out2 = as_rows(out);
-  ops::embedding_forward(out2, table.value(), as_vec(ids));
+  K(out).embedding_forward(out2, table.value(), as_vec(ids));
   auto ti = table.impl();
   Tensor flat_ids = as_vec(ids);
   return make_result(out, "embedding", {table}, [ti, flat_ids](const Tensor& g) {
-    Tensor dtable = Tensor::zeros(ti->value.shape(), DType::kF32);
-    ops::embedding_backward(dtable, as_rows(g), flat_ids);
+    Tensor dtable = Tensor::zeros(ti->value.shape(), DType::kF32, g.device());
+    K(g).embedding_backward(dtable, as_rows(g), flat_ids);
     accumulate_grad(*ti, dtable);
   });
 }
@@ -46,14 +42,14 @@ Var rmsnorm(const Var& x, const Var& w, float eps) {
   CMOE_CHECK(w.value().numel() == xr.cols(), "rmsnorm: w ", w.value().str(), " for x ", x.value().str());
   Tensor out = like(x.value());
   Tensor out2 = as_rows(out);
-  Tensor rstd = f32(Shape{xr.rows()});  // (N)
-  ops::rmsnorm_forward(out2, rstd, xr, w.value(), eps);
+  Tensor rstd = f32(Shape{xr.rows()}, out.device());  // (N)
+  K(out).rmsnorm_forward(out2, rstd, xr, w.value(), eps);
   auto xi = x.impl(), wi = w.impl();
   Tensor wv = w.value();
   return make_result(out, "rmsnorm", {x, w}, [xi, wi, xr, wv, rstd](const Tensor& g) {
     Tensor dx = xi->requires_grad ? like(xr) : Tensor();
-    Tensor dw = wi->requires_grad ? Tensor::zeros(wv.shape(), DType::kF32) : Tensor();
-    ops::rmsnorm_backward(dx, dw, as_rows(g), xr, wv, rstd);
+    Tensor dw = wi->requires_grad ? Tensor::zeros(wv.shape(), DType::kF32, g.device()) : Tensor();
+    K(g).rmsnorm_backward(dx, dw, as_rows(g), xr, wv, rstd);
     if (dx.defined()) accumulate_grad(*xi, dx.view(xi->value.shape()));
     if (dw.defined()) accumulate_grad(*wi, dw);
   });
@@ -63,11 +59,11 @@ Var rmsnorm(const Var& x, const Var& w, float eps) {
 Var rope(const Var& x, float theta, int64_t pos0) {
   prof::Span span("rope", prof::Cat::kOp);
   Tensor out = like(x.value());
-  ops::rope_forward(out, x.value(), theta, pos0);
+  K(out).rope_forward(out, x.value(), theta, pos0);
   auto xi = x.impl();
   return make_result(out, "rope", {x}, [xi, theta, pos0](const Tensor& g) {
     Tensor dx = like(g);
-    ops::rope_backward(dx, g, theta, pos0);
+    K(g).rope_backward(dx, g, theta, pos0);
     accumulate_grad(*xi, dx);
   });
 }
@@ -77,13 +73,13 @@ Var swiglu(const Var& gate, const Var& up) {
   prof::Span span("swiglu", prof::Cat::kOp);
   CMOE_CHECK(gate.shape() == up.shape(), "swiglu: gate ", gate.value().str(), " up ", up.value().str());
   Tensor out = like(gate.value());
-  ops::swiglu_forward(out, gate.value(), up.value());
+  K(out).swiglu_forward(out, gate.value(), up.value());
   auto gi = gate.impl(), ui = up.impl();
   Tensor gv = gate.value(), uv = up.value();
   return make_result(out, "swiglu", {gate, up}, [gi, ui, gv, uv](const Tensor& g) {
     Tensor dgate = gi->requires_grad ? like(gv) : Tensor();
     Tensor dup = ui->requires_grad ? like(uv) : Tensor();
-    ops::swiglu_backward(dgate, dup, g, gv, uv);
+    K(g).swiglu_backward(dgate, dup, g, gv, uv);
     if (dgate.defined()) accumulate_grad(*gi, dgate);
     if (dup.defined()) accumulate_grad(*ui, dup);
   });
@@ -94,12 +90,12 @@ Var softmax(const Var& x) {
   prof::Span span("softmax", prof::Cat::kOp);
   Tensor out = like(x.value());
   Tensor out2 = as_rows(out);
-  ops::softmax_forward(out2, as_rows(x.value()));
+  K(out).softmax_forward(out2, as_rows(x.value()));
   auto xi = x.impl();
   return make_result(out, "softmax", {x}, [xi, out2](const Tensor& g) {
     Tensor dx = like(xi->value);
     Tensor dx2 = as_rows(dx);
-    ops::softmax_backward(dx2, as_rows(g), out2);
+    K(g).softmax_backward(dx2, as_rows(g), out2);
     accumulate_grad(*xi, dx);
   });
 }
@@ -109,13 +105,13 @@ TopK topk(const Var& x, int k, const Tensor& mask) {
   prof::Span span("topk", prof::Cat::kOp);
   CMOE_CHECK(x.value().rank() == 2, "topk: x ", x.value().str(), ", want (N, E)");
   const int64_t n = x.value().dim(0);
-  Tensor values = f32(Shape{n, k});
-  Tensor indices = Tensor::empty(Shape{n, k}, DType::kI32);
-  ops::topk_forward(values, indices, x.value(), k, mask);
+  Tensor values = f32(Shape{n, k}, x.value().device());
+  Tensor indices = Tensor::empty(Shape{n, k}, DType::kI32, x.value().device());
+  K(values).topk_forward(values, indices, x.value(), k, mask);
   auto xi = x.impl();
   Var v = make_result(values, "topk", {x}, [xi, indices](const Tensor& g) {
     Tensor dx = like(xi->value);
-    ops::topk_backward(dx, g, indices);
+    K(g).topk_backward(dx, g, indices);
     accumulate_grad(*xi, dx);
   });
   return TopK{v, indices};
@@ -125,14 +121,14 @@ TopK topk(const Var& x, int k, const Tensor& mask) {
 Var gather_rows(const Var& x, const Tensor& idx) {
   prof::Span span("gather_rows", prof::Cat::kOp);
   const Tensor xr = as_rows(x.value());
-  Tensor out = f32(Shape{idx.numel(), xr.cols()});
-  ops::gather_rows_forward(out, xr, as_vec(idx));
+  Tensor out = f32(Shape{idx.numel(), xr.cols()}, xr.device());
+  K(out).gather_rows_forward(out, xr, as_vec(idx));
   auto xi = x.impl();
   Tensor flat_idx = as_vec(idx);
   return make_result(out, "gather_rows", {x}, [xi, flat_idx](const Tensor& g) {
-    Tensor dx = Tensor::zeros(xi->value.shape(), DType::kF32);
+    Tensor dx = Tensor::zeros(xi->value.shape(), DType::kF32, g.device());
     Tensor dx2 = as_rows(dx);
-    ops::gather_rows_backward(dx2, g, flat_idx);
+    K(g).gather_rows_backward(dx2, g, flat_idx);
     accumulate_grad(*xi, dx);
   });
 }
@@ -141,14 +137,14 @@ Var gather_rows(const Var& x, const Tensor& idx) {
 Var scatter_add_rows(const Var& y, const Tensor& idx, const Var& w, int64_t n_rows) {
   prof::Span span("scatter_add_rows", prof::Cat::kOp);
   const Tensor yr = as_rows(y.value());
-  Tensor out = Tensor::zeros(Shape{n_rows, yr.cols()}, DType::kF32);
+  Tensor out = Tensor::zeros(Shape{n_rows, yr.cols()}, DType::kF32, yr.device());
   const Tensor flat_idx = as_vec(idx), wv = as_vec(w.value());
-  ops::scatter_add_rows_forward(out, yr, flat_idx, wv);
+  K(out).scatter_add_rows_forward(out, yr, flat_idx, wv);
   auto yi = y.impl(), wi = w.impl();
   return make_result(out, "scatter_add_rows", {y, w}, [yi, wi, yr, flat_idx, wv](const Tensor& g) {
     Tensor dy = yi->requires_grad ? like(yr) : Tensor();
     Tensor dw = wi->requires_grad ? like(wv) : Tensor();
-    ops::scatter_add_rows_backward(dy, dw, g, yr, flat_idx, wv);
+    K(g).scatter_add_rows_backward(dy, dw, g, yr, flat_idx, wv);
     if (dy.defined()) accumulate_grad(*yi, dy.view(yi->value.shape()));
     if (dw.defined()) accumulate_grad(*wi, dw.view(wi->value.shape()));
   });

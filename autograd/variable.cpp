@@ -4,7 +4,7 @@
 #include <cstring>
 #include <unordered_set>
 
-#include "core/ops/elementwise.h"
+#include "autograd/op_table.h"
 #include "core/profiler.h"
 
 namespace cmoe::ag {
@@ -33,7 +33,7 @@ void accumulate_grad(VarImpl& input, const Tensor& g) {
     input.grad = g;
   } else {
     Tensor sum = Tensor::empty(g.shape(), DType::kF32, g.device());
-    ops::add_forward(sum, input.grad, g);
+    kernels(g.device()).add_forward(sum, input.grad, g);
     input.grad = sum;
   }
 }

@@ -60,6 +60,7 @@ CpuAllocator g_cpu_allocator;
 // Atomic: the first CUDA tensor may register the CUDA backend from any thread.
 std::atomic<Allocator*> g_allocators[2] = {&g_cpu_allocator, nullptr};
 std::atomic<DeviceCopyFn> g_device_copy = nullptr;
+std::atomic<DeviceMemsetFn> g_device_memset = nullptr;
 
 // The first CUDA tensor or copy loads the CUDA backend (core/cuda/cuda_backend.h) if nothing
 // has yet; without one it aborts naming the reason (plugin missing, no driver, no GPU).
@@ -90,6 +91,21 @@ bool has_allocator(DeviceType type) {
 }
 
 void register_device_copy(DeviceCopyFn fn) { g_device_copy.store(fn); }
+void register_device_memset(DeviceMemsetFn fn) { g_device_memset.store(fn); }
+
+void set_bytes(void* dst, Device device, int byte, size_t bytes) {
+  if (bytes == 0) return;
+  if (device.is_cpu()) {
+    std::memset(dst, byte, bytes);
+    return;
+  }
+  DeviceMemsetFn fn = g_device_memset.load();
+  if (fn == nullptr) {
+    require_cuda_backend(absl::StrCat("a memset on ", device.str()).c_str());
+    fn = g_device_memset.load();
+  }
+  fn(dst, device, byte, bytes);
+}
 
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
   if (bytes == 0) return;

@@ -53,6 +53,12 @@ using DeviceCopyFn = void (*)(void* dst, Device dst_device, const void* src, Dev
                               size_t bytes);
 void register_device_copy(DeviceCopyFn fn);
 
+// Sets `bytes` bytes at dst on `device` to `byte` (a device memset, ordered on the device's
+// compute stream like its kernels).
+void set_bytes(void* dst, Device device, int byte, size_t bytes);
+using DeviceMemsetFn = void (*)(void* dst, Device device, int byte, size_t bytes);
+void register_device_memset(DeviceMemsetFn fn);
+
 // Storage: one allocation, freed by its allocator when the last Tensor referring to it goes.
 class Storage {
  public:

@@ -159,9 +159,7 @@ void Tensor::zero_() {
   if (device().is_cpu()) {
     std::memset(raw_data(), 0, nbytes());
   } else {
-    // Device memset through the copy hook: copy a host zero buffer.
-    std::vector<char> zeros(nbytes(), 0);
-    copy_bytes(raw_data(), device(), zeros.data(), kCPU, nbytes());
+    set_bytes(raw_data(), device(), 0, nbytes());
   }
 }
 

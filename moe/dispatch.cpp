@@ -1,13 +1,16 @@
 // dispatch.cpp — counting-sort dispatch and the expert FFN pipeline (see dispatch.h).
 #include "moe/dispatch.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "autograd/op_table.h"
 #include "core/profiler.h"
 
 namespace cmoe {
 
-DispatchPlan dispatch_plan(const Tensor& indices, int64_t num_experts, float capacity_factor) {
+DispatchPlan dispatch_plan(const Tensor& indices, int64_t num_experts, float capacity_factor,
+                           std::span<const int64_t> counts_in) {
   prof::Span span("dispatch_plan", prof::Cat::kOp);
   CMOE_CHECK(indices.dtype() == DType::kI32 && indices.rank() == 2, "dispatch_plan: indices ", indices.str());
   DispatchPlan plan;
@@ -15,25 +18,39 @@ DispatchPlan dispatch_plan(const Tensor& indices, int64_t num_experts, float cap
   plan.top_k = indices.dim(1);
   plan.num_experts = num_experts;
   const int64_t pairs = plan.num_tokens * plan.top_k;
-  const int32_t* idx = indices.data<int32_t>();
   const int64_t capacity =
       capacity_factor > 0 ? static_cast<int64_t>(std::ceil(capacity_factor * pairs / num_experts)) : pairs;
+  const Device dev = indices.device();
+  const ag::OpKernels& K = ag::kernels(dev);
 
-  // Pass 1: keep each pair if its expert still has room (token order), count per expert.
+  // Pass 1: pairs kept per expert (token order decides who stays under the capacity).
   std::vector<int64_t> counts(num_experts, 0);
-  std::vector<uint8_t> keep(pairs, 0);
   int64_t empty_slots = 0;
-  for (int64_t p = 0; p < pairs; ++p) {
-    const int32_t e = idx[p];
-    if (e == -1) {  // top-p padding: no expert in this slot
-      ++empty_slots;
-      continue;
+  if (dev.is_cpu()) {
+    const int32_t* idx = indices.data<int32_t>();
+    for (int64_t p = 0; p < pairs; ++p) {
+      const int32_t e = idx[p];
+      if (e == -1) {  // top-p padding: no expert in this slot
+        ++empty_slots;
+        continue;
+      }
+      CMOE_CHECK(e >= 0 && e < num_experts, "expert id ", e, " outside [0, ", num_experts, ")");
+      if (counts[e] < capacity) ++counts[e];
     }
-    CMOE_CHECK(e >= 0 && e < num_experts, "expert id ", e, " outside [0, ", num_experts, ")");
-    if (counts[e] < capacity) {
-      ++counts[e];
-      keep[p] = 1;
+  } else {
+    // Device indices: the per-expert counts come from the router's load (one copy to the host),
+    // or from an expert_load here; the first `capacity` pairs of each expert are kept.
+    std::vector<int64_t> all(counts_in.begin(), counts_in.end());
+    if (all.empty()) {
+      Tensor c = Tensor::empty({num_experts}, DType::kI64, dev), unused = Tensor::empty({num_experts}, DType::kF32, dev);
+      K.expert_load(c, unused, indices, Tensor());
+      const Tensor hc = c.to(kCPU);
+      all.assign(hc.data<int64_t>(), hc.data<int64_t>() + num_experts);
     }
+    CMOE_CHECK(static_cast<int64_t>(all.size()) == num_experts, "dispatch_plan: ", all.size(), " counts for ",
+               num_experts, " experts");
+    empty_slots = pairs;
+    for (int64_t e = 0; e < num_experts; ++e) empty_slots -= all[e], counts[e] = std::min(all[e], capacity);
   }
   auto offsets = std::make_shared<std::vector<int64_t>>(num_experts + 1, 0);
   for (int64_t e = 0; e < num_experts; ++e) (*offsets)[e + 1] = (*offsets)[e] + counts[e];
@@ -41,17 +58,9 @@ DispatchPlan dispatch_plan(const Tensor& indices, int64_t num_experts, float cap
   plan.dropped = pairs - empty_slots - kept;
 
   // Pass 2: stable placement — within an expert's segment, slots follow token order.
-  plan.token_of_slot = Tensor::empty({kept}, DType::kI32);
-  plan.pair_of_slot = Tensor::empty({kept}, DType::kI32);
-  int32_t* tok = plan.token_of_slot.data<int32_t>();
-  int32_t* pair = plan.pair_of_slot.data<int32_t>();
-  std::vector<int64_t> cursor(offsets->begin(), offsets->end() - 1);
-  for (int64_t p = 0; p < pairs; ++p) {
-    if (!keep[p]) continue;
-    const int64_t s = cursor[idx[p]]++;
-    tok[s] = static_cast<int32_t>(p / plan.top_k);
-    pair[s] = static_cast<int32_t>(p);
-  }
+  plan.token_of_slot = Tensor::empty({kept}, DType::kI32, dev);
+  plan.pair_of_slot = Tensor::empty({kept}, DType::kI32, dev);
+  K.dispatch_sort(plan.token_of_slot, plan.pair_of_slot, indices, *offsets, capacity);
   plan.counts = std::move(counts);
   plan.offsets = std::move(offsets);
   return plan;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "autograd/ops.h"
@@ -34,8 +35,12 @@ struct DispatchPlan {
 };
 
 // indices: (N, k) i32 expert ids in [0, E), or -1 for an empty slot (skipped).
-// capacity_factor 0 = dropless.
-DispatchPlan dispatch_plan(const Tensor& indices, int64_t num_experts, float capacity_factor = 0.0f);
+// capacity_factor 0 = dropless. On a device the placement runs there (token_of_slot and
+// pair_of_slot live beside indices); the segment sizes are host data (grouped GEMM problem sizes),
+// taken from `counts` (each expert's pairs in indices, e.g. RouterOutput::local_counts) or, when
+// empty, counted on the device and copied back.
+DispatchPlan dispatch_plan(const Tensor& indices, int64_t num_experts, float capacity_factor = 0.0f,
+                           std::span<const int64_t> counts = {});
 
 // u: (N, d); weights: (N, k) routing weights (differentiable); returns (N, d).
 ag::Var dispatch_experts(const ag::Var& u, const DispatchPlan& plan, const ag::Var& weights,

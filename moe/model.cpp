@@ -8,6 +8,7 @@
 #include "core/rng.h"
 #include "parallel/expert_parallel.h"
 #include "parallel/process_groups.h"
+#include "parallel/staging.h"
 
 namespace cmoe {
 
@@ -19,9 +20,14 @@ std::pair<ag::Var, ag::Var> split_gate(const ag::Var& c, int64_t N) {
   std::vector<int32_t> even(N), odd(N);
   for (int64_t n = 0; n < N; ++n) even[n] = static_cast<int32_t>(2 * n), odd[n] = static_cast<int32_t>(2 * n + 1);
   ag::Var flat = ag::reshape(c, {2 * N, 1});
-  return {ag::reshape(ag::gather_rows(flat, Tensor::from_ints({N}, even)), {N}),
-          ag::reshape(ag::gather_rows(flat, Tensor::from_ints({N}, odd)), {N})};
+  const Device dev = c.value().device();
+  Tensor ie = Tensor::from_ints({N}, even), io = Tensor::from_ints({N}, odd);
+  if (!dev.is_cpu()) ie = ie.to(dev), io = io.to(dev);
+  return {ag::reshape(ag::gather_rows(flat, ie), {N}), ag::reshape(ag::gather_rows(flat, io), {N})};
 }
+
+// The value of a () tensor on the host (a device-to-host copy for a device tensor).
+float host_scalar(const Tensor& t) { return t.device().is_cpu() ? t.data<float>()[0] : t.to(kCPU).data<float>()[0]; }
 }  // namespace
 
 ag::Var Model::P(const ag::Var& leaf) const {
@@ -157,7 +163,7 @@ ag::Var Model::attention_block(Layer L, const ag::Var& x, int64_t B, int64_t T, 
     ag::Var q = ag::rope(ag::reshape(ag::linear(a, L.wq, opt.compute_dtype), {B, T, H, Dh}), cfg_.rope_theta());
     ag::Var k = ag::rope(ag::reshape(ag::linear(a, L.wk, opt.compute_dtype), {B, T, H, Dh}), cfg_.rope_theta());
     ag::Var v = ag::reshape(ag::linear(a, L.wv, opt.compute_dtype), {B, T, H, Dh});
-    ag::Var o = ag::reshape(ag::attention(q, k, v, scale), {B * T, d});
+    ag::Var o = ag::reshape(ag::attention(q, k, v, scale, opt.compute_dtype), {B * T, d});
     return ag::linear(o, L.wo, opt.compute_dtype);
   };
   ag::Var out = opt.recompute_attention
@@ -195,7 +201,8 @@ ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& i
           return dispatch_experts(x, dispatch_plan(local_ids, local_experts), w, local, dtype);
         });
   } else {
-    DispatchPlan plan = dispatch_plan(r.indices, ro.num_experts, opt.dropless ? 0.0f : cfg_.moe().capacity_factor());
+    DispatchPlan plan = dispatch_plan(r.indices, ro.num_experts, opt.dropless ? 0.0f : cfg_.moe().capacity_factor(),
+                                      r.local_counts);
     rep.dropped = plan.dropped;
     routed = dispatch_experts(u, plan, r.weights, S.experts, opt.compute_dtype);
   }
@@ -247,6 +254,7 @@ void Model::check_inference(const Tensor& ids) const {
   CMOE_CHECK(shard_.first && shard_.last && shard_.ep == 1, "inference needs the whole model on one process");
   CMOE_CHECK((ctx_.dp == nullptr || ctx_.dp->size() == 1) && (ctx_.ep == nullptr || ctx_.ep->size() == 1),
              "inference runs on one process (no data- or expert-parallel group)");
+  CMOE_CHECK(device_.is_cpu(), "inference runs on the CPU; this model is on ", device_.str());
   CMOE_CHECK(ids.rank() == 2 && ids.dtype() == DType::kI32 && ids.numel() > 0, "inference: ids ", ids.str());
   const int32_t* p = ids.data<int32_t>();
   for (int64_t i = 0; i < ids.numel(); ++i)
@@ -329,11 +337,22 @@ ForwardResult Model::forward_stage(const Tensor& ids, const ag::Var& x_in, const
     }
   }
   Tensor flat_ids = ids.view({N});
+  if (!device_.is_cpu()) {
+    // The device cannot report a bad index: check the host batch, then upload it once.
+    CMOE_CHECK(ids.device().is_cpu() && targets.device().is_cpu(), "forward: ids and targets come from the host");
+    const int32_t* pi = ids.data<int32_t>();
+    const int32_t* pt = targets.data<int32_t>();
+    for (int64_t n = 0; n < N; ++n) {
+      CMOE_CHECK(pi[n] >= 0 && pi[n] < cfg_.vocab_size(), "forward: token id ", pi[n], " outside [0, ", cfg_.vocab_size(), ")");
+      CMOE_CHECK(pt[n] < cfg_.vocab_size(), "forward: target ", pt[n], " >= vocab ", cfg_.vocab_size());
+    }
+    flat_ids = flat_ids.to(device_);
+  }
   ForwardResult res;
   ag::Var aux;
   ag::Var x = shard_.first ? ag::embedding(P(embed_), flat_ids) : x_in;  // (N, d)
   x = layers_forward(x, flat_ids, B, T, opt, res, aux, nullptr);
-  if (aux.defined()) res.aux = aux.value().data<float>()[0];
+  if (aux.defined()) res.aux = host_scalar(aux.value());
   if (!shard_.last) {
     res.hidden = x;
     res.loss = aux;
@@ -350,18 +369,26 @@ ForwardResult Model::forward_stage(const Tensor& ids, const ag::Var& x_in, const
     dp = ctx_.dp->size();
     Tensor t = Tensor::empty({1}, DType::kI64);
     t.data<int64_t>()[0] = res.tokens;
-    parallel::comm_or_abort(ctx_.dp->all_reduce(t), "token count");
+    parallel::comm_or_abort(parallel::all_reduce_host(*ctx_.dp, t), "token count");
     global_tokens = t.data<int64_t>()[0];
   }
   CMOE_CHECK(global_tokens > 0, "forward: the batch has no target tokens");
   res.global_tokens = global_tokens;
-  ag::Var ce_sum = ag::cross_entropy(hf, P(head_), flat_targets, kLossChunk, opt.compute_dtype);
+  ag::Var ce_sum = ag::cross_entropy(hf, P(head_), device_.is_cpu() ? flat_targets : flat_targets.to(device_),
+                                     kLossChunk, opt.compute_dtype);
   ag::Var loss = ag::scale(ce_sum, static_cast<float>(dp) / static_cast<float>(global_tokens));
-  res.ce = static_cast<double>(ce_sum.value().data<float>()[0]) / static_cast<double>(global_tokens);
+  res.ce = static_cast<double>(host_scalar(ce_sum.value())) / static_cast<double>(global_tokens);
   if (aux.defined()) loss = ag::add(loss, aux);
   res.loss = loss;
   hooks_.clear();
   return res;
+}
+
+void Model::to_device(Device device) {
+  if (device == device_) return;
+  for (std::vector<Param>* list : {&params_, &biases_})
+    for (Param& p : *list) p.var.mutable_value() = p.var.value().to(device);
+  device_ = device;
 }
 
 void Model::update_router_biases(const std::vector<RouterReport>& reports, float rate) {
@@ -375,8 +402,12 @@ void Model::update_router_biases(const std::vector<RouterReport>& reports, float
           for (size_t e = 0; e < r.counts.size(); ++e) load[e] += r.counts[e];
       double mean = 0;
       for (double v : load) mean += v / load.size();
-      float* b = biases_[S.bias_index].var.mutable_value().data<float>();
+      // (E) floats: a device bias is updated on the host and copied back.
+      Tensor& live = biases_[S.bias_index].var.mutable_value();
+      Tensor host = live.device().is_cpu() ? live : live.to(kCPU);
+      float* b = host.data<float>();
       for (size_t e = 0; e < load.size(); ++e) b[e] += rate * (mean > load[e] ? 1.0f : mean < load[e] ? -1.0f : 0.0f);
+      if (!live.device().is_cpu()) live.copy_from(host);
     }
   }
 }

@@ -118,6 +118,12 @@ class Model {
   Tensor logits(const Tensor& ids, const ForwardOptions& opt);
 
   void set_parallel(const ParallelContext& ctx) { ctx_ = ctx; }
+  // Moves every parameter and router bias to `device` (training on a GPU: the model is built and
+  // initialised, or loaded from a checkpoint, on the host first, so its values are the same on
+  // every device). forward()/forward_stage() then take host ids and targets and run there;
+  // inference (forward_cached, logits) stays on the CPU.
+  void to_device(Device device);
+  Device device() const { return device_; }
   // fn(i) is called during backward of a forward with final_micro_batch, as soon as
   // params()[i]'s gradient is complete (data-parallel bucketed reduction starts there).
   void set_grad_ready(std::function<void(size_t)> fn) { grad_ready_ = std::move(fn); }
@@ -168,6 +174,7 @@ class Model {
   ModelShard shard_;
   bool init_ = true;
   ParallelContext ctx_;
+  Device device_ = kCPU;
   std::function<void(size_t)> grad_ready_;
   std::unordered_map<const ag::VarImpl*, ag::Var> hooks_;  // leaf -> hook node, during forward
   std::vector<Param> params_, biases_;

@@ -46,10 +46,13 @@ struct RouterOutput {
   ag::Var loss;      // () aux + z loss, already scaled by their coefficients; undefined if none
   double aux_value = 0;  // the unscaled balance term E * sum f_e P_e (1.0 = perfectly balanced)
   std::vector<int64_t> counts;  // (E) routed pairs per expert (over stats_group when given)
+  // (E) this rank's pairs per expert, when the indices live on a device (the dispatch's problem
+  // sizes, from the router's one device-to-host copy); empty for CPU indices.
+  std::vector<int64_t> local_counts;
 };
 
 // u: (N, d); w_router: (E, d) (unused for hash); token_ids: (N) i32 (hash only);
-// bias: (E) f32 selection bias or undefined.
+// bias: (E) f32 selection bias or undefined. Tensors on one device; the result's on it too.
 RouterOutput route(const ag::Var& u, const ag::Var& w_router, const Tensor& token_ids,
                    const RouterOptions& opt, const Tensor& bias);
 

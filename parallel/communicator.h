@@ -4,8 +4,7 @@
 // Tensors. Backends (parallel/backend/): MpiCommunicator (CPU tensors, Open MPI),
 // NcclCommunicator (CUDA tensors, one GPU per rank, bootstrapped over MPI; built with CUDA and
 // NCCL), LocalCommunicator (one process, size 1, identity semantics, CPU or CUDA tensors).
-// device() says which tensors a backend moves; make_world_communicator and
-// make_gpu_communicator choose the backend.
+// device() says which tensors a backend moves; make_communicator (below) chooses the backend.
 //
 // Every operation has an async form returning a CommWork (so data-parallel gradient buckets
 // and pipeline sends can overlap compute) and a blocking form (= async + wait). Tensors are
@@ -151,18 +150,38 @@ absl::Status all_to_all_v_shapes(const Communicator& c, const Tensor& out,
 absl::Status peer(const Communicator& c, const char* op, int peer);
 }  // namespace comm_check
 
-// The whole job's communicator: an MpiCommunicator when this process was started by an MPI
-// launcher (mpirun/srun set OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK), else a
-// LocalCommunicator. Initialises MPI on first use and finalises it at exit.
-absl::StatusOr<std::unique_ptr<Communicator>> make_world_communicator();
+// ---- the factory: every communicator of a job comes from make_communicator ----
+//
+// Which backend moves a job's tensors:
+//   kAuto   host tensors: MPI under an MPI launcher (mpirun/srun set OMPI_COMM_WORLD_SIZE,
+//           PMI_SIZE or PMIX_RANK), else the single-process backend; CUDA tensors over a
+//           bootstrap group of one rank: the single-process backend on the GPU; of several: NCCL,
+//           or the staged backend (parallel/staging.h) when NCCL cannot serve the job — a plugin
+//           built without NCCL, or two ranks of the group on one GPU (NCCL refuses that), decided
+//           alike on every rank; CMOE_GPU_COMM=nccl|staged forces one.
+//   kHost   the host world (MPI or single-process); kNccl, kStaged: that backend or its error.
+enum class CommBackend { kAuto, kHost, kNccl, kStaged };
+struct CommOptions {
+  Device device = kCPU;               // the tensors it moves (CUDA: this rank's GPU)
+  Communicator* bootstrap = nullptr;  // CUDA: the host group it is built over (required)
+  std::string name = "world";
+  CommBackend backend = CommBackend::kAuto;
+};
+// Collective over the bootstrap group (and, for a CUDA device under MPI, over the whole job).
+// The host world initialises MPI on first use and finalises it at exit. A rank without a usable
+// GPU makes a CUDA call fail on every rank, naming its reason.
+absl::StatusOr<std::unique_ptr<Communicator>> make_communicator(const CommOptions& options = {});
 bool launched_by_mpi();
 
-// The GPU communicator over `bootstrap`'s ranks (a CPU communicator, normally the world's): an
-// NcclCommunicator (backend/nccl.h) on this rank's GPU, mpi_local_rank() % device_count()
-// (device 0 without MPI). Collective over `bootstrap` and, under MPI, over the whole job (the
-// local rank comes from splitting MPI_COMM_WORLD). A rank without a usable GPU makes the call
-// fail on every rank, naming its reason — among them a CUDA backend that is not built or cannot
-// be loaded (core/cuda/plugin_loader.h), and Unimplemented for a backend built without NCCL.
+// This rank's GPU: its local rank on the node modulo the GPUs it sees. The local rank comes from
+// the launcher's environment (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID, MPI_LOCALRANKID), else
+// from splitting MPI_COMM_WORLD by node (collective), else 0.
+absl::StatusOr<int> local_cuda_device();
+
+// make_communicator({}): the whole job's host communicator.
+absl::StatusOr<std::unique_ptr<Communicator>> make_world_communicator();
+// make_communicator with backend kNccl over `bootstrap` on this rank's GPU (local_cuda_device):
+// Unimplemented for a CUDA backend built without NCCL.
 absl::StatusOr<std::unique_ptr<Communicator>> make_gpu_communicator(
     Communicator& bootstrap, const std::string& name = "world");
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "parallel/process_groups.h"
+#include "parallel/staging.h"
 
 namespace cmoe::parallel {
 
@@ -25,12 +26,12 @@ int64_t total(const std::vector<int64_t>& v) {
 ag::Var all_to_all_v_op(const ag::Var& in, const std::vector<int64_t>& send_rows,
                         const std::vector<int64_t>& recv_rows, Communicator& comm) {
   const Tensor& x = in.value();
-  Tensor out = Tensor::empty(with_rows(x.shape(), total(recv_rows)), x.dtype());
+  Tensor out = Tensor::empty(with_rows(x.shape(), total(recv_rows)), x.dtype(), x.device());
   comm_or_abort(comm.all_to_all_v(out, recv_rows, x, send_rows), "expert-parallel all_to_all_v");
   auto xi = in.impl();
   Communicator* c = &comm;
   return ag::make_result(out, "all_to_all_v", {in}, [xi, send_rows, recv_rows, c](const Tensor& g) {
-    Tensor dx = Tensor::empty(xi->value.shape(), DType::kF32);
+    Tensor dx = Tensor::empty(xi->value.shape(), DType::kF32, g.device());
     comm_or_abort(c->all_to_all_v(dx, send_rows, g, recv_rows),
                             "expert-parallel all_to_all_v (backward)");
     ag::accumulate_grad(*xi, dx);
@@ -43,7 +44,12 @@ ag::Var expert_parallel_apply(const ag::Var& u, const Tensor& indices, const ag:
   const int64_t N = indices.dim(0), K = indices.dim(1);
   CMOE_CHECK(u.value().dim(0) == N && weights.value().dim(0) == N && weights.value().dim(1) == K,
              "expert_parallel_apply: u ", u.value().str(), ", indices ", indices.str(), ", weights ", weights.value().str());
-  const int32_t* idx = indices.data<int32_t>();
+  // The bookkeeping below is host work on the (N, k) ids: a device batch's ids are copied back
+  // once (the counts sent with all_to_all must be host values anyway).
+  const Device dev = u.value().device();
+  const Tensor host_idx = indices.device().is_cpu() ? indices : indices.to(kCPU);
+  const int32_t* idx = host_idx.data<int32_t>();
+  auto on = [](Tensor t, Device d) { return d.is_cpu() ? t : t.to(d); };
 
   // Sent rows, grouped by destination rank, tokens in order within a destination.
   std::vector<std::vector<int32_t>> to(n_ep);
@@ -83,20 +89,20 @@ ag::Var expert_parallel_apply(const ag::Var& u, const Tensor& indices, const ag:
   {
     Tensor sc = Tensor::empty({n_ep}, DType::kI64), rc = Tensor::empty({n_ep}, DType::kI64);
     std::memcpy(sc.data<int64_t>(), send.data(), n_ep * sizeof(int64_t));
-    comm_or_abort(ep.all_to_all(rc, sc), "expert-parallel count exchange");
+    comm_or_abort(all_to_all_host(ep, rc, sc), "expert-parallel count exchange");
     std::memcpy(recv.data(), rc.data<int64_t>(), n_ep * sizeof(int64_t));
   }
-  Tensor sent_idx = Tensor::from_ints({S}, sent_token);
-  Tensor ids_send = Tensor::from_ints({S, K}, ids);
-  Tensor ids_recv = Tensor::empty({total(recv), K}, DType::kI32);
+  Tensor sent_idx = on(Tensor::from_ints({S}, sent_token), dev);
+  Tensor ids_send = on(Tensor::from_ints({S, K}, ids), dev);
+  Tensor ids_recv = Tensor::empty({total(recv), K}, DType::kI32, dev);
   comm_or_abort(ep.all_to_all_v(ids_recv, recv, ids_send, send), "expert-parallel expert ids");
 
   ag::Var x_recv = all_to_all_v_op(ag::gather_rows(u, sent_idx), send, recv, ep);             // (R, d)
-  ag::Var w_send = ag::mul(ag::gather_rows(weights, sent_idx), ag::Var(Tensor::from_floats({S, K}, mask)));
+  ag::Var w_send = ag::mul(ag::gather_rows(weights, sent_idx), ag::Var(on(Tensor::from_floats({S, K}, mask), dev)));
   ag::Var w_recv = all_to_all_v_op(w_send, send, recv, ep);                                   // (R, k)
   ag::Var y = local(x_recv, ids_recv, w_recv);                                               // (R, d)
   ag::Var back = all_to_all_v_op(y, recv, send, ep);                                          // (S, d)
-  return ag::scatter_add_rows(back, sent_idx, ag::Var(Tensor::full({S}, 1.0f)), N);          // (N, d)
+  return ag::scatter_add_rows(back, sent_idx, ag::Var(Tensor::full({S}, 1.0f, dev)), N);     // (N, d)
 }
 
 }  // namespace cmoe::parallel

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "autograd/op_table.h"
 #include "core/profiler.h"
 #include "parallel/process_groups.h"
 
@@ -77,8 +78,48 @@ void GradReducer::launch_ready_in_order() {
   }
 }
 
+namespace {
+
+// The device the parameters live on (all of one model on one device).
+Device params_device(const std::vector<Param>& params) {
+  return params.empty() ? kCPU : params[0].var.value().device();
+}
+
+// dst (a flat f32 slice) = src's elements, or zeros when src is undefined; any device.
+void put(Tensor dst, const Tensor& src) {
+  if (src.defined()) dst.copy_from(src);
+  else dst.zero_();
+}
+
+}  // namespace
+
 absl::Status GradReducer::launch(Bucket& b) {
   b.launched = true;
+  const Device dev = params_device(*params_);
+  if (!dev.is_cpu()) {
+    // Device gradients: packed with device copies on the compute stream; the collective's stream
+    // waits for them (parallel/backend/nccl.h), so packing and reduction stay ordered.
+    b.buf = Tensor::zeros({b.elems}, DType::kF32, dev);
+    int64_t at = 0;
+    for (size_t k = 0; k < b.params.size(); ++k) {
+      const Param& p = (*params_)[b.params[k]];
+      const int64_t n = p.var.value().numel();
+      if (distributed_) at = b.offset[k];
+      if (p.var.grad().defined()) put(b.buf.slice0(at, at + n), p.var.grad().view({n}));
+      at += n;
+    }
+    if (b.comm == nullptr || b.comm->size() == 1) {
+      if (distributed_) b.out = b.buf;
+      return absl::OkStatus();
+    }
+    if (distributed_) {
+      b.out = Tensor::empty({b.chunk}, DType::kF32, dev);
+      CMOE_ASSIGN_OR_RETURN(b.work, b.comm->reduce_scatter_async(b.out, b.buf, ReduceOp::kSum));
+    } else {
+      CMOE_ASSIGN_OR_RETURN(b.work, b.comm->all_reduce_async(b.buf, ReduceOp::kSum));
+    }
+    return absl::OkStatus();
+  }
   if (distributed_) {
     b.buf = Tensor::zeros({b.elems}, DType::kF32);  // padding included
     float* base = b.buf.data<float>();
@@ -113,10 +154,19 @@ absl::Status GradReducer::finish() {
   while (next_launch_ < buckets_.size()) CMOE_RETURN_IF_ERROR(launch(buckets_[next_launch_++]));
   CMOE_RETURN_IF_ERROR(error_);
   const float inv = 1.0f / static_cast<float>(divisor_);
-  auto set_mean_grad = [inv](Param& p, const float* sum) {
-    Tensor g = Tensor::empty(p.var.value().shape(), DType::kF32);
-    float* out = g.data<float>();
-    for (int64_t e = 0, n = g.numel(); e < n; ++e) out[e] = sum[e] * inv;
+  const Device dev = params_device(*params_);
+  // grad = inv * flat[at, at + numel)
+  auto set_mean_grad = [inv, dev](Param& p, const Tensor& flat, int64_t at) {
+    Tensor g = Tensor::empty(p.var.value().shape(), DType::kF32, dev);
+    const int64_t n = g.numel();
+    if (dev.is_cpu()) {
+      const float* sum = flat.data<float>() + at;
+      float* out = g.data<float>();
+      for (int64_t e = 0; e < n; ++e) out[e] = sum[e] * inv;
+    } else {
+      Tensor gv = g.view({n});
+      ag::kernels(dev).scale_forward(gv, flat.slice0(at, at + n), inv);
+    }
     p.var.set_grad(g);
   };
   for (Bucket& b : buckets_) {
@@ -131,14 +181,14 @@ absl::Status GradReducer::finish() {
       const int64_t first = static_cast<int64_t>(me) * b.chunk;
       for (size_t k = 0; k < b.params.size(); ++k) {
         Param& p = (*params_)[b.params[k]];
-        if (owned_[b.params[k]]) set_mean_grad(p, b.out.data<float>() + (b.offset[k] - first));
+        if (owned_[b.params[k]]) set_mean_grad(p, b.out, b.offset[k] - first);
         else p.var.zero_grad();  // the owner updates it; gather_params brings the value back
       }
     } else {
-      const float* src = b.buf.data<float>();
+      int64_t at = 0;
       for (size_t i : b.params) {
-        set_mean_grad((*params_)[i], src);
-        src += (*params_)[i].var.value().numel();
+        set_mean_grad((*params_)[i], b.buf, at);
+        at += (*params_)[i].var.value().numel();
       }
     }
     b.buf = Tensor();
@@ -160,13 +210,18 @@ absl::Status GradReducer::gather_params() {
     Bucket& b = buckets_[bi];
     if (b.comm == nullptr || b.comm->size() == 1) continue;
     const int64_t first = static_cast<int64_t>(b.comm->rank()) * b.chunk;
-    Tensor mine = Tensor::zeros({b.chunk}, DType::kF32);  // this rank's chunk, padding included
+    const Device dev = params_device(*params_);
+    Tensor mine = Tensor::zeros({b.chunk}, DType::kF32, dev);  // this rank's chunk, padding included
     for (size_t k = 0; k < b.params.size(); ++k) {
       if (!owned_[b.params[k]]) continue;
       const Tensor& v = (*params_)[b.params[k]].var.value();
-      std::memcpy(mine.data<float>() + (b.offset[k] - first), v.data<float>(), v.numel() * sizeof(float));
+      if (dev.is_cpu()) {
+        std::memcpy(mine.data<float>() + (b.offset[k] - first), v.data<float>(), v.numel() * sizeof(float));
+      } else {
+        put(mine.slice0(b.offset[k] - first, b.offset[k] - first + v.numel()), v.view({v.numel()}));
+      }
     }
-    bufs[bi] = Tensor::empty({b.elems}, DType::kF32);
+    bufs[bi] = Tensor::empty({b.elems}, DType::kF32, dev);
     CMOE_ASSIGN_OR_RETURN(works[bi], b.comm->all_gather_async(bufs[bi], mine));
   }
   for (size_t bi = 0; bi < buckets_.size(); ++bi) {
@@ -177,11 +232,14 @@ absl::Status GradReducer::gather_params() {
       CMOE_RETURN_IF_ERROR(works[bi].wait());
     }
     const Bucket& b = buckets_[bi];
-    const float* base = bufs[bi].data<float>();
     for (size_t k = 0; k < b.params.size(); ++k) {
       if (owned_[b.params[k]]) continue;
       Tensor& v = (*params_)[b.params[k]].var.mutable_value();
-      std::memcpy(v.data<float>(), base + b.offset[k], v.numel() * sizeof(float));
+      if (v.device().is_cpu()) {
+        std::memcpy(v.data<float>(), bufs[bi].data<float>() + b.offset[k], v.numel() * sizeof(float));
+      } else {
+        v.view({v.numel()}).copy_from(bufs[bi].slice0(b.offset[k], b.offset[k] + v.numel()));
+      }
     }
   }
   return absl::OkStatus();

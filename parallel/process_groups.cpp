@@ -100,4 +100,16 @@ absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> 
   return g;
 }
 
+absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> world,
+                                                  std::unique_ptr<Communicator> data_world,
+                                                  const ParallelLayout& layout) {
+  CMOE_CHECK(world != nullptr && data_world != nullptr && data_world->size() == world->size() &&
+                 data_world->rank() == world->rank(),
+             "make_process_groups: the data world must hold the world's ranks in its order");
+  CMOE_ASSIGN_OR_RETURN(ProcessGroups g, make_process_groups(std::move(data_world), layout));
+  g.data_world = std::move(g.world);
+  g.world = std::move(world);
+  return g;
+}
+
 }  // namespace cmoe::parallel

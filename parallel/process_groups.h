@@ -64,14 +64,22 @@ std::vector<int> balance_by_size(std::span<const int64_t> sizes, int n);
 
 // The communicators of one rank. Each group communicator is a split of `world`, named
 // "dp", "pp", "ep" and "edp" in messages.
+// On a GPU job `world` stays the host communicator (control traffic: checkpoint agreement, the
+// step's scalars, barriers) while dp, pp, ep and edp are split from a device communicator
+// (data_world, from make_communicator) that moves the activations and gradients.
 struct ProcessGroups {
   ParallelLayout layout;
   RankPlacement place;
   std::unique_ptr<Communicator> world, dp, pp, ep, edp;
+  std::unique_ptr<Communicator> data_world;  // null: the groups are splits of world
 };
 
 // Collective over `world`: validates the layout against world->size() and splits.
 absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> world,
+                                                  const ParallelLayout& layout);
+// The same with the groups split from data_world (the same ranks in the same order as world).
+absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> world,
+                                                  std::unique_ptr<Communicator> data_world,
                                                   const ParallelLayout& layout);
 
 }  // namespace cmoe::parallel

@@ -80,6 +80,10 @@ enum : int32_t { CMOE_NCCL_UNIQUE_ID_BYTES = 128 };
   X(int32_t, device_count, (int32_t * count))                                                     \
   X(int32_t, get_device, (int32_t * device))                                                      \
   X(int32_t, set_device, (int32_t device))                                                        \
+  /* name: NUL-terminated, at most name_bytes; total memory in bytes; compute capability */     \
+  X(int32_t, device_info,                                                                         \
+    (char* name, int32_t name_bytes, size_t* total_bytes, int32_t* cc_major, int32_t* cc_minor,   \
+     int32_t device))                                                                             \
   /* ---- memory; copies are synchronous unless _async ---- */                                   \
   /* cudaMalloc on `device` (the current device is restored); RESOURCE_EXHAUSTED when full. */   \
   X(int32_t, device_malloc, (void** ptr, size_t bytes, int32_t device))                           \
@@ -108,6 +112,155 @@ enum : int32_t { CMOE_NCCL_UNIQUE_ID_BYTES = 128 };
   /* out[i] = a[i] + b[i]; out may alias a or b. */                                              \
   X(int32_t, add_f32,                                                                             \
     (float* out, const float* a, const float* b, int64_t n, CmoeCudaStream stream))               \
+  /* ---- op kernels: the CUDA column of the op table (core/cuda/kernels.h has the contracts,  \
+     core/ops the formulas); all queued on `stream`, sizes in elements ---- */                   \
+  X(int32_t, fill_f32, (float* out, float value, int64_t n, CmoeCudaStream stream))              \
+  /* out[i] = *value, a device scalar */                                                        \
+  X(int32_t, fill_from_f32, (float* out, const float* value, int64_t n, CmoeCudaStream stream))  \
+  X(int32_t, mul_f32,                                                                             \
+    (float* out, const float* a, const float* b, int64_t n, CmoeCudaStream stream))               \
+  X(int32_t, scale_f32, (float* out, const float* x, float s, int64_t n, CmoeCudaStream stream)) \
+  /* out[0] = sum_i x[i], f64 accumulation in a fixed order (one block) */                      \
+  X(int32_t, sum_f32, (float* out, const float* x, int64_t n, CmoeCudaStream stream))            \
+  X(int32_t, sum_f64, (float* out, const double* x, int64_t n, CmoeCudaStream stream))           \
+  X(int32_t, scale_rows_f32,                                                                      \
+    (float* out, const float* x, const float* s, int64_t rows, int64_t cols,                     \
+     CmoeCudaStream stream))                                                                      \
+  /* out[r] = sum_c a[r, c] * b[r, c] (f64 accumulation) */                                     \
+  X(int32_t, row_dot_f32,                                                                         \
+    (float* out, const float* a, const float* b, int64_t rows, int64_t cols,                     \
+     CmoeCudaStream stream))                                                                      \
+  X(int32_t, add_bias_f32,                                                                        \
+    (float* out, const float* x, const float* b, int64_t rows, int64_t cols,                     \
+     CmoeCudaStream stream))                                                                      \
+  /* out[c] += sum_r x[r, c]; partial: colsum_chunks(rows) * cols f64 of scratch */             \
+  X(int32_t, col_sum_f32,                                                                         \
+    (float* out, const float* x, int64_t rows, int64_t cols, double* partial,                    \
+     CmoeCudaStream stream))                                                                      \
+  X(int32_t, swiglu_forward_f32,                                                                  \
+    (float* out, const float* gate, const float* up, int64_t n, CmoeCudaStream stream))           \
+  /* dgate, dup: either may be null */                                                          \
+  X(int32_t, swiglu_backward_f32,                                                                 \
+    (float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n,  \
+     CmoeCudaStream stream))                                                                      \
+  X(int32_t, rmsnorm_forward_f32,                                                                 \
+    (float* out, float* rstd, const float* x, const float* w, int64_t rows, int64_t cols,        \
+     float eps, CmoeCudaStream stream))                                                           \
+  /* dx (null: skipped) overwritten; dw (null: skipped) += its column sums through partial */   \
+  X(int32_t, rmsnorm_backward_f32,                                                                \
+    (float* dx, float* dw, double* partial, const float* dout, const float* x, const float* w,   \
+     const float* rstd, int64_t rows, int64_t cols, CmoeCudaStream stream))                       \
+  /* cos_t, sin_t: (seq, half) of positions pos0 + t, angles in f64 */                          \
+  X(int32_t, rope_table_f32,                                                                      \
+    (float* cos_t, float* sin_t, int64_t seq, int64_t half, float theta, int64_t pos0,           \
+     CmoeCudaStream stream))                                                                      \
+  X(int32_t, rope_apply_f32,                                                                      \
+    (float* out, const float* x, const float* cos_t, const float* sin_t, int64_t batch,          \
+     int64_t seq, int64_t heads, int64_t head_dim, float sign, CmoeCudaStream stream))            \
+  X(int32_t, softmax_forward_f32,                                                                 \
+    (float* out, const float* x, int64_t rows, int64_t cols, CmoeCudaStream stream))             \
+  X(int32_t, softmax_backward_f32,                                                                \
+    (float* dx, const float* dout, const float* out, int64_t rows, int64_t cols,                 \
+     CmoeCudaStream stream))                                                                      \
+  /* mask: (rows, cols) i32 or null */                                                          \
+  X(int32_t, topk_forward_f32,                                                                    \
+    (float* values, int32_t* indices, const float* x, const int32_t* mask, int64_t rows,         \
+     int64_t cols, int32_t k, CmoeCudaStream stream))                                             \
+  X(int32_t, topk_backward_f32,                                                                   \
+    (float* dx, const float* dvalues, const int32_t* indices, int64_t rows, int64_t cols,        \
+     int32_t k, CmoeCudaStream stream))                                                           \
+  /* out[j] = x[idx[j]] for j < m; a zero row where idx is outside [0, n_x) */                  \
+  X(int32_t, gather_rows_f32,                                                                     \
+    (float* out, const float* x, const int32_t* idx, int64_t m, int64_t cols, int64_t n_x,       \
+     CmoeCudaStream stream))                                                                      \
+  /* scratch bytes row_scatter_add_f32 needs for m sources into n_out rows */                   \
+  X(int32_t, row_scatter_workspace, (size_t * bytes, int64_t m, int64_t n_out))                   \
+  /* out[idx[j]] += w[j] * src[j] (w null: 1), each row's sources summed in j order */          \
+  X(int32_t, row_scatter_add_f32,                                                                 \
+    (float* out, const float* src, const int32_t* idx, const float* w, int64_t m, int64_t cols,  \
+     int64_t n_out, void* workspace, size_t workspace_bytes, CmoeCudaStream stream))             \
+  /* dy[j] = w[j] * dout[idx[j]]; dw[j] = dout[idx[j]] . y[j]; either may be null */            \
+  X(int32_t, scatter_rows_backward_f32,                                                           \
+    (float* dy, float* dw, const float* dout, const float* y, const int32_t* idx, const float* w, \
+     int64_t m, int64_t cols, CmoeCudaStream stream))                                             \
+  /* q, k, v, out: (batch, seq, heads, head_dim), head_dim <= 128; lse: (batch, heads, seq) */  \
+  X(int32_t, attention_forward_f32,                                                               \
+    (float* out, float* lse, const float* q, const float* k, const float* v, int64_t batch,      \
+     int64_t seq, int64_t heads, int64_t head_dim, float scale, CmoeCudaStream stream))           \
+  /* delta: (batch, heads, seq) f32 scratch */                                                  \
+  X(int32_t, attention_backward_f32,                                                              \
+    (float* dq, float* dk, float* dv, float* delta, const float* dout, const float* q,           \
+     const float* k, const float* v, const float* out, const float* lse, int64_t batch,          \
+     int64_t seq, int64_t heads, int64_t head_dim, float scale, CmoeCudaStream stream))           \
+  /* bf16 attention through GEMMs, a chunk of heads at a time: s (rows = heads * seq, seq) f32    \
+     scores of one chunk; p: bf16 probabilities exp(scale s - lse) on and below the diagonal, 0   \
+     above; lse: (rows) written from s when compute_lse, else read */                            \
+  X(int32_t, attention_probs_bf16,                                                                \
+    (uint16_t * p, float* lse, const float* s, int64_t rows, int64_t seq, float scale,            \
+     int32_t compute_lse, CmoeCudaStream stream))                                                 \
+  /* ds = bf16(scale * p * (dp - delta[row])), p = exp(scale s - lse) causal */                  \
+  X(int32_t, attention_dscores_bf16,                                                              \
+    (uint16_t * ds, const float* s, const float* dp, const float* lse, const float* delta,       \
+     int64_t rows, int64_t seq, float scale, CmoeCudaStream stream))                              \
+  /* delta[b, h, t] = sum_d dout[b, t, h, d] * out[b, t, h, d] */                                \
+  X(int32_t, attention_delta_f32,                                                                 \
+    (float* delta, const float* dout, const float* out, int64_t batch, int64_t seq, int64_t heads, \
+     int64_t head_dim, CmoeCudaStream stream))                                                    \
+  /* per row of logits (rows, vocab): lse; row_loss = lse - logit[target] (0 for target < 0) */ \
+  X(int32_t, ce_rows_forward_f32,                                                                 \
+    (float* lse, double* row_loss, const float* logits, const int32_t* targets, int64_t rows,    \
+     int64_t vocab, CmoeCudaStream stream))                                                       \
+  /* logits <- *dloss * (softmax - onehot(target)) in place; zero rows where target < 0 */      \
+  X(int32_t, ce_rows_backward_f32,                                                                \
+    (float* logits, const int32_t* targets, const float* lse, const float* dloss, int64_t rows,  \
+     int64_t vocab, CmoeCudaStream stream))                                                       \
+  X(int32_t, routing_weights_forward_f32,                                                         \
+    (float* w, float* denom, const float* probs, const int32_t* idx, int64_t rows, int64_t k,    \
+     int64_t experts, int32_t renorm, CmoeCudaStream stream))                                     \
+  X(int32_t, routing_weights_backward_f32,                                                        \
+    (float* dprobs, const float* dw, const float* w, const float* denom, const int32_t* idx,     \
+     int64_t rows, int64_t k, int64_t experts, int32_t renorm, CmoeCudaStream stream))            \
+  X(int32_t, z_loss_forward_f32,                                                                  \
+    (float* out, float* lse, const float* logits, int64_t rows, int64_t experts,                 \
+     CmoeCudaStream stream))                                                                      \
+  X(int32_t, z_loss_backward_f32,                                                                 \
+    (float* dlogits, const float* dout, const float* logits, const float* lse, int64_t rows,     \
+     int64_t experts, CmoeCudaStream stream))                                                     \
+  /* bias: (experts) or null */                                                                 \
+  X(int32_t, router_topk_i32,                                                                     \
+    (int32_t* idx, const float* probs, const float* bias, int64_t rows, int64_t experts,         \
+     int64_t k, int32_t disable_top1, CmoeCudaStream stream))                                     \
+  /* keep[n]: experts row n keeps; *max_keep = max(1, max_n keep[n]); both on the device */     \
+  X(int32_t, router_topp_count,                                                                   \
+    (int32_t* keep, int32_t* max_keep, const float* probs, int64_t rows, int64_t experts,        \
+     float top_p, int32_t disable_top1, CmoeCudaStream stream))                                   \
+  X(int32_t, router_topp_fill,                                                                    \
+    (int32_t* idx, const float* probs, int64_t rows, int64_t experts, int64_t k, float top_p,    \
+     int32_t disable_top1, CmoeCudaStream stream))                                                \
+  X(int32_t, router_hash_i32,                                                                     \
+    (int32_t* idx, const int32_t* ids, int64_t rows, int64_t k, int64_t experts, uint64_t seed,  \
+     uint64_t rng_stream, CmoeCudaStream stream))                                                 \
+  /* counts: (experts) i64; psum: (experts) f32 (zeros when probs is null) */                   \
+  X(int32_t, expert_load,                                                                         \
+    (int64_t* counts, float* psum, const int32_t* idx, int64_t pairs, const float* probs,        \
+     int64_t rows, int64_t experts, CmoeCudaStream stream))                                       \
+  /* offsets: (experts + 1) i64 on the device, the kept segment starts */                       \
+  X(int32_t, dispatch_sort_i32,                                                                   \
+    (int32_t* token_of_slot, int32_t* pair_of_slot, const int32_t* idx, const int64_t* offsets,  \
+     int64_t pairs, int64_t k, int64_t experts, int64_t capacity, CmoeCudaStream stream))         \
+  /* ---- optimizer, multi-tensor: chunk c covers elements [chunk_start[c], + chunk_len[c]) of   \
+     tensor chunk_tensor[c]; every array lives on the device ---- */                           \
+  X(int32_t, adamw_multi_f32,                                                                     \
+    (float* const* params, float* const* exp_avg, float* const* exp_avg_sq,                      \
+     const float* const* grads, const float* decay_mul, const int64_t* chunk_tensor,             \
+     const int64_t* chunk_start, const int64_t* chunk_len, int64_t chunks, float beta1,           \
+     float beta2, float eps, float step_size, float inv_sqrt_bc2, float grad_scale,              \
+     CmoeCudaStream stream))                                                                      \
+  /* chunk_sums[c] = sum of squares of chunk c (f64) */                                         \
+  X(int32_t, sum_squares_multi_f32,                                                               \
+    (double* chunk_sums, const float* const* x, const int64_t* chunk_tensor,                     \
+     const int64_t* chunk_start, const int64_t* chunk_len, int64_t chunks,                       \
+     CmoeCudaStream stream))                                                                      \
   /* ---- cuBLAS (a handle is bound to the device current at blas_create) ---- */                \
   X(int32_t, blas_create, (CmoeBlasHandle * handle))                                              \
   X(int32_t, blas_destroy, (CmoeBlasHandle handle))                                               \
@@ -118,6 +271,23 @@ enum : int32_t { CMOE_NCCL_UNIQUE_ID_BYTES = 128 };
   X(int32_t, blas_matmul,                                                                         \
     (float* c, const void* a, const void* b, int32_t dtype, int64_t m, int64_t n, int64_t k,      \
      int32_t trans_a, int32_t trans_b, float alpha, float beta, CmoeBlasHandle handle))           \
+  /* The same over `batch` problems i with explicit leading dimensions (row-major: elements     \
+     between rows) and strides between problems: c_i = alpha op(a_i) op(b_i) + beta c_i. */      \
+  X(int32_t, blas_matmul_strided,                                                                 \
+    (float* c, const void* a, const void* b, int32_t dtype, int64_t m, int64_t n, int64_t k,      \
+     int64_t lda, int64_t ldb, int64_t ldc, int64_t stride_a, int64_t stride_b, int64_t stride_c, \
+     int64_t batch, int32_t trans_a, int32_t trans_b, float alpha, float beta,                    \
+     CmoeBlasHandle handle))                                                                      \
+  /* The same over `groups` problems g (row-major, sizes m[g], n[g], k[g] >= 1, pointers a[g],     \
+     b[g], c[g]; every array on the host) as one cublasGemmGroupedBatchedEx launch; device_ptrs: \
+     3 * groups pointers of device scratch for the pointer arrays. */                            \
+  X(int32_t, blas_grouped_matmul,                                                                 \
+    (void* const* c, const void* const* a, const void* const* b, const int64_t* m,               \
+     const int64_t* n, const int64_t* k, int64_t groups, int32_t dtype, int32_t trans_a,          \
+     int32_t trans_b, float alpha, float beta, void** device_ptrs, CmoeBlasHandle handle))        \
+  /* How blas_grouped_matmul ran last: 1 one grouped launch, 0 one GEMM per group (the library    \
+     refused the grouped call for these types), -1 not yet called. */                            \
+  X(int32_t, blas_grouped_path, (void))                                                           \
   /* ---- NCCL: one entry per NCCL call, returning its ncclResult_t ---- */                      \
   X(const char*, nccl_error_string, (int32_t result))                                             \
   X(const char*, nccl_last_error, (CmoeNcclComm comm))                                            \

@@ -6,10 +6,12 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/allocator.h"
 #include "core/check.h"
 #include "core/cuda/caching_allocator.h"
 #include "core/cuda/plugin_loader.h"
+#include "core/cuda/stream.h"
 
 namespace cmoe::cuda {
 
@@ -47,6 +49,16 @@ void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device,
   }
 }
 
+// Device memsets on the compute stream (the legacy default stream, core/cuda/context.h).
+void cuda_memset(void* dst, Device device, int byte, size_t bytes) {
+  const CmoeCudaApi& api = loaded_api();
+  int32_t now = -1;
+  plugin_check(api, api.get_device(&now), "cudaGetDevice");
+  if (now != device.index) plugin_check(api, api.set_device(device.index), "cudaSetDevice");
+  plugin_check(api, api.memset_async(dst, byte, bytes, kLegacyStream),
+               absl::StrCat("memset of ", bytes, " bytes on ", device.str()).c_str());
+}
+
 std::once_flag g_register_once;
 // Deliberately never destroyed: tensors may outlive static destruction, and freeing device
 // memory after the CUDA runtime has unloaded fails.
@@ -69,6 +81,7 @@ absl::Status register_backend() {
         .alloc = cuda_raw_alloc, .free = cuda_raw_free, .ctx = nullptr, .name = "cudaMalloc"});
     register_allocator(DeviceType::kCUDA, g_allocator);
     register_device_copy(cuda_copy);
+    register_device_memset(cuda_memset);
   });
   return absl::OkStatus();
 }
@@ -101,7 +114,22 @@ std::string describe_backend() {
   }
   absl::StatusOr<int> n = device_count();
   if (!n.ok()) return absl::StrCat("no GPU usable (", n.status().message(), ")");
-  return absl::StrCat(*n, " GPU(s) (backend ", plugin_path(), ")");
+  // One line per GPU after the count: index, name, compute capability, memory.
+  std::string out = absl::StrCat(*n, " GPU(s) (backend ", plugin_path(), ")");
+  const CmoeCudaApi& a = loaded_api();
+  for (int d = 0; d < *n; ++d) {
+    char name[256] = "";
+    size_t bytes = 0;
+    int32_t major = 0, minor = 0;
+    const absl::Status st = plugin_status(a, a.device_info(name, sizeof(name), &bytes, &major, &minor, d));
+    if (!st.ok()) {
+      absl::StrAppend(&out, "\n  gpu ", d, ": ", st.message());
+      continue;
+    }
+    absl::StrAppend(&out, "\n  gpu ", d, ": ", name, ", sm_", major, minor, ", ",
+                    absl::StrFormat("%.1f", static_cast<double>(bytes) / (1ull << 30)), " GiB");
+  }
+  return out;
 }
 
 }  // namespace cmoe::cuda

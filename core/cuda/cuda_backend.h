@@ -33,8 +33,9 @@ absl::Status register_backend();
 // Calling it before a successful init() is a bug (checked).
 CachingAllocator& caching_allocator();
 
-// One line for `cmoe info`: "2 GPU(s) (backend <path>)", "no GPU usable (<why>)",
-// "not available (<why the plugin did not load>)" or "not built (<why>)".
+// For `cmoe info`: "2 GPU(s) (backend <path>)" and a line per GPU ("  gpu 0: NVIDIA H100 80GB
+// HBM3, sm_90, 79.1 GiB"), or one line: "no GPU usable (<why>)", "not available (<why the plugin
+// did not load>)" or "not built (<why>)".
 std::string describe_backend();
 
 }  // namespace cmoe::cuda

@@ -411,7 +411,7 @@ void check_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor&
 // out[b,t,h,:] = sum_{s<=t} softmax_s(scale q[b,t,h,:] . k[b,s,h,:]) v[b,s,h,:];
 // lse[b,h,t] = log sum_{s<=t} exp(scale q[b,t,h,:] . k[b,s,h,:])
 void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
-                       float scale) {
+                       float scale, DType /*compute_dtype: f32 here, see attention.h*/) {
   check_args(q, k, v, lse);
   check_qkv(out, q, "out");
   const int64_t B = q.dim(0), T = q.dim(1), H = q.dim(2), Dh = q.dim(3);
@@ -469,7 +469,7 @@ void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& 
 // dS = P * (dout v^T - D); dq = scale dS k; dk = scale dS^T q
 void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q,
                         const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                        float scale) {
+                        float scale, DType /*compute_dtype: f32 here*/) {
   check_args(q, k, v, lse);
   check_qkv(out, q, "out");
   check_qkv(dout, q, "dout");

@@ -11,13 +11,16 @@
 
 namespace cmoe::ops {
 
-// q, k, v, out: (B, T, H, Dh) f32; lse: (B, H, T) f32 (saved for backward)
+// q, k, v, out: (B, T, H, Dh) f32; lse: (B, H, T) f32 (saved for backward).
+// compute_dtype: a backend may run the score and value products with bf16 inputs when it is
+// kBF16 (f32 accumulation and softmax; the CUDA backend does, on tensor cores); this CPU kernel
+// computes in f32 whatever it says.
 void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
-                       float scale);
+                       float scale, DType compute_dtype = DType::kF32);
 // dq, dk, dv: (B, T, H, Dh) f32, overwritten
 void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& q,
                         const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                        float scale);
+                        float scale, DType compute_dtype = DType::kF32);
 
 // Inference over a key/value cache (generation): q (B, Tq, H, Dh) holds the queries of positions
 // pos0 .. pos0 + Tq - 1; k, v (B, Tk, H, Dh), Tk >= pos0 + Tq, hold the keys (after RoPE) and

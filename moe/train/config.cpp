@@ -271,6 +271,8 @@ absl::Status config_validate(const RunConfig& cfg) {
   const auto& p = cfg.parallel();
   CMOE_RETURN_IF_ERROR(validate_model_config(m));
   CMOE_RETURN_IF_ERROR(precision_dtype(t.precision()).status());
+  CMOE_RETURN_IF_ERROR(rule(t.device() == "cpu" || t.device() == "cuda",
+                            absl::StrCat("train.device = \"", t.device(), "\"; allowed \"cpu\" or \"cuda\"")));
   CMOE_RETURN_IF_ERROR(parse_profile_steps(t.profile_steps()).status());
   CMOE_RETURN_IF_ERROR(rule(t.min_lr() <= t.lr(), absl::StrCat("train.min_lr = ", t.min_lr(),
                                                                " must not exceed train.lr = ", t.lr())));

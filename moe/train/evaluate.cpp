@@ -29,7 +29,7 @@ absl::StatusOr<EvalResult> evaluate(Model& model, const BatchFn& next, int64_t b
     reports.insert(reports.end(), f.routers.begin(), f.routers.end());
     return stage + 1 < stages ? f.hidden.value() : Tensor();
   };
-  fns.buffer = [&]() { return Tensor::empty({micro_batch_rows, model.config().d_model()}, DType::kF32); };
+  fns.buffer = [&]() { return Tensor::empty({micro_batch_rows, model.config().d_model()}, DType::kF32, model.device()); };
   CMOE_RETURN_IF_ERROR(parallel::pipeline_run(parallel::pipeline_schedule_forward_only(stages, stage, batches),
                                               parallel ? groups->pp.get() : nullptr, fns));
   if (parallel) {

@@ -126,6 +126,7 @@ void MetricsWriter::step(const StepRecord& r, int64_t first_step, int64_t end_st
   j.set("mfu", fixed(m, "%.6f"));
   j.set("tokens", json::Value::integer(r.tokens));
   j.set("step_s", fixed(r.seconds, "%.4f"));
+  if (r.peak_device_mb >= 0) j.set("peak_device_mb", fixed(r.peak_device_mb, "%.1f"));
   j.set("expert_load", std::move(load));
   out_ << json::serialize_line(j) << '\n';
   if (r.step % log_interval_ != 0 && r.step != end_step && r.step != first_step + 1) return;

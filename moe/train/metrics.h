@@ -37,6 +37,7 @@ struct StepRecord {
   int64_t tokens = 0;     // all ranks
   double seconds = 0;     // wall time of the step
   std::vector<RouterReport> routers;
+  double peak_device_mb = -1;  // this rank's peak device memory in the step (MiB); < 0: CPU run
 };
 
 struct EvalResult {

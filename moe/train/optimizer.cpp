@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/cpu/kernels.h"
+#include "core/cuda/multi_tensor.h"
 #include "core/ops/elementwise.h"
 
 // GCC 12 reports false "may be used uninitialized" warnings inside avx512fintrin.h
@@ -89,10 +90,34 @@ void AdamW::shard(const std::vector<bool>& owned) {
   }
 }
 
+void AdamW::to_device(Device device) {
+  for (std::vector<Tensor>* list : {&m_, &v_})
+    for (Tensor& t : *list)
+      if (t.defined() && t.device() != device) t = t.to(device);
+}
+
 void AdamW::step(float lr, float grad_scale) {
   ++t_;
   const float bc1 = 1.0f - std::pow(opt_.beta1, static_cast<float>(t_));
   const float bc2 = 1.0f - std::pow(opt_.beta2, static_cast<float>(t_));
+  if (!params_->empty() && !(*params_)[0].var.value().device().is_cpu()) {
+    // Every parameter with a gradient in one launch; the per-tensor weight decay as a factor.
+    std::vector<Tensor> ps, ms, vs, gs;
+    std::vector<float> decay;
+    for (size_t i = 0; i < params_->size(); ++i) {
+      Param& p = (*params_)[i];
+      if (!p.var.grad().defined()) continue;
+      CMOE_CHECK(owns(i), "AdamW: a gradient for parameter ", p.name, ", whose state another rank owns");
+      ps.push_back(p.var.value());
+      ms.push_back(m_[i]);
+      vs.push_back(v_[i]);
+      gs.push_back(p.var.grad());
+      decay.push_back(p.decay ? 1.0f - lr * opt_.weight_decay : 1.0f);
+    }
+    cuda::adamw_multi(ps, ms, vs, gs, decay,
+                      {opt_.beta1, opt_.beta2, opt_.eps, lr / bc1, 1.0f / std::sqrt(bc2), grad_scale});
+    return;
+  }
   for (size_t i = 0; i < params_->size(); ++i) {
     Param& p = (*params_)[i];
     const Tensor& g = p.var.grad();

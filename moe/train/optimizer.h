@@ -5,6 +5,7 @@
 //   p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 // The same order of operations as torch.optim.AdamW, so both give the same trajectory.
 // Params whose grad is undefined (no gradient arrived) are skipped, as PyTorch skips None.
+// On a CUDA device the same update runs as one multi-tensor kernel (core/cuda/multi_tensor.h).
 #pragma once
 
 #include <cstdint>
@@ -36,6 +37,9 @@ class AdamW {
   void shard(const std::vector<bool>& owned);
   bool owns(size_t i) const { return owned_.empty() || owned_[i]; }
   bool sharded() const { return !owned_.empty(); }
+  // Moves the moments to `device` (after a checkpoint load: the state is loaded on the host).
+  // On a CUDA device step() is one multi-tensor kernel over every parameter with a gradient.
+  void to_device(Device device);
 
  private:
   std::vector<Param>* params_;

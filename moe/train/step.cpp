@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/cuda/context.h"
+#include "core/cuda/multi_tensor.h"
 #include "core/ops/elementwise.h"
 #include "core/profiler.h"
 #include "parallel/pipeline.h"
@@ -88,7 +90,7 @@ absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t
     prof::Span span("backward", prof::Cat::kPhase, micro);
     InFlight it = std::move(inflight.at(micro));
     inflight.erase(micro);
-    const Tensor seed = Tensor::full({}, 1.0f / static_cast<float>(M));
+    const Tensor seed = Tensor::full({}, 1.0f / static_cast<float>(M), model_.device());
     if (last) {
       ag::backward({it.f.loss}, {seed});
     } else {
@@ -99,10 +101,11 @@ absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t
     }
     if (first) return Tensor();
     Tensor g = it.input.grad();
-    return g.defined() ? g : Tensor::zeros(it.input.shape(), DType::kF32);
+    return g.defined() ? g : Tensor::zeros(it.input.shape(), DType::kF32, model_.device());
   };
   fns.buffer = [&]() {
-    return Tensor::empty({t.micro_batch_size() * cfg_.model().seq_len(), cfg_.model().d_model()}, DType::kF32);
+    return Tensor::empty({t.micro_batch_size() * cfg_.model().seq_len(), cfg_.model().d_model()}, DType::kF32,
+                         model_.device());
   };
   return parallel::pipeline_run(parallel::pipeline_schedule(stages, stage, M), groups_ ? groups_->pp.get() : nullptr,
                                 fns);
@@ -110,6 +113,8 @@ absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t
 
 absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   const auto t0 = std::chrono::steady_clock::now();
+  const Device dev = model_.device();
+  if (!dev.is_cpu()) allocator_for(dev.type).reset_peak();
   const auto& t = cfg_.train();
   const int64_t M = t.grad_accum();
   const bool last_stage = groups_ == nullptr || groups_->place.pp_rank == groups_->layout.pp - 1;
@@ -128,10 +133,22 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   double sq = 0;
   {
     prof::Span span("grad_norm", prof::Cat::kOptimizer);
-    for (const Param& p : model_.params()) {
-      if (!p.var.grad().defined()) continue;
-      const double copies = zero1_ ? 1.0 : (p.expert ? static_cast<double>(dp_) / ep_ : static_cast<double>(dp_));
-      sq += ops::sum_squares(p.var.grad()) / copies;
+    auto copies = [this](const Param& p) {
+      return zero1_ ? 1.0 : (p.expert ? static_cast<double>(dp_) / ep_ : static_cast<double>(dp_));
+    };
+    if (dev.is_cpu()) {
+      for (const Param& p : model_.params()) {
+        if (!p.var.grad().defined()) continue;
+        sq += ops::sum_squares(p.var.grad()) / copies(p);
+      }
+    } else {
+      // One multi-tensor kernel and one copy back for every gradient's squared sum.
+      std::vector<Tensor> grads;
+      std::vector<const Param*> with_grad;
+      for (const Param& p : model_.params())
+        if (p.var.grad().defined()) grads.push_back(p.var.grad()), with_grad.push_back(&p);
+      const std::vector<double> sums = cuda::sum_squares_multi(grads);
+      for (size_t i = 0; i < sums.size(); ++i) sq += sums[i] / copies(*with_grad[i]);
     }
   }
   Result res;
@@ -177,7 +194,9 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   r.grad_norm = grad_norm;
   r.tokens = tokens;
   r.routers = std::move(reports);
+  if (!dev.is_cpu()) cuda::synchronize(dev);  // the step's time includes its queued kernels
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!dev.is_cpu()) r.peak_device_mb = static_cast<double>(allocator_for(dev.type).peak_bytes()) / (1 << 20);
   return res;
 }
 

@@ -121,13 +121,16 @@ void bind_state(std::vector<StateSlot>& slots, Model& model, const AdamW* opt) {
   const std::vector<Param>& biases = model.router_biases();
   CMOE_CHECK(slots.size() == 3 * params.size() + biases.size(), "bind_state: ", slots.size(), " slots for ",
              params.size(), " parameters and ", biases.size(), " router biases");
+  // Checkpoints are device-independent: device state is saved from host copies (and loaded
+  // before the model moves to its device, see load_train_state).
+  auto host = [](const Tensor& t) { return t.defined() && !t.device().is_cpu() ? t.to(kCPU) : t; };
   for (size_t i = 0; i < params.size(); ++i) {
     CMOE_CHECK(slots[3 * i].name == params[i].name, "bind_state: slot ", slots[3 * i].name, " for ", params[i].name);
-    slots[3 * i].data = params[i].var.value();
-    slots[3 * i + 1].data = opt ? opt->exp_avg()[i] : Tensor();
-    slots[3 * i + 2].data = opt ? opt->exp_avg_sq()[i] : Tensor();
+    slots[3 * i].data = host(params[i].var.value());
+    slots[3 * i + 1].data = opt ? host(opt->exp_avg()[i]) : Tensor();
+    slots[3 * i + 2].data = opt ? host(opt->exp_avg_sq()[i]) : Tensor();
   }
-  for (size_t i = 0; i < biases.size(); ++i) slots[3 * params.size() + i].data = biases[i].var.value();
+  for (size_t i = 0; i < biases.size(); ++i) slots[3 * params.size() + i].data = host(biases[i].var.value());
 }
 
 absl::Status check_state_tensors(const CheckpointReader& ck, const config::ModelConfig& m) {
@@ -363,6 +366,8 @@ absl::StatusOr<RunCounters> load_train_state(CheckpointReader& ck, const config:
   }
   CMOE_RETURN_IF_ERROR(check_state_tensors(ck, saved->model()));
   std::vector<StateSlot> slots = state_layout(model.config(), model.shard());
+  CMOE_CHECK(model.device().is_cpu(), "load_train_state: load into the model before moving it to ",
+             model.device().str());
   bind_state(slots, model, opt);
   for (const StateSlot& s : slots) {
     if (!s.data.defined()) continue;  // a moment without an optimizer, or ZeRO-1: one another rank owns

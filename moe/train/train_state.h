@@ -46,6 +46,8 @@ struct StateSlot {
 std::vector<StateSlot> state_layout(const config::ModelConfig& m, const ModelShard& shard);
 // Points each slot's data at the model's tensors and opt's moments (undefined when opt is null
 // or, under ZeRO-1, when another rank owns them). `slots` = state_layout(model's config, shard).
+// Tensors on a device are copied to the host instead (checkpoints are device-independent), so
+// only a CPU model can be loaded into.
 void bind_state(std::vector<StateSlot>& slots, Model& model, const AdamW* opt);
 // What a resume checks before reading: every tensor a model of config `m` needs is present as
 // f32 with its global shape, and nothing else is there. Errors name the tensor.

@@ -7,11 +7,14 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "core/cuda/context.h"
+#include "core/cuda/cuda_backend.h"
 #include "core/ops/matmul.h"
 #include "core/profiler.h"
 #include "moe/params.h"
 #include "moe/train/profile.h"
 #include "moe/train/train_data.h"
+#include "parallel/comm_factory.h"
 
 namespace cmoe {
 
@@ -77,6 +80,7 @@ struct Job {
   std::unique_ptr<parallel::ProcessGroups> groups;  // null on one process
   bool rank0 = true;
   int pp_rank = 0, dp_rank = 0, ep_rank = 0;
+  Device device = kCPU;  // train.device: this rank's GPU on "cuda"
 
   // An error on one rank ends the whole job (its peers would otherwise wait in a collective).
   absl::Status fail(const absl::Status& s, const char* cmd) const {
@@ -90,8 +94,26 @@ struct Job {
 absl::StatusOr<Job> make_job(const config::RunConfig& cfg, bool eval = false) {
   Job job;
   job.layout = {cfg.parallel().pp(), cfg.parallel().dp(), cfg.parallel().ep()};
-  CMOE_ASSIGN_OR_RETURN(std::unique_ptr<parallel::Communicator> world, parallel::make_world_communicator());
+  CMOE_ASSIGN_OR_RETURN(std::unique_ptr<parallel::Communicator> world, parallel::make_communicator());
   const int world_size = world->size();
+  if (cfg.train().device() == "cuda") {
+    // This rank's GPU; every rank learns whether all found theirs (a rank without one must not
+    // leave the others waiting in the first collective).
+    absl::StatusOr<int> gpu = parallel::local_cuda_device();
+    absl::Status st = gpu.ok() ? cuda::init(*gpu) : gpu.status();
+    if (world_size > 1) {
+      Tensor failed = Tensor::from_ints({1}, std::vector<int32_t>{st.ok() ? 0 : 1});
+      if (absl::Status r = world->all_reduce(failed); !r.ok()) parallel::abort_job(r);
+      if (failed.data<int32_t>()[0] > 0) {
+        parallel::abort_job(absl::FailedPreconditionError(absl::StrCat(
+            "train.device = \"cuda\": ", failed.data<int32_t>()[0], " of ", world_size,
+            " ranks have no usable GPU; world rank ", world->rank(), ": ", st.ok() ? "ok" : st.message())));
+      }
+    } else if (!st.ok()) {
+      return absl::Status(st.code(), absl::StrCat("train.device = \"cuda\": ", st.message()));
+    }
+    job.device = cuda_device(*gpu);
+  }
   if (eval && world_size == 1) job.layout = {1, 1, 1};
   if (eval && world_size > 1 && job.layout.pp * job.layout.dp == 1) job.layout = {1, world_size, 1};
   if (absl::Status v = parallel::validate_layout(job.layout, world_size); !v.ok()) {
@@ -102,7 +124,20 @@ absl::StatusOr<Job> make_job(const config::RunConfig& cfg, bool eval = false) {
     return s;
   }
   if (world_size > 1) {
-    auto g = parallel::make_process_groups(std::move(world), job.layout);
+    absl::StatusOr<parallel::ProcessGroups> g = absl::InternalError("unset");
+    if (job.device.is_cpu()) {
+      g = parallel::make_process_groups(std::move(world), job.layout);
+    } else {
+      // Activations and gradients move over a device communicator (NCCL, or host-staged MPI
+      // where NCCL cannot serve the job); the host world keeps the control traffic.
+      auto data = parallel::make_communicator({.device = job.device, .bootstrap = world.get(), .name = "world"});
+      if (!data.ok()) parallel::abort_job(data.status());
+      if (world->rank() == 0) {
+        std::printf("parallel: activations and gradients over %s (%s)\n", parallel::comm_backend_name(**data).c_str(),
+                    job.device.str().c_str());
+      }
+      g = parallel::make_process_groups(std::move(world), std::move(*data), job.layout);
+    }
     if (!g.ok()) parallel::abort_job(g.status());
     job.groups = std::make_unique<parallel::ProcessGroups>(std::move(*g));
     job.rank0 = job.groups->world->rank() == 0;
@@ -172,6 +207,12 @@ absl::Status train_run(const config::RunConfig& cfg, const std::string& run_dir,
     if (!c.ok()) return fail(c.status());
     counters = *c;
   }
+  // Built (or loaded) on the host, the state moves to the GPU once: the same values on any device.
+  if (!job.device.is_cpu()) {
+    model.to_device(job.device);
+    opt.to_device(job.device);
+    std::printf("device: %s\n", job.device.str().c_str());
+  }
   const int64_t samples_per_step = t.grad_accum() * t.micro_batch_size() * job.layout.dp;
   auto train_loader =
       open_loader(cfg, true, t.steps() * samples_per_step, counters.consumed_samples, job.layout.dp, job.dp_rank);
@@ -200,8 +241,11 @@ absl::Status train_run(const config::RunConfig& cfg, const std::string& run_dir,
   std::signal(SIGTERM, on_sigterm);
   TrainStep step(cfg, model, opt, groups, batches_of(loader), [] { return g_stop != 0; });
   const int world_size = groups != nullptr ? groups->world->size() : 1;
-  auto metrics = MetricsWriter::open(run_dir, job.rank0, model.flops_per_token(),
-                                     ops::matmul_peak_gflops(compute_dtype(t)) * 1e9, world_size, t.steps(),
+  // MFU against the matmul peak of the device the run trains on, measured in this process.
+  const double peak_flops = (job.device.is_cpu() ? ops::matmul_peak_gflops(compute_dtype(t))
+                                                 : cuda::matmul_peak_gflops(job.device, compute_dtype(t))) *
+                            1e9;
+  auto metrics = MetricsWriter::open(run_dir, job.rank0, model.flops_per_token(), peak_flops, world_size, t.steps(),
                                      t.log_interval());
   if (!metrics.ok()) return fail(metrics.status());
   TrainStateSaver saver(ckpt_root, cfg, groups);
@@ -213,7 +257,7 @@ absl::Status train_run(const config::RunConfig& cfg, const std::string& run_dir,
   const int64_t rows = t.micro_batch_size() * cfg.model().seq_len();
   const int dp = job.layout.dp, dp_rank = job.dp_rank;
   StepProfiler profiler(*parse_profile_steps(t.profile_steps()), run_dir, groups ? groups->world->rank() : 0, job.rank0,
-                        ops::matmul_peak_gflops(compute_dtype(t)) * 1e9);
+                        peak_flops);
   TrainLoop loop{cfg, step, *metrics, &checkpoints,
                  [&]() { return evaluate(model, validation_batches(cfg, dp, dp_rank), t.eval_batches(), eval_opt, groups, rows); },
                  model, opt, job.rank0, &profiler};
@@ -276,6 +320,7 @@ absl::StatusOr<CheckpointEval> eval_checkpoint(const config::RunConfig& run_cfg,
   auto c = load_train_state(**ck, cfg, model, nullptr);
   if (!c.ok()) return fail(c.status());
   out.step = c->step;
+  if (!job.device.is_cpu()) model.to_device(job.device);
   ForwardOptions fo;
   fo.compute_dtype = compute_dtype(cfg.train());
   fo.disable_top1 = disable_top1;

@@ -1,4 +1,4 @@
-// mpi.cpp — MpiCommunicator (see mpi.h), MPI set-up, abort_job and make_world_communicator.
+// mpi.cpp — MpiCommunicator (see mpi.h), MPI set-up, abort_job and the host world communicator.
 #include "parallel/backend/mpi.h"
 
 #include <unistd.h>
@@ -141,7 +141,7 @@ bool launched_by_mpi() {
   return false;
 }
 
-absl::StatusOr<std::unique_ptr<Communicator>> make_world_communicator() {
+absl::StatusOr<std::unique_ptr<Communicator>> make_host_world_communicator() {
   if (!launched_by_mpi()) return std::unique_ptr<Communicator>(std::make_unique<LocalCommunicator>());
   CMOE_RETURN_IF_ERROR(mpi_init(nullptr, nullptr));
   CMOE_ASSIGN_OR_RETURN(auto w, MpiCommunicator::world());

@@ -37,6 +37,10 @@ absl::StatusOr<int> mpi_local_rank();
 
 std::string host_name();
 
+// The job's host world: an MpiCommunicator under an MPI launcher (initialising MPI), else a
+// LocalCommunicator. make_communicator's host branch.
+absl::StatusOr<std::unique_ptr<Communicator>> make_host_world_communicator();
+
 class MpiCommunicator final : public Communicator {
  public:
   // A communicator over a duplicate of MPI_COMM_WORLD (needs mpi_init first).

@@ -1,5 +1,5 @@
 // nccl.cpp — NcclCommunicator (see nccl.h): bootstrap, enqueueing with stream ordering, polled
-// completion, split, teardown; local_cuda_device and make_gpu_communicator. Every NCCL and
+// completion, split, teardown; the factory's NCCL branch (make_nccl_communicator). Every NCCL and
 // CUDA call goes through the CUDA plugin's table (core/cuda/cuda_api.h): this file links
 // neither library. NcclResult values are ncclResult_t's (CMOE_NCCL_SUCCESS, ..._IN_PROGRESS).
 #include "parallel/backend/nccl.h"
@@ -573,24 +573,14 @@ absl::StatusOr<CommWork> NcclCommunicator::barrier_async() {
   });
 }
 
-// ---- device choice and the factory ----
+// ---- the factory's NCCL branch ----
 
-absl::StatusOr<int> local_cuda_device() {
-  // mpi_local_rank first: it is collective, so every rank makes the call, GPU or not.
-  int local = 0;
-  if (launched_by_mpi()) {
-    CMOE_ASSIGN_OR_RETURN(local, mpi_local_rank());
-  }
-  CMOE_ASSIGN_OR_RETURN(const int n, cuda::device_count());
-  return local % n;
-}
-
-absl::StatusOr<std::unique_ptr<Communicator>> make_gpu_communicator(Communicator& bootstrap,
-                                                                    const std::string& name) {
+absl::StatusOr<std::unique_ptr<Communicator>> make_nccl_communicator(Communicator& bootstrap,
+                                                                     const absl::StatusOr<int>& device,
+                                                                     const std::string& name) {
   // A rank without a usable GPU still joins the bootstrap's agreement step, which then fails
   // the call on every rank (with this rank's reason here) instead of leaving the others waiting.
-  CMOE_ASSIGN_OR_RETURN(std::unique_ptr<NcclCommunicator> c,
-                        NcclCommunicator::create_on(bootstrap, local_cuda_device(), name));
+  CMOE_ASSIGN_OR_RETURN(std::unique_ptr<NcclCommunicator> c, NcclCommunicator::create_on(bootstrap, device, name));
   return std::unique_ptr<Communicator>(std::move(c));
 }
 

@@ -4,7 +4,7 @@
 // NCCL, creation fails on every rank with the reason.
 //
 // One rank, one process, one GPU: NCCL does not support two ranks of one communicator on the
-// same device. make_gpu_communicator (communicator.h) picks mpi_local_rank() % device_count().
+// same device. make_communicator (communicator.h) picks the device, local_cuda_device().
 //
 // Bootstrap. create() is collective over `bootstrap`: each rank selects its device
 // (cuda::init) and rank 0 draws an ncclUniqueId; the ranks then agree that every one of them
@@ -100,8 +100,8 @@ class NcclCommunicator final : public Communicator {
   absl::StatusOr<CommWork> barrier_async() override;
 
  private:
-  friend absl::StatusOr<std::unique_ptr<Communicator>> make_gpu_communicator(Communicator&,
-                                                                             const std::string&);
+  friend absl::StatusOr<std::unique_ptr<Communicator>> make_nccl_communicator(
+      Communicator&, const absl::StatusOr<int>&, const std::string&);
   struct State;
   class Work;
   // create() for a device that may be unknown: a rank whose device lookup failed still takes
@@ -132,8 +132,10 @@ class NcclCommunicator final : public Communicator {
   Tensor barrier_buf_;  // (1) i32 on the device
 };
 
-// This rank's GPU: mpi_local_rank() % device_count() under MPI (collective over the whole MPI
-// job: it splits MPI_COMM_WORLD), else 0.
-absl::StatusOr<int> local_cuda_device();
+// An NcclCommunicator over `bootstrap` on `device` (an error there still takes part in the
+// agreement step, so every rank returns it). make_communicator's NCCL branch.
+absl::StatusOr<std::unique_ptr<Communicator>> make_nccl_communicator(Communicator& bootstrap,
+                                                                     const absl::StatusOr<int>& device,
+                                                                     const std::string& name);
 
 }  // namespace cmoe::parallel

@@ -86,6 +86,17 @@ int32_t api_set_device(int32_t device) {
   return CMOE_CUDA_OK;
 }
 
+int32_t api_device_info(char* name, int32_t name_bytes, size_t* total_bytes, int32_t* cc_major, int32_t* cc_minor,
+                        int32_t device) {
+  cudaDeviceProp prop{};
+  CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+  if (name_bytes > 0) std::snprintf(name, static_cast<size_t>(name_bytes), "%s", prop.name);
+  *total_bytes = prop.totalGlobalMem;
+  *cc_major = prop.major;
+  *cc_minor = prop.minor;
+  return CMOE_CUDA_OK;
+}
+
 int32_t api_device_malloc(void** ptr, size_t bytes, int32_t device) {
   *ptr = nullptr;
   DeviceGuard guard(device);
