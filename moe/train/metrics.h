@@ -37,6 +37,9 @@ struct StepRecord {
   int64_t tokens = 0;     // all ranks
   double seconds = 0;     // wall time of the step
   std::vector<RouterReport> routers;
+  // This rank's communication in the step, per kind (parallel::CommCounters; zero on one
+  // process). metrics.jsonl reports world rank 0's.
+  parallel::CommCounters comm;
 };
 
 struct EvalResult {
