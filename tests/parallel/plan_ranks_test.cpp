@@ -10,7 +10,9 @@
 //     plan's peak.
 // Layouts of tiny: np 2 (1,2,1) (1,2,2) (2,1,1); np 4 (1,4,2) (1,4,4) (2,2,1) (2,2,2); each with
 // and without ZeRO-1 where dp > 1, in a few configurations. Mismatches are summed over ranks.
+#include <cmath>
 #include <cstdio>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "core/allocator.h"
@@ -111,8 +113,9 @@ int64_t check_layout(const RunConfig& cfg, const std::string& what) {
     CMOE_CHECK(r.ok(), r.status().message());
     const double peak = static_cast<double>(alloc.peak_bytes()) - static_cast<double>(base);
     expect_eq(step.last_grad_bytes(), plan->mem.grads, "gradient bytes at the end of backward");
-    if (getenv("PLAN_DEBUG")) std::fprintf(stderr, "[rank %d] %s: peak %+.1f%%\n", rank, what.c_str(), 100 * (double(plan->mem.peak) / peak - 1));
-    if (std::fabs(double(plan->mem.peak) / peak - 1) > 0.15) {
+    const double err = double(plan->mem.peak) / peak - 1;
+    std::printf("[rank %d] %s, step %d: peak %.0f bytes, plan %+.1f%%\n", rank, what.c_str(), s + 1, peak, 100 * err);
+    if (std::fabs(err) > 0.15) {
       ++bad;
       std::fprintf(stderr, "[rank %d] %s: step peak %.0f bytes, plan %lld\n", rank, what.c_str(), peak,
                    static_cast<long long>(plan->mem.peak));
