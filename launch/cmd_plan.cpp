@@ -1,6 +1,7 @@
 // cmd_plan.cpp — `cmoe plan`: memory, communication and step time of every (pp, dp, ep)
 // layout of a config on N devices, ranked (the model: moe/train/plan.h, docs/planner.md).
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -180,6 +181,7 @@ int cmd_plan(int argc, char** argv) {
   spec.flags.push_back({"mfu", true, false, "model FLOPs utilisation the compute time assumes (default: the hardware's)"});
   spec.flags.push_back({"layout", true, false, "PP,DP,EP: only this layout (0 = any)"});
   spec.flags.push_back({"top", true, false, "layouts to list (default 20; 0 = all)"});
+  spec.flags.push_back({"write-hardware", true, false, "also write the hardware description used to FILE (cpu: measure once)"});
   spec.flags.push_back({"json", false, false, "print JSON instead of tables"});
   auto flags = parse_command_line(spec, argc, argv, 2);
   if (!flags) return kExitUsage;
@@ -246,6 +248,13 @@ int cmd_plan(int argc, char** argv) {
   auto hw = hardware_load(hw_name, world.get());
   if (!hw.ok()) return command_failed("plan", hw.status());
   if (world != nullptr && world->rank() != 0) return 0;
+  if (flags->has("write-hardware")) {
+    const std::string path = flags->get("write-hardware");
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << hardware_to_text(*hw);
+    out.flush();
+    if (!out) return command_failed("plan", absl::InternalError(absl::StrCat("cannot write ", path)));
+  }
   auto plans = plan_layouts(*cfg, *hw, opt);
   if (!plans.ok()) return command_failed("plan", plans.status());
   const size_t shown = top == 0 ? plans->size() : std::min<size_t>(plans->size(), static_cast<size_t>(top));

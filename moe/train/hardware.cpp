@@ -82,13 +82,13 @@ absl::Status check_spec(const config::HardwareSpec& s, const std::string& source
   return absl::OkStatus();
 }
 
-// Seconds of the fastest of repeated calls of fn over about `budget` seconds (at least 3).
+// Seconds of the fastest of `reps` calls of fn. A fixed count, not a time budget: fn is a
+// collective or a transfer, and every rank must make the same calls.
 template <typename Fn>
-double best_seconds(Fn&& fn, double budget) {
+double best_seconds(Fn&& fn, int reps) {
   using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
   double best = 1e30;
-  for (int i = 0; i < 3 || std::chrono::duration<double>(Clock::now() - start).count() < budget; ++i) {
+  for (int i = 0; i < reps; ++i) {
     const auto t0 = Clock::now();
     fn();
     best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
@@ -109,6 +109,12 @@ absl::StatusOr<Hardware> hardware_parse(const std::string& text, const std::stri
   }
   CMOE_RETURN_IF_ERROR(check_spec(hw.spec, source));
   return hw;
+}
+
+std::string hardware_to_text(const Hardware& hw) {
+  std::string text;
+  pb::TextFormat::PrintToString(hw.spec, &text);
+  return absl::StrCat("# ", hw.source, "\n", text);
 }
 
 absl::StatusOr<Hardware> hardware_load(const std::string& name, parallel::Communicator* world) {
@@ -134,7 +140,7 @@ absl::StatusOr<Hardware> hardware_measure_cpu(parallel::Communicator* world) {
   s.set_name("cpu");
   s.set_cores_per_node(cores);
   s.set_devices_per_node(std::max(cores, ranks));
-  s.set_mfu(0.6);
+  s.set_mfu(0.7);
   s.set_overlap_grad_reduce(false);
   s.set_memory_gib(double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE)) / double(int64_t{1} << 30));
   s.set_memory_reserved_gib(0.5);  // the process itself, MPI's shared-memory segments
@@ -167,20 +173,11 @@ absl::StatusOr<Hardware> hardware_measure_cpu(parallel::Communicator* world) {
       }
     };
     CMOE_RETURN_IF_ERROR(world->barrier());
-    const double rtt = best_seconds(ping, 0.4);
+    const double rtt = best_seconds(ping, 10);
     CMOE_RETURN_IF_ERROR(world->barrier());
-    // Every rank runs the same number of repeats (a collective): rank 0 decides by broadcast.
-    auto timed_collective = [&](const Tensor& t, int reps) {
-      double best = 1e30;
-      for (int i = 0; i < reps; ++i) {
-        const auto t0 = std::chrono::steady_clock::now();
-        st.Update(world->all_reduce(t));
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-      }
-      return best;
-    };
-    const double reduce_s = timed_collective(a, 8);
-    const double latency_s = timed_collective(Tensor::full({2}, 1.0f), 200);
+    const double reduce_s = best_seconds([&] { st.Update(world->all_reduce(a)); }, 8);
+    Tensor tiny = Tensor::full({2}, 1.0f);
+    const double latency_s = best_seconds([&] { st.Update(world->all_reduce(tiny)); }, 200);
     CMOE_RETURN_IF_ERROR(st);
     if (me == 0) {
       const double bytes = double(kFloats) * sizeof(float);

@@ -31,14 +31,19 @@ std::vector<std::string> hardware_names();
 // peaks, memory and bandwidths are positive and mfu is in (0, 1].
 absl::StatusOr<Hardware> hardware_parse(const std::string& text, const std::string& source);
 
+// The description as a file hardware_load reads back (protobuf text format, a comment line
+// naming its source first): `cmoe plan --hardware cpu --write-hardware F` measures once.
+std::string hardware_to_text(const Hardware& hw);
+
 // `name`: a built-in name, "cpu" (hardware_measure_cpu), or the path of a description file.
 // world: the job's communicator, for "cpu" (may be null: one process).
 absl::StatusOr<Hardware> hardware_load(const std::string& name, parallel::Communicator* world);
 
 // This machine as one node: the dense matmul peaks (ops::matmul_peak_gflops) and memory
-// bandwidth (ops::memory_bandwidth_gbs) measured with all its cores, its RAM, and mfu 0.6
-// (cmoe's CPU training step reaches 53-66% of the measured peak on cpu-small:
-// docs/benchmarks.md). The link between ranks: when `world` has two or more ranks (started
+// bandwidth (ops::memory_bandwidth_gbs) measured with all its cores, its RAM, and mfu 0.7
+// (cmoe's f32 training step on cpu-small reaches 66-69% of the measured peak with its
+// optimizer and bookkeeping included, docs/benchmarks.md; its forward and backward a little
+// more). The link between ranks: when `world` has two or more ranks (started
 // under mpirun; every rank calls), the send/recv bandwidth between ranks 0 and 1, the bus
 // bandwidth of an all-reduce over the world and the latency of a small all-reduce are
 // measured; on one process the link is estimated as half the memory bandwidth (a
