@@ -24,6 +24,7 @@ namespace cmoe {
 namespace {
 
 constexpr double kGiB = double(int64_t{1} << 30);
+constexpr int64_t kMaxGpus = 65536;  // the planner walks every rank's group at most this wide
 
 std::string gib(double bytes) { return absl::StrFormat("%.2f", bytes / kGiB); }
 
@@ -145,9 +146,12 @@ void print_detail(const LayoutPlan& p) {
               static_cast<long long>(p.tokens_per_step), p.tokens_per_s, 100 * p.mfu, p.flops_per_step * 1e-12);
   for (const RankPlan& r : p.stages) {
     const PlanMemory& m = r.mem;
-    std::printf("  stage %d (layers %d-%d%s%s): memory per rank, GiB\n", r.stage, r.layer_begin, r.layer_end - 1,
+    const double rank_flops = (r.fwd_flops + r.bwd_flops + r.recompute_flops) * double(p.grad_accum);
+    std::printf("  stage %d (layers %d-%d%s%s), per rank:\n", r.stage, r.layer_begin, r.layer_end - 1,
                 r.stage == 0 ? ", embedding" : "", r.stage + 1 == static_cast<int>(p.stages.size()) ? ", head" : "");
-    std::printf("    params %s  grads %s  optimizer %s  master 0 (the f32 params)  router biases %s\n",
+    std::printf("    %.4g TFLOP per rank per step (forward %.4g, backward %.4g, recomputation %.4g per micro-batch)\n",
+                rank_flops * 1e-12, r.fwd_flops * 1e-12, r.bwd_flops * 1e-12, r.recompute_flops * 1e-12);
+    std::printf("    memory, GiB: params %s  grads %s  optimizer %s  master 0 (the f32 params)  router biases %s\n",
                 gib(m.params).c_str(), gib(m.grads).c_str(), gib(m.optimizer).c_str(), gib(m.buffers).c_str());
     std::printf("    activations %s (%s per micro-batch x %lld in flight; worst-case routing %s per micro-batch), "
                 "of which expert dispatch %s (worst %s) per micro-batch\n",
@@ -161,7 +165,7 @@ void print_detail(const LayoutPlan& p) {
     for (const PlanComm& c : r.comm) {
       std::string range = c.bytes_min == c.bytes_max ? "" : absl::StrCat(" (", bytes_str(double(c.bytes_min)), " .. ",
                                                                          bytes_str(double(c.bytes_max)), ")");
-      std::printf("      %-5s %-14s %-34s %6lld calls %10s%s\n", c.group.c_str(), parallel::comm_kind_name(c.kind),
+      std::printf("      %-5s %-14s %-30s %6lld calls %10s%s\n", c.group.c_str(), parallel::comm_kind_name(c.kind),
                   c.what.c_str(), static_cast<long long>(c.calls), bytes_str(double(c.bytes)).c_str(), range.c_str());
     }
   }
@@ -191,12 +195,12 @@ int cmd_plan(int argc, char** argv) {
   };
   PlanOptions opt;
   int64_t v = 0;
-  if (!absl::SimpleAtoi(flags->get("gpus"), &v) || v < 1 || v > (1 << 20)) {
-    return usage_error(absl::StrCat("--gpus ", flags->get("gpus"), ": expected an integer in [1, 1048576]"));
+  if (!absl::SimpleAtoi(flags->get("gpus"), &v) || v < 1 || v > kMaxGpus) {
+    return usage_error(absl::StrCat("--gpus ", flags->get("gpus"), ": expected an integer in [1, ", kMaxGpus, "]"));
   }
   opt.gpus = static_cast<int>(v);
   if (flags->has("gpus-per-node")) {
-    if (!absl::SimpleAtoi(flags->get("gpus-per-node"), &v) || v < 1 || v > (1 << 20)) {
+    if (!absl::SimpleAtoi(flags->get("gpus-per-node"), &v) || v < 1 || v > kMaxGpus) {
       return usage_error(absl::StrCat("--gpus-per-node ", flags->get("gpus-per-node"), ": expected an integer >= 1"));
     }
     opt.gpus_per_node = static_cast<int>(v);
@@ -221,14 +225,14 @@ int cmd_plan(int argc, char** argv) {
     return usage_error(absl::StrCat("--mfu ", flags->get("mfu"), ": expected a fraction in (0, 1]"));
   }
   if (flags->has("layout")) {
-    std::vector<int64_t> l;
-    std::vector<std::string> parts = absl::StrSplit(flags->get("layout"), ',');
+    const std::vector<std::string> parts = absl::StrSplit(flags->get("layout"), ',');
+    int values[3] = {0, 0, 0};
     bool ok = parts.size() == 3;
-    for (const std::string& p : parts) ok = ok && absl::SimpleAtoi(p, &v) && v >= 0 && v <= (1 << 20) && (l.push_back(v), true);
+    for (size_t i = 0; ok && i < 3; ++i) ok = absl::SimpleAtoi(parts[i], &values[i]) && values[i] >= 0;
     if (!ok) return usage_error(absl::StrCat("--layout ", flags->get("layout"), ": expected PP,DP,EP (integers, 0 = any)"));
-    opt.only_pp = static_cast<int>(l[0]);
-    opt.only_dp = static_cast<int>(l[1]);
-    opt.only_ep = static_cast<int>(l[2]);
+    opt.only_pp = values[0];
+    opt.only_dp = values[1];
+    opt.only_ep = values[2];
   }
   int64_t top = 20;
   if (flags->has("top") && (!absl::SimpleAtoi(flags->get("top"), &top) || top < 0)) {

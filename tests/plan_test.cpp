@@ -203,6 +203,12 @@ TEST(Plan, EnumeratesTheLayoutsCmoeCanRun) {
     EXPECT_EQ(p.layout.pp * p.layout.dp, 16);
     EXPECT_EQ(p.global_batch, p.micro_batch * p.layout.dp * p.grad_accum);
     EXPECT_GT(p.time.total, 0);
+    const StepTime& t = p.time;
+    EXPECT_NEAR(t.compute + t.bubble + t.ep_comm + t.pp_comm + t.dp_comm + t.optimizer + t.other, t.total, 1e-12 * t.total);
+    EXPECT_NEAR(p.tokens_per_s * t.total, double(p.tokens_per_step), 1e-6 * p.tokens_per_step);
+    if (p.layout.pp == 1) {
+      EXPECT_EQ(t.bubble, 0);
+    }
   }
   EXPECT_EQ(got, want);
   // Ranked: the fitting ones first, fastest first.

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "moe/params.h"
@@ -213,7 +212,7 @@ std::vector<int64_t> stage_transients(const StageShape& s, const Routing& r, siz
   return t;
 }
 
-void add_comm(std::vector<PlanComm>& out, const char* group, int n, CommKind kind, const char* what, int64_t calls,
+void add_comm(std::vector<PlanComm>& out, const char* group, int n, CommKind kind, const std::string& what, int64_t calls,
               int64_t bytes, int64_t bytes_min, int64_t bytes_max, bool in_micro, bool backward) {
   if (calls == 0) return;
   PlanComm c;
@@ -436,18 +435,23 @@ absl::StatusOr<RankPlan> plan_rank(const config::RunConfig& cfg, int rank) {
     add_exact(c, "dp", dp, CommKind::kAllReduce, "router statistics", 2 * calls, calls * ((E + 2) * kI64 + E * kF32), true);
   }
   if (ep > 1 && moe_sublayers > 0) {
-    const int64_t calls = M * moe_sublayers, K = s.k;
-    add_exact(c, "ep", ep, CommKind::kAllToAll, "token counts", calls, calls * ep * kI64, true);
-    // Forward: expert ids and weights (k per row) and rows to the owners, rows back.
+    const int64_t K = s.k;
+    add_exact(c, "ep", ep, CommKind::kAllToAll, "token counts", M * moe_sublayers, M * moe_sublayers * ep * kI64, true);
+    // Per expert set (Cartesian: A and B of every MoE layer), forward: expert ids, rows and
+    // weights to the owners, rows back; backward: rows, weights (learned routers), rows back.
+    const int64_t calls = M * (moe_sublayers / static_cast<int>(s.v.sets.size()));
     auto rows = [&](const Routing& g, bool bwd) {
       int64_t b = bwd ? g.received * d + g.sent * d : g.sent * K + g.sent * d + g.sent * K + g.received * d;
       if (bwd && s.v.learned_router) b += g.received * K;
       return calls * b * kF32;  // i32 ids are as wide as f32
     };
-    add_comm(c, "ep", ep, CommKind::kAllToAllV, "token rows (forward)", calls * 4, rows(expected, false),
-             rows(least, false), rows(most, false), true, false);
-    add_comm(c, "ep", ep, CommKind::kAllToAllV, "token rows (backward)", calls * (s.v.learned_router ? 3 : 2),
-             rows(expected, true), rows(least, true), rows(most, true), true, true);
+    for (const ExpertSet& set : s.v.sets) {
+      const std::string name = set.name == "moe" ? "" : absl::StrCat(" ", set.name == "moeA" ? "A" : "B");
+      add_comm(c, "ep", ep, CommKind::kAllToAllV, absl::StrCat("token rows", name, " (forward)"), calls * 4, rows(expected, false),
+               rows(least, false), rows(most, false), true, false);
+      add_comm(c, "ep", ep, CommKind::kAllToAllV, absl::StrCat("token rows", name, " (backward)"), calls * (s.v.learned_router ? 3 : 2),
+               rows(expected, true), rows(least, true), rows(most, true), true, true);
+    }
   }
   if (dp > 1 && s.shard.last) add_exact(c, "dp", dp, CommKind::kAllReduce, "token count", M, M * kI64, true);
   if (pp > 1) {
@@ -514,7 +518,8 @@ struct CommTimer {
     const int n = c.group_size;
     if (n <= 1) return 0;
     const double latency = (link.inter ? s.inter_node_latency_us() : s.intra_node_latency_us()) * 1e-6;
-    const double steps = std::max(1.0, std::ceil(std::log2(double(n))));
+    // Collectives take about log2(n) dependent steps; a batch of sends and receives one.
+    const double steps = c.kind == CommKind::kSendRecv ? 1.0 : std::max(1.0, std::ceil(std::log2(double(n))));
     double t = double(c.calls) * latency * steps;
     const double wire = plan_wire_bytes(c.kind, n, double(c.bytes));
     const bool reduction = c.kind == CommKind::kAllReduce || c.kind == CommKind::kReduceScatter;
@@ -577,12 +582,13 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
     StageTime& x = st[s];
     x.fwd = rp.fwd_flops / rank_rate;
     x.bwd = (rp.bwd_flops + rp.recompute_flops) / rank_rate;
+    auto members_of = [&place](const std::string& group) -> const std::vector<int>& {
+      if (group == "dp") return place.dp_group;
+      if (group == "edp") return place.edp_group;
+      if (group == "ep") return place.ep_group;
+      return place.pp_group;
+    };
     for (const PlanComm& c : rp.comm) {
-      const std::vector<int>& members = c.group == "dp" ? place.dp_group
-                                        : c.group == "edp" ? place.edp_group
-                                        : c.group == "ep"  ? place.ep_group
-                                        : c.group == "pp"  ? place.pp_group
-                                                           : std::vector<int>{};
       Link link;
       if (c.group == "world") {
         link.inter = world > per_node;
@@ -593,7 +599,7 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
         for (int q = 0; q + 1 < L.layout.pp; ++q)
           link.inter = link.inter || (q * L.layout.dp) / per_node != ((q + 1) * L.layout.dp) / per_node;
       } else {
-        link = group_link(members, rank0, per_node);
+        link = group_link(members_of(c.group), rank0, per_node);
       }
       const double sec = timer.seconds(c, link) / double(c.in_micro_batch ? M : 1);  // per micro-batch
       if (c.group == "world") world_allreduce = std::max(world_allreduce, sec);
@@ -601,7 +607,6 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
       else if (c.in_micro_batch) (c.backward ? x.ep_b : x.ep_f) += sec;
       else if (c.kind == CommKind::kAllGather) x.gather += sec;
       else x.reduce += sec, x.reduce_last = std::max(x.reduce_last, sec / std::max<int64_t>(1, c.calls));
-      L.wire_bytes_per_step += plan_wire_bytes(c.kind, c.group_size, double(c.bytes)) * (c.group == "world" ? 1 : L.layout.dp);
     }
     // Memory-bound optimizer work: AdamW reads p, g, m, v and writes p, m, v (28 B per updated
     // element); the norm reads every gradient (4 B); the reducer copies gradients into buckets
@@ -643,19 +648,18 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
   // After the pipeline: the gradient reduction (hidden behind the last backward where the
   // hardware overlaps it, except its last bucket), the norm and world all-reduce, AdamW and the
   // ZeRO-1 all-gather; the slowest stage sets the pace.
-  double post_reduce = 0, post_update = 0;
+  double post_reduce = 0;
+  const StageTime* slowest_update = &st[0];
   for (const StageTime& x : st) {
     double exposed = x.reduce;
     if (hw.spec.overlap_grad_reduce()) exposed = std::max(x.reduce_last, x.reduce - x.bwd);
     post_reduce = std::max(post_reduce, exposed);
-    post_update = std::max(post_update, x.opt + x.gather);
+    if (x.opt + x.gather > slowest_update->opt + slowest_update->gather) slowest_update = &x;
   }
-  double gather_max = 0, opt_max = 0;
-  for (const StageTime& x : st) gather_max = std::max(gather_max, x.gather), opt_max = std::max(opt_max, x.opt);
-  T.dp_comm = post_reduce + gather_max;
-  T.optimizer = opt_max;
+  T.dp_comm = post_reduce + slowest_update->gather;
+  T.optimizer = slowest_update->opt;
   T.other = world_allreduce;
-  T.total = T.compute + T.bubble + T.ep_comm + T.pp_comm + post_reduce + post_update + T.other;
+  T.total = T.compute + T.bubble + T.ep_comm + T.pp_comm + T.dp_comm + T.optimizer + T.other;
   L.tokens_per_s = double(L.tokens_per_step) / T.total;
   // MFU as docs/metrics.md defines it: model FLOPs per second over the job's peak.
   const double job_peak = hw.shared_node() ? hw.peak_flops(compute) * std::ceil(double(world) / per_node)

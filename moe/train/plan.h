@@ -114,10 +114,8 @@ struct LayoutPlan {
   double capacity_bytes = 0;     // usable memory per rank
   bool fits = false;             // peak_bytes <= capacity_bytes
   double flops_per_step = 0;     // model FLOPs of all ranks
-  StepTime time;
+  StepTime time;  // the parts add up to time.total
   double tokens_per_s = 0, mfu = 0;
-  // Per kind, bytes per step that cross between ranks, summed over the job (for the summary).
-  double wire_bytes_per_step = 0;
 };
 
 struct PlanOptions {
