@@ -13,6 +13,8 @@ int cmd_preprocess(int argc, char** argv);  // cmoe preprocess --input FILE... -
 int cmd_tokenizer(int argc, char** argv);  // cmoe tokenizer train|encode|decode ...
 // cmoe export --checkpoint DIR [--format safetensors] --out FILE [--dtype f32|bf16]
 int cmd_export(int argc, char** argv);
-int cmd_checkpoint(int argc, char** argv);  // cmoe checkpoint inspect|verify DIR [--json] [--tensors]
+int cmd_checkpoint(int argc, char** argv);
+// cmoe plan --config FILE --gpus N [--gpus-per-node G] [--hardware h100|h200|a100|cpu|FILE] [--json] ...
+int cmd_plan(int argc, char** argv);  // cmoe checkpoint inspect|verify DIR [--json] [--tensors]
 
 }  // namespace cmoe

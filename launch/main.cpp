@@ -50,6 +50,8 @@ constexpr Command kCommands[] = {
     {"export", "--checkpoint DIR --out FILE [--dtype f32|bf16]", "a checkpoint's weights as safetensors, Hugging Face names",
      cmoe::cmd_export},
     {"checkpoint", "inspect|verify|reshard DIR ...", "look inside, verify, or reshard a checkpoint", cmoe::cmd_checkpoint},
+    {"plan", "--config FILE --gpus N [--hardware h100|h200|a100|cpu|FILE] [--json] ...",
+     "memory, communication and step time of every (pp, dp, ep) layout on N devices, ranked", cmoe::cmd_plan},
 };
 
 // Subcommand lines of `cmoe help` (each command also prints its own usage).

@@ -37,6 +37,45 @@ const char* reduce_op_name(ReduceOp op) {
   return "?";
 }
 
+const char* comm_kind_name(CommKind kind) {
+  switch (kind) {
+    case CommKind::kAllReduce: return "all_reduce";
+    case CommKind::kReduceScatter: return "reduce_scatter";
+    case CommKind::kAllGather: return "all_gather";
+    case CommKind::kAllToAll: return "all_to_all";
+    case CommKind::kAllToAllV: return "all_to_all_v";
+    case CommKind::kBroadcast: return "broadcast";
+    case CommKind::kSendRecv: return "send_recv";
+    case CommKind::kBarrier: return "barrier";
+  }
+  return "?";
+}
+
+int64_t CommCounters::total_bytes() const {
+  int64_t t = 0;
+  for (int64_t b : bytes) t += b;
+  return t;
+}
+
+CommCounters& CommCounters::operator+=(const CommCounters& o) {
+  for (int k = 0; k < kNumCommKinds; ++k) calls[k] += o.calls[k], bytes[k] += o.bytes[k];
+  return *this;
+}
+
+CommCounters& CommCounters::operator-=(const CommCounters& o) {
+  for (int k = 0; k < kNumCommKinds; ++k) calls[k] -= o.calls[k], bytes[k] -= o.bytes[k];
+  return *this;
+}
+
+CommCounters Communicator::counters() const {
+  CommCounters c;
+  for (int k = 0; k < kNumCommKinds; ++k) {
+    c.calls[k] = calls_[k].load(std::memory_order_relaxed);
+    c.bytes[k] = bytes_[k].load(std::memory_order_relaxed);
+  }
+  return c;
+}
+
 // ---- CommWork ----
 
 CommWork& CommWork::operator=(CommWork&& o) noexcept {
@@ -69,35 +108,42 @@ absl::Status wait_on(absl::StatusOr<CommWork> w) {
 }
 }  // namespace
 
-// Each blocking operation is a profiler span (core/profiler.h) carrying the bytes this rank
-// sends or contributes, and counts toward the step's communication time.
+// Each blocking operation is counted (count()) and is a profiler span (core/profiler.h)
+// carrying the bytes this rank sends or contributes, and counts toward the step's
+// communication time.
 absl::Status Communicator::all_reduce(const Tensor& buf, ReduceOp op) {
+  count(CommKind::kAllReduce, static_cast<int64_t>(buf.nbytes()));
   prof::Span span("all_reduce", prof::Cat::kComm);
   span.add_work(0, static_cast<double>(buf.nbytes()));
   return wait_on(all_reduce_async(buf, op));
 }
 absl::Status Communicator::reduce_scatter(const Tensor& out, const Tensor& in, ReduceOp op) {
+  count(CommKind::kReduceScatter, static_cast<int64_t>(in.nbytes()));
   prof::Span span("reduce_scatter", prof::Cat::kComm);
   span.add_work(0, static_cast<double>(in.nbytes()));
   return wait_on(reduce_scatter_async(out, in, op));
 }
 absl::Status Communicator::all_gather(const Tensor& out, const Tensor& in) {
+  count(CommKind::kAllGather, static_cast<int64_t>(in.nbytes()));
   prof::Span span("all_gather", prof::Cat::kComm);
   span.add_work(0, static_cast<double>(in.nbytes()));
   return wait_on(all_gather_async(out, in));
 }
 absl::Status Communicator::all_to_all(const Tensor& out, const Tensor& in) {
+  count(CommKind::kAllToAll, static_cast<int64_t>(in.nbytes()));
   prof::Span span("all_to_all", prof::Cat::kComm);
   span.add_work(0, static_cast<double>(in.nbytes()));
   return wait_on(all_to_all_async(out, in));
 }
 absl::Status Communicator::all_to_all_v(const Tensor& out, std::span<const int64_t> recv_rows,
                                         const Tensor& in, std::span<const int64_t> send_rows) {
+  count(CommKind::kAllToAllV, static_cast<int64_t>(in.nbytes()));
   prof::Span span("all_to_all_v", prof::Cat::kComm);
   span.add_work(0, static_cast<double>(in.nbytes()));
   return wait_on(all_to_all_v_async(out, recv_rows, in, send_rows));
 }
 absl::Status Communicator::broadcast(const Tensor& buf, int root) {
+  count(CommKind::kBroadcast, root == rank() ? static_cast<int64_t>(buf.nbytes()) : 0);
   prof::Span span("broadcast", prof::Cat::kComm);
   span.add_work(0, static_cast<double>(buf.nbytes()));
   return wait_on(broadcast_async(buf, root));
@@ -111,12 +157,16 @@ absl::Status Communicator::recv(const Tensor& t, int src, int tag) {
   return batch_p2p({&op, 1});
 }
 absl::Status Communicator::batch_p2p(std::span<const P2POp> ops) {
-  prof::Span span("send_recv", prof::Cat::kComm);
+  int64_t sent = 0;
   for (const P2POp& o : ops)
-    if (o.kind == P2POp::kSend) span.add_work(0, static_cast<double>(o.tensor.nbytes()));
+    if (o.kind == P2POp::kSend) sent += static_cast<int64_t>(o.tensor.nbytes());
+  count(CommKind::kSendRecv, sent);
+  prof::Span span("send_recv", prof::Cat::kComm);
+  span.add_work(0, static_cast<double>(sent));
   return wait_on(batch_p2p_async(ops));
 }
 absl::Status Communicator::barrier() {
+  count(CommKind::kBarrier, 0);
   prof::Span span("barrier", prof::Cat::kComm);
   return wait_on(barrier_async());
 }

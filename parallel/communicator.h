@@ -18,6 +18,8 @@
 // backend prints rank, host, operation, group and elapsed time and aborts the whole job.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -63,6 +65,25 @@ class CommWork {
 
  private:
   std::unique_ptr<CommWorkImpl> impl_;
+};
+
+// The kinds of operation the traffic counters tell apart (Communicator::counters()).
+enum class CommKind { kAllReduce, kReduceScatter, kAllGather, kAllToAll, kAllToAllV, kBroadcast, kSendRecv, kBarrier };
+inline constexpr int kNumCommKinds = 8;
+// "all_reduce", "reduce_scatter", "all_gather", "all_to_all", "all_to_all_v", "broadcast",
+// "send_recv", "barrier": the names metrics.jsonl and `cmoe plan` use.
+const char* comm_kind_name(CommKind kind);
+
+// Per kind: operations this rank posted, and the bytes of data it handed to them — its input
+// buffer: all_reduce buf, reduce_scatter in (group size x the output), all_gather in (its own
+// part), all_to_all and all_to_all_v in (rows addressed to itself included), broadcast buf on
+// the root (0 elsewhere), send_recv the tensors it sends (receives count 0), barrier 0.
+// The bytes that cross between ranks follow from these and the group size (docs/planner.md).
+struct CommCounters {
+  std::array<int64_t, kNumCommKinds> calls{}, bytes{};
+  int64_t total_bytes() const;
+  CommCounters& operator+=(const CommCounters& o);
+  CommCounters& operator-=(const CommCounters& o);
 };
 
 // One half of a point-to-point exchange for batch_p2p: send `tensor` to `peer`, or receive
@@ -132,6 +153,20 @@ class Communicator {
   absl::Status recv(const Tensor& t, int src, int tag = 0);
   absl::Status batch_p2p(std::span<const P2POp> ops);
   absl::Status barrier();
+
+  // --- traffic counters (always on: two relaxed atomic adds per operation) ---
+  // The blocking forms count themselves; a caller of an async form counts what it posts with
+  // count() (GradReducer does), so every operation is counted once.
+  void count(CommKind kind, int64_t bytes) {
+    const auto k = static_cast<size_t>(kind);
+    calls_[k].fetch_add(1, std::memory_order_relaxed);
+    bytes_[k].fetch_add(bytes, std::memory_order_relaxed);
+  }
+  // Totals since this communicator was made (a step's traffic is the difference of two).
+  CommCounters counters() const;
+
+ private:
+  std::array<std::atomic<int64_t>, kNumCommKinds> calls_{}, bytes_{};
 };
 
 // Argument checks shared by all backends (InvalidArgument naming op, group and shapes).

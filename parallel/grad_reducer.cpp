@@ -10,53 +10,79 @@
 
 namespace cmoe::parallel {
 
-GradReducer::GradReducer(std::vector<Param>* params, Communicator* dp, Communicator* edp,
-                         int divisor, int64_t bucket_elems, bool distributed)
-    : params_(params), divisor_(divisor), distributed_(distributed), owned_(params->size(), true),
-      bucket_of_(params->size(), -1) {
+std::vector<GradBucket> grad_bucket_plan(std::span<const int64_t> numel, const std::vector<bool>& expert,
+                                         int dp_size, int edp_size, int64_t bucket_elems, bool distributed) {
+  CMOE_CHECK(numel.size() == expert.size() && dp_size >= 1 && edp_size >= 1, "grad_bucket_plan: ", numel.size(),
+             " sizes, ", expert.size(), " flags, groups ", dp_size, " / ", edp_size);
+  std::vector<GradBucket> buckets;
   // Reverse creation order approximates the order backward completes the gradients (the head
   // first, the embedding last). A bucket holds parameters of one group only.
   int open[2] = {-1, -1};  // the bucket being filled, per group (replicated, expert)
-  for (size_t i = params->size(); i-- > 0;) {
-    const Param& p = (*params)[i];
-    const int g = p.expert ? 1 : 0;
-    const int64_t n = p.var.value().numel();
-    if (open[g] < 0 || buckets_[open[g]].elems + n > bucket_elems) {
-      open[g] = static_cast<int>(buckets_.size());
-      buckets_.emplace_back();
-      buckets_.back().comm = g == 1 ? edp : dp;
+  for (size_t i = numel.size(); i-- > 0;) {
+    const int g = expert[i] ? 1 : 0;
+    if (open[g] < 0 || buckets[open[g]].elems + numel[i] > bucket_elems) {
+      open[g] = static_cast<int>(buckets.size());
+      buckets.emplace_back();
+      buckets.back().expert = g == 1;
     }
-    buckets_[open[g]].params.push_back(i);
-    buckets_[open[g]].elems += n;
-    bucket_of_[i] = open[g];
+    buckets[open[g]].params.push_back(i);
+    buckets[open[g]].elems += numel[i];
   }
-  for (Bucket& b : buckets_) {
-    b.pending = static_cast<int>(b.params.size());
-    const int size = b.comm == nullptr ? 1 : b.comm->size(), me = b.comm == nullptr ? 0 : b.comm->rank();
-    if (!distributed_) continue;
-    // Owners balanced by size (balance_by_size); then the bucket laid out owner by
-    // owner, each owner's chunk padded to the largest.
+  if (!distributed) return buckets;
+  for (GradBucket& b : buckets) {
+    const int size = b.expert ? edp_size : dp_size;
+    // Owners balanced by size (balance_by_size); then the bucket laid out owner by owner, each
+    // owner's chunk padded to the largest.
     std::vector<int64_t> sizes;
-    for (size_t i : b.params) sizes.push_back((*params)[i].var.value().numel());
+    for (size_t i : b.params) sizes.push_back(numel[i]);
     const std::vector<int> owner = balance_by_size(sizes, size);
     std::vector<int64_t> load(static_cast<size_t>(size), 0);
-    for (size_t k = 0; k < b.params.size(); ++k) {
-      load[owner[k]] += sizes[k];
-      owned_[b.params[k]] = owner[k] == me;
-    }
+    for (size_t k = 0; k < b.params.size(); ++k) load[owner[k]] += sizes[k];
     b.chunk = *std::max_element(load.begin(), load.end());
     std::vector<size_t> laid;
+    std::vector<int> laid_owner;
     for (int r = 0; r < size; ++r) {
       int64_t at = static_cast<int64_t>(r) * b.chunk;
       for (size_t k = 0; k < b.params.size(); ++k) {
         if (owner[k] != r) continue;
         laid.push_back(b.params[k]);
+        laid_owner.push_back(r);
         b.offset.push_back(at);
         at += sizes[k];
       }
     }
-    b.params = laid;
+    b.params = std::move(laid);
+    b.owner = std::move(laid_owner);
     b.elems = b.chunk * size;
+  }
+  return buckets;
+}
+
+GradReducer::GradReducer(std::vector<Param>* params, Communicator* dp, Communicator* edp,
+                         int divisor, int64_t bucket_elems, bool distributed)
+    : params_(params), divisor_(divisor), distributed_(distributed), owned_(params->size(), true),
+      bucket_of_(params->size(), -1) {
+  std::vector<int64_t> numel;
+  std::vector<bool> expert;
+  for (const Param& p : *params) {
+    numel.push_back(p.var.value().numel());
+    expert.push_back(p.expert);
+  }
+  auto size_of = [](const Communicator* c) { return c == nullptr ? 1 : c->size(); };
+  for (GradBucket& plan : grad_bucket_plan(numel, expert, size_of(dp), size_of(edp), bucket_elems, distributed)) {
+    Bucket b;
+    b.comm = plan.expert ? edp : dp;
+    const int me = b.comm == nullptr ? 0 : b.comm->rank();
+    for (size_t k = 0; k < plan.params.size(); ++k) {
+      bucket_of_[plan.params[k]] = static_cast<int>(buckets_.size());
+      if (distributed_) owned_[plan.params[k]] = plan.owner[k] == me;
+    }
+    b.params = std::move(plan.params);
+    b.offset = std::move(plan.offset);
+    b.elems = plan.elems;
+    b.chunk = plan.chunk;
+    b.pending = static_cast<int>(b.params.size());
+    buckets_.push_back(std::move(b));
   }
 }
 
@@ -132,6 +158,7 @@ absl::Status GradReducer::launch(Bucket& b) {
       return absl::OkStatus();
     }
     b.out = Tensor::empty({b.chunk}, DType::kF32);  // this rank's chunk of the sum
+    b.comm->count(CommKind::kReduceScatter, static_cast<int64_t>(b.buf.nbytes()));
     CMOE_ASSIGN_OR_RETURN(b.work, b.comm->reduce_scatter_async(b.out, b.buf, ReduceOp::kSum));
     return absl::OkStatus();
   }
@@ -145,6 +172,7 @@ absl::Status GradReducer::launch(Bucket& b) {
     dst += n;
   }
   if (b.comm == nullptr || b.comm->size() == 1) return absl::OkStatus();
+  b.comm->count(CommKind::kAllReduce, static_cast<int64_t>(b.buf.nbytes()));
   CMOE_ASSIGN_OR_RETURN(b.work, b.comm->all_reduce_async(b.buf, ReduceOp::kSum));
   return absl::OkStatus();
 }
@@ -222,6 +250,7 @@ absl::Status GradReducer::gather_params() {
       }
     }
     bufs[bi] = Tensor::empty({b.elems}, DType::kF32, dev);
+    b.comm->count(CommKind::kAllGather, static_cast<int64_t>(mine.nbytes()));
     CMOE_ASSIGN_OR_RETURN(works[bi], b.comm->all_gather_async(bufs[bi], mine));
   }
   for (size_t bi = 0; bi < buckets_.size(); ++bi) {

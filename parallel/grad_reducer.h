@@ -10,12 +10,35 @@
 #pragma once
 
 #include <functional>
+#include <span>
 #include <vector>
 
 #include "autograd/param.h"
 #include "parallel/communicator.h"
 
 namespace cmoe::parallel {
+
+// The bucket layout GradReducer uses, as a pure function of the parameters' sizes, so it can
+// be computed without communicators (`cmoe plan` predicts the reducer's traffic and ZeRO-1's
+// per-rank optimizer state from it).
+//
+// Parameters are taken in reverse order (the order backward completes their gradients, head
+// first), each group (replicated / expert slice) filling its own open bucket until the next
+// parameter would pass bucket_elems. Distributed (ZeRO-1): within a bucket, owners by
+// balance_by_size over the group's ranks, the bucket laid out owner by owner, each owner's
+// chunk padded to the largest.
+struct GradBucket {
+  bool expert = false;          // the expert-data-parallel group's bucket (else data-parallel)
+  std::vector<size_t> params;   // parameter indices (distributed: owner by owner)
+  std::vector<int64_t> offset;  // distributed: offset of each parameter in the bucket
+  std::vector<int> owner;       // distributed: the owning group rank of each parameter
+  int64_t elems = 0;            // f32 elements of the bucket buffer (distributed: chunk * size)
+  int64_t chunk = 0;            // distributed: padded elements per group rank
+};
+// numel[i], expert[i]: parameter i's element count and whether it is an expert slice;
+// dp_size / edp_size: the group sizes the buckets are laid out for (ownership needs them).
+std::vector<GradBucket> grad_bucket_plan(std::span<const int64_t> numel, const std::vector<bool>& expert,
+                                         int dp_size, int edp_size, int64_t bucket_elems, bool distributed);
 
 class GradReducer {
  public:

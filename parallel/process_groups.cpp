@@ -85,6 +85,13 @@ absl::StatusOr<std::unique_ptr<Communicator>> split_into(Communicator& world,
 }
 }  // namespace
 
+CommCounters process_groups_counters(const ProcessGroups& g) {
+  CommCounters c;
+  for (const std::unique_ptr<Communicator>* comm : {&g.world, &g.dp, &g.pp, &g.ep, &g.edp})
+    if (*comm != nullptr) c += (*comm)->counters();
+  return c;
+}
+
 absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> world,
                                                   const ParallelLayout& layout) {
   CMOE_CHECK(world != nullptr, "make_process_groups: no world communicator");

@@ -74,6 +74,9 @@ struct ProcessGroups {
   std::unique_ptr<Communicator> data_world;  // null: the groups are splits of world
 };
 
+// This rank's traffic counters summed over its five communicators (world, dp, pp, ep, edp).
+CommCounters process_groups_counters(const ProcessGroups& g);
+
 // Collective over `world`: validates the layout against world->size() and splits.
 absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> world,
                                                   const ParallelLayout& layout);

@@ -121,6 +121,10 @@ TEST(Metrics, OneJsonObjectPerLineWithTheDocumentedFields) {
     rr.counts = {1, 3};
     rr.pairs = 4;
     r.routers = {rr};
+    r.comm.calls[static_cast<size_t>(parallel::CommKind::kAllReduce)] = 3;
+    r.comm.bytes[static_cast<size_t>(parallel::CommKind::kAllReduce)] = 1200;
+    r.comm.calls[static_cast<size_t>(parallel::CommKind::kSendRecv)] = 2;
+    r.comm.bytes[static_cast<size_t>(parallel::CommKind::kSendRecv)] = 64;
     w->step(r, 0, 10);
     EvalResult ev;
     ev.loss = 4.5;
@@ -142,6 +146,17 @@ TEST(Metrics, OneJsonObjectPerLineWithTheDocumentedFields) {
   ASSERT_NE(load, nullptr);
   EXPECT_DOUBLE_EQ(load->find("max_over_mean")->as_double(), 1.5);  // max 3 / mean 2
   EXPECT_DOUBLE_EQ(load->find("cv")->as_double(), 0.5);             // std 1 / mean 2
+  // The step's traffic per kind of operation: every kind present, in both objects.
+  for (const char* obj : {"comm_calls", "comm_bytes"}) {
+    const json::Value* c = s.find(obj);
+    ASSERT_NE(c, nullptr) << obj;
+    EXPECT_EQ(c->as_object().size(), static_cast<size_t>(parallel::kNumCommKinds)) << obj;
+  }
+  EXPECT_EQ(s.find("comm_calls")->find("all_reduce")->as_int(), 3);
+  EXPECT_EQ(s.find("comm_bytes")->find("all_reduce")->as_int(), 1200);
+  EXPECT_EQ(s.find("comm_calls")->find("send_recv")->as_int(), 2);
+  EXPECT_EQ(s.find("comm_bytes")->find("send_recv")->as_int(), 64);
+  EXPECT_EQ(s.find("comm_bytes")->find("all_to_all_v")->as_int(), 0);
   EXPECT_DOUBLE_EQ(lines[1].find("val_loss")->as_double(), 4.5);
   EXPECT_EQ(lines[1].find("val_tokens")->as_int(), 77);
   EXPECT_DOUBLE_EQ(lines[2].find("ckpt_s")->as_double(), 0.25);

@@ -128,6 +128,16 @@ void MetricsWriter::step(const StepRecord& r, int64_t first_step, int64_t end_st
   j.set("step_s", fixed(r.seconds, "%.4f"));
   if (r.peak_device_mb >= 0) j.set("peak_device_mb", fixed(r.peak_device_mb, "%.1f"));
   j.set("expert_load", std::move(load));
+  // World rank 0's traffic of the step per kind of operation (bytes as parallel::CommCounters
+  // defines them; docs/metrics.md).
+  json::Value calls = json::Value::object(), bytes = json::Value::object();
+  for (int k = 0; k < parallel::kNumCommKinds; ++k) {
+    const char* name = parallel::comm_kind_name(static_cast<parallel::CommKind>(k));
+    calls.set(name, json::Value::integer(r.comm.calls[k]));
+    bytes.set(name, json::Value::integer(r.comm.bytes[k]));
+  }
+  j.set("comm_calls", std::move(calls));
+  j.set("comm_bytes", std::move(bytes));
   out_ << json::serialize_line(j) << '\n';
   if (r.step % log_interval_ != 0 && r.step != end_step && r.step != first_step + 1) return;
   out_.flush();

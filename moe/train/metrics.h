@@ -38,6 +38,9 @@ struct StepRecord {
   double seconds = 0;     // wall time of the step
   std::vector<RouterReport> routers;
   double peak_device_mb = -1;  // this rank's peak device memory in the step (MiB); < 0: CPU run
+  // This rank's communication in the step, per kind (parallel::CommCounters; zero on one
+  // process). metrics.jsonl reports world rank 0's.
+  parallel::CommCounters comm;
 };
 
 struct EvalResult {

@@ -118,10 +118,14 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   const auto& t = cfg_.train();
   const int64_t M = t.grad_accum();
   const bool last_stage = groups_ == nullptr || groups_->place.pp_rank == groups_->layout.pp - 1;
+  const parallel::CommCounters comm0 = groups_ ? parallel::process_groups_counters(*groups_) : parallel::CommCounters{};
   double loss_sum = 0, aux_sum = 0;
   int64_t tokens = 0;
   std::vector<RouterReport> reports;
   CMOE_RETURN_IF_ERROR(micro_batches(loss_sum, aux_sum, tokens, reports));
+  grad_bytes_ = 0;
+  for (const Param& p : model_.params())
+    if (p.var.grad().defined()) grad_bytes_ += static_cast<int64_t>(p.var.grad().nbytes());
   if (reducer_) {
     prof::Span span("grad_reduce", prof::Cat::kPhase);
     CMOE_RETURN_IF_ERROR(reducer_->finish());
@@ -194,6 +198,10 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   r.grad_norm = grad_norm;
   r.tokens = tokens;
   r.routers = std::move(reports);
+  if (groups_ != nullptr) {
+    r.comm = parallel::process_groups_counters(*groups_);
+    r.comm -= comm0;
+  }
   if (!dev.is_cpu()) cuda::synchronize(dev);  // the step's time includes its queued kernels
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!dev.is_cpu()) r.peak_device_mb = static_cast<double>(allocator_for(dev.type).peak_bytes()) / (1 << 20);

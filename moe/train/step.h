@@ -48,6 +48,9 @@ class TrainStep {
 
   // "data parallel: N gradient buckets, ..." after the first step, or "" without dp.
   std::string describe() const;
+  // Bytes of the parameters' gradients when the last step's backward passes ended (before
+  // the reduction), for checks of memory plans (moe/train/plan.h).
+  int64_t last_grad_bytes() const { return grad_bytes_; }
 
  private:
   absl::Status micro_batches(double& loss_sum, double& aux_sum, int64_t& tokens, std::vector<RouterReport>& reports);
@@ -62,6 +65,7 @@ class TrainStep {
   int dp_ = 1, ep_ = 1;
   bool zero1_ = false;
   std::unique_ptr<parallel::GradReducer> reducer_;
+  int64_t grad_bytes_ = 0;
 };
 
 }  // namespace cmoe

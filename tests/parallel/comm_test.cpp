@@ -315,6 +315,51 @@ TEST(Comm, ProcessGroupsRejectMismatchedWorld) {
       << g.status();
 }
 
+// The traffic counters: one call per operation and the bytes of the data this rank hands to it
+// (communicator.h), counted on a fresh split so earlier tests do not show; the async form is
+// not counted by itself.
+TEST(Comm, CountersCountCallsAndHandedBytesPerKind) {
+  auto c = g_world->split(0, rank(), "counted");
+  ASSERT_TRUE(c.ok());
+  Communicator& g = **c;
+  const int n = size(), r = rank();
+  Tensor a = Tensor::full({10}, 1.0f);
+  ASSERT_TRUE(g.all_reduce(a).ok());
+  Tensor rs_in = Tensor::full({3 * n}, 1.0f), rs_out = Tensor::empty({3}, DType::kF32);
+  ASSERT_TRUE(g.reduce_scatter(rs_out, rs_in).ok());
+  Tensor ag_in = Tensor::full({5}, 1.0f), ag_out = Tensor::empty({5 * n}, DType::kF32);
+  ASSERT_TRUE(g.all_gather(ag_out, ag_in).ok());
+  Tensor a2a_in = Tensor::zeros({2 * n}, DType::kI64), a2a_out = Tensor::zeros({2 * n}, DType::kI64);
+  ASSERT_TRUE(g.all_to_all(a2a_out, a2a_in).ok());
+  std::vector<int64_t> counts(n, 1);
+  Tensor v_in = Tensor::full({n, 4}, 1.0f), v_out = Tensor::empty({n, 4}, DType::kF32);
+  ASSERT_TRUE(g.all_to_all_v(v_out, counts, v_in, counts).ok());
+  Tensor b = Tensor::full({6}, 1.0f);
+  ASSERT_TRUE(g.broadcast(b, 0).ok());
+  // A ring: each rank sends 7 floats to the next and receives from the previous.
+  Tensor s = Tensor::full({7}, 1.0f), rcv = Tensor::empty({7}, DType::kF32);
+  P2POp ops[2] = {{P2POp::kSend, s, (r + 1) % n, 3}, {P2POp::kRecv, rcv, (r + n - 1) % n, 3}};
+  ASSERT_TRUE(g.batch_p2p(ops).ok());
+  ASSERT_TRUE(g.barrier().ok());
+  auto w = g.all_reduce_async(a, ReduceOp::kSum);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(w->wait().ok());
+  const CommCounters got = g.counters();
+  const int64_t want_bytes[kNumCommKinds] = {40, 12 * n, 20, 16 * n, 16 * n, r == 0 ? 24 : 0, 28, 0};
+  int64_t bad = 0;
+  for (int k = 0; k < kNumCommKinds; ++k) {
+    if (got.calls[k] != 1 || got.bytes[k] != want_bytes[k]) {
+      ++bad;
+      std::fprintf(stderr, "[rank %d] %s: %lld calls, %lld bytes; want 1, %lld\n", r,
+                   comm_kind_name(static_cast<CommKind>(k)), static_cast<long long>(got.calls[k]),
+                   static_cast<long long>(got.bytes[k]), static_cast<long long>(want_bytes[k]));
+    }
+  }
+  g.count(CommKind::kAllReduce, 40);  // what a caller of the async form adds
+  bad += g.counters().calls[0] != 2 || g.counters().bytes[0] != 80;
+  expect_no_errors_anywhere(bad, "traffic counters");
+}
+
 }  // namespace
 }  // namespace cmoe::parallel
 
