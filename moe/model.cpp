@@ -41,6 +41,24 @@ Model::Layer Model::hooked(const Layer& L) const {
   return H;
 }
 
+CoUsage Model::co_usage_of(const std::string& router_a, const std::string& router_b, const Tensor& idx_a,
+                           const Tensor& idx_b) const {
+  const int64_t N = idx_a.dim(0), ka = idx_a.dim(1), kb = idx_b.dim(1), E = router_opt_.num_experts;
+  CMOE_CHECK(idx_b.dim(0) == N, "co-usage: ", N, " and ", idx_b.dim(0), " tokens");
+  CoUsage c;
+  c.layer = router_a.substr(0, router_a.rfind('.'));
+  c.router_a = router_a;
+  c.router_b = router_b;
+  c.experts_a = c.experts_b = E;
+  c.counts.assign(E * E, 0);
+  const int32_t *A = idx_a.data<int32_t>(), *B = idx_b.data<int32_t>();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < ka; ++i)
+      for (int64_t j = 0; j < kb; ++j)
+        if (A[n * ka + i] >= 0 && B[n * kb + j] >= 0) ++c.counts[A[n * ka + i] * E + B[n * kb + j]];
+  return c;
+}
+
 Model::Model(const config::ModelConfig& cfg, uint64_t seed, const ModelShard& shard, bool init)
     : cfg_(cfg), variant_(resolve_variant(cfg)), shard_(shard), init_(init) {
   if (shard_.layer_end < 0) shard_.layer_end = cfg.n_layers();
@@ -148,13 +166,14 @@ ag::Var Model::attention_block(Layer L, const ag::Var& x, int64_t B, int64_t T, 
 }
 
 ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& ids, const ForwardOptions& opt,
-                            ForwardResult& res, ag::Var& aux) {
+                            ForwardResult& res, ag::Var& aux, Tensor& indices) {
   const int64_t N = u.value().dim(0);
   RouterOptions ro = router_opt_;
   ro.disable_top1 = opt.disable_top1 && ro.kind != RouterKind::kHash;
   Tensor bias = S.bias_index >= 0 ? biases_[S.bias_index].var.value() : Tensor();
   ro.stats_group = ctx_.dp;
   RouterOutput r = route(u, S.router, ids, ro, bias);
+  indices = r.indices;
   const bool ep = ctx_.ep != nullptr && ctx_.ep->size() > 1;
 
   RouterReport rep;
@@ -234,10 +253,13 @@ ForwardResult Model::forward_stage(const Tensor& ids, const ag::Var& x_in, const
     // Expert sets in order, each adding to the residual stream; a set with its own norm
     // (Cartesian B) reads RMSNorm_B of the stream so far, the others the post-attention norm.
     x = h;
-    for (const SubLayer& S : L.moe) {
+    std::vector<Tensor> choices(L.moe.size());
+    for (size_t i = 0; i < L.moe.size(); ++i) {
+      const SubLayer& S = L.moe[i];
       ag::Var in = S.own_norm ? ag::rmsnorm(x, L.ln_b, cfg_.norm_eps()) : u;
-      x = ag::add(x, moe_sublayer(S, in, flat_ids, opt, res, aux));
+      x = ag::add(x, moe_sublayer(S, in, flat_ids, opt, res, aux, choices[i]));
     }
+    if (L.moe.size() == 2) res.co_usage.push_back(co_usage_of(L.moe[0].name, L.moe[1].name, choices[0], choices[1]));
   }
   if (aux.defined()) res.aux = aux.value().data<float>()[0];
   if (!shard_.last) {

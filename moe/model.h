@@ -61,6 +61,16 @@ struct RouterReport {
   double aux = 0;                // unscaled balance term (1.0 = balanced)
 };
 
+// A Cartesian layer's co-usage on this rank: counts[a * experts_b + b] = (token, a, b) triples
+// with a among the token's A choices and b among its B choices (k_A * k_B pairs per token).
+// Local to this rank's tokens (not summed over data parallelism, unlike RouterReport::counts).
+struct CoUsage {
+  std::string layer;           // "layers.0"
+  std::string router_a, router_b;  // "layers.0.moeA", "layers.0.moeB"
+  int64_t experts_a = 0, experts_b = 0;
+  std::vector<int64_t> counts;  // (experts_a * experts_b), row-major
+};
+
 // With data parallelism (ParallelContext::dp of size R), each rank's loss is R times its share
 // of the global micro-batch's loss, so averaging gradients over dp gives the global gradient:
 // CE = R * sum_local ce / global_tokens; ce below is the share sum_local ce / global_tokens
@@ -73,6 +83,7 @@ struct ForwardResult {
   int64_t global_tokens = 0;  // ... in the micro-batch over the data-parallel group
   double aux = 0;     // this rank's scaled balance losses (means over its own tokens)
   std::vector<RouterReport> routers;
+  std::vector<CoUsage> co_usage;  // one per Cartesian layer of this stage
 };
 
 class Model {
@@ -122,9 +133,13 @@ class Model {
   // The forward pass's handle on a parameter: the leaf itself, or its grad-ready hook node.
   ag::Var P(const ag::Var& leaf) const;
   Layer hooked(const Layer& L) const;
+  // A Cartesian layer's co-usage from its two routers' (N, k) choices.
+  CoUsage co_usage_of(const std::string& router_a, const std::string& router_b, const Tensor& idx_a,
+                      const Tensor& idx_b) const;
   ag::Var attention_block(Layer L, const ag::Var& x, int64_t B, int64_t T, const ForwardOptions& opt);
+  // indices receives the router's (N, k) choices (-1 = none).
   ag::Var moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& ids, const ForwardOptions& opt,
-                       ForwardResult& res, ag::Var& aux);
+                       ForwardResult& res, ag::Var& aux, Tensor& indices);
 
   config::ModelConfig cfg_;
   MoeVariant variant_;

@@ -91,6 +91,8 @@ absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> 
   ProcessGroups g;
   g.layout = layout;
   CMOE_ASSIGN_OR_RETURN(g.place, place_rank(layout, world->size(), world->rank()));
+  g.comm_clock = std::make_shared<CommClock>();
+  world = make_timed_communicator(std::move(world), g.comm_clock);
   const int me = world->rank();
   CMOE_ASSIGN_OR_RETURN(g.dp, split_into(*world, g.place.dp_group, me, "dp"));
   CMOE_ASSIGN_OR_RETURN(g.pp, split_into(*world, g.place.pp_group, me, "pp"));

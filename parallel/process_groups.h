@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "parallel/timed_communicator.h"
 
 namespace cmoe::parallel {
 
@@ -63,14 +64,17 @@ int expert_owner(int64_t n_experts, int ep, int64_t e);
 std::vector<int> balance_by_size(std::span<const int64_t> sizes, int n);
 
 // The communicators of one rank. Each group communicator is a split of `world`, named
-// "dp", "pp", "ep" and "edp" in messages.
+// "dp", "pp", "ep" and "edp" in messages. All of them are timed into comm_clock: the seconds
+// this rank has spent in communication calls (parallel/timed_communicator.h).
 struct ProcessGroups {
   ParallelLayout layout;
   RankPlacement place;
   std::unique_ptr<Communicator> world, dp, pp, ep, edp;
+  std::shared_ptr<CommClock> comm_clock;
 };
 
-// Collective over `world`: validates the layout against world->size() and splits.
+// Collective over `world`: validates the layout against world->size(), wraps it in a timed
+// communicator and splits.
 absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> world,
                                                   const ParallelLayout& layout);
 

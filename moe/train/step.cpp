@@ -28,7 +28,9 @@ absl::Status world_sum(parallel::ProcessGroups* g, std::vector<float>& v) {
 TrainStep::TrainStep(const config::RunConfig& cfg, Model& model, AdamW& opt, parallel::ProcessGroups* groups,
                      BatchFn next, std::function<bool()> stop_requested)
     : cfg_(cfg), model_(model), opt_(opt), groups_(groups != nullptr && groups->world->size() > 1 ? groups : nullptr),
-      next_(std::move(next)), stop_requested_(std::move(stop_requested)) {
+      next_(std::move(next)), stop_requested_(std::move(stop_requested)),
+      routing_(cfg.train().routing_stats_interval() > 0 ? cfg.train().routing_stats_interval()
+                                                         : cfg.train().log_interval()) {
   fopt_.compute_dtype = compute_dtype(cfg.train());
   fopt_.recompute_attention = cfg.train().recompute();
   if (groups_ != nullptr) {
@@ -52,7 +54,8 @@ std::string TrainStep::describe() const {
 }
 
 absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t& tokens,
-                                      std::vector<RouterReport>& reports) {
+                                      std::vector<RouterReport>& reports, std::vector<CoUsage>& co_usage,
+                                      double& data_s) {
   const auto& t = cfg_.train();
   const int64_t M = t.grad_accum();
   const int stages = groups_ ? groups_->layout.pp : 1, stage = groups_ ? groups_->place.pp_rank : 0;
@@ -66,7 +69,9 @@ absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t
   std::map<int64_t, InFlight> inflight;
   parallel::PipelineStageFns fns;
   fns.forward = [&](int64_t micro, const Tensor& input) -> absl::StatusOr<Tensor> {
+    const auto td = std::chrono::steady_clock::now();
     CMOE_ASSIGN_OR_RETURN(Batch batch, next_());
+    data_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - td).count();
     InFlight& it = inflight[micro];
     if (!first) it.input = ag::Var(input, true);
     ForwardOptions o = fopt_;
@@ -76,6 +81,7 @@ absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t
     aux_sum += it.f.aux;
     tokens += batch.ids.numel();
     reports.insert(reports.end(), it.f.routers.begin(), it.f.routers.end());
+    merge_co_usage(co_usage, it.f.co_usage);
     return last ? Tensor() : it.f.hidden.value();
   };
   fns.backward = [&](int64_t micro, const Tensor& grad_output) -> absl::StatusOr<Tensor> {
@@ -103,13 +109,15 @@ absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t
 
 absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   const auto t0 = std::chrono::steady_clock::now();
+  const double comm0 = groups_ != nullptr ? groups_->comm_clock->seconds() : 0.0;
   const auto& t = cfg_.train();
   const int64_t M = t.grad_accum();
   const bool last_stage = groups_ == nullptr || groups_->place.pp_rank == groups_->layout.pp - 1;
-  double loss_sum = 0, aux_sum = 0;
+  double loss_sum = 0, aux_sum = 0, data_s = 0;
   int64_t tokens = 0;
   std::vector<RouterReport> reports;
-  CMOE_RETURN_IF_ERROR(micro_batches(loss_sum, aux_sum, tokens, reports));
+  std::vector<CoUsage> co_usage;
+  CMOE_RETURN_IF_ERROR(micro_batches(loss_sum, aux_sum, tokens, reports, co_usage, data_s));
   if (reducer_) CMOE_RETURN_IF_ERROR(reducer_->finish());
 
   // Global gradient norm: a replicated parameter counted once over its dp copies, an expert
@@ -147,7 +155,16 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   reports = merge_reports(reports);
   if (cfg_.model().moe().aux_free_bias()) model_.update_router_biases(reports, cfg_.model().moe().aux_free_bias_rate());
 
+  // Reporting only (no value above depends on it): the interval's routing statistics, and
+  // every stage's reports on pp rank 0.
   StepRecord& r = res.record;
+  const int64_t end = t.exit_at_step() > 0 ? t.exit_at_step() : t.steps();
+  routing_.add(step + 1, reports, co_usage);
+  if (routing_.due(step + 1, step + 1 == end || res.stop)) {
+    CMOE_ASSIGN_OR_RETURN(r.routing, routing_.take(groups_ ? groups_->dp.get() : nullptr));
+  }
+  if (groups_ != nullptr) CMOE_RETURN_IF_ERROR(gather_stage_routing(groups_->pp.get(), reports, &r.routing));
+
   r.step = step + 1;
   r.loss = loss_sum / M;
   r.aux = aux_sum / M;
@@ -155,6 +172,8 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   r.grad_norm = grad_norm;
   r.tokens = tokens;
   r.routers = std::move(reports);
+  r.data_s = data_s;
+  r.comm_s = groups_ != nullptr ? groups_->comm_clock->seconds() - comm0 : 0.0;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;
 }

@@ -9,6 +9,10 @@
 //   aux-loss-free router biases from the step's expert loads
 // The loss, balance losses, norm and the stop flag are reduced over the world, so every rank
 // returns the same record. A non-finite norm stops before the update.
+// Reporting: with pipeline stages the routers' reports of every stage are gathered to pp rank
+// 0 (so world rank 0 reports them all); every train.routing_stats_interval steps, and after the
+// last step, the interval's per-expert counts and co-usage (moe/train/routing_stats.h). The
+// record's data and communication waits are this rank's own.
 #pragma once
 
 #include <functional>
@@ -20,6 +24,7 @@
 #include "moe/train/config.h"
 #include "moe/train/metrics.h"
 #include "moe/train/optimizer.h"
+#include "moe/train/routing_stats.h"
 #include "parallel/grad_reducer.h"
 #include "parallel/process_groups.h"
 
@@ -50,7 +55,8 @@ class TrainStep {
   std::string describe() const;
 
  private:
-  absl::Status micro_batches(double& loss_sum, double& aux_sum, int64_t& tokens, std::vector<RouterReport>& reports);
+  absl::Status micro_batches(double& loss_sum, double& aux_sum, int64_t& tokens, std::vector<RouterReport>& reports,
+                             std::vector<CoUsage>& co_usage, double& data_s);
 
   const config::RunConfig& cfg_;
   Model& model_;
@@ -62,6 +68,7 @@ class TrainStep {
   int dp_ = 1, ep_ = 1;
   bool zero1_ = false;
   std::unique_ptr<parallel::GradReducer> reducer_;
+  RoutingStats routing_;
 };
 
 }  // namespace cmoe

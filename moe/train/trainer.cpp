@@ -175,7 +175,7 @@ absl::Status train_run(const config::RunConfig& cfg, const std::string& run_dir,
   const int world_size = groups != nullptr ? groups->world->size() : 1;
   auto metrics = MetricsWriter::open(run_dir, job.rank0, model.flops_per_token(),
                                      ops::matmul_peak_gflops(compute_dtype(t)) * 1e9, world_size, t.steps(),
-                                     t.log_interval());
+                                     t.log_interval(), t.tensorboard());
   if (!metrics.ok()) return fail(metrics.status());
   TrainStateSaver saver(ckpt_root, cfg, groups);
   CheckpointPolicy checkpoints(cfg.checkpoint(), saver, job.rank0, [&](int64_t s) {
