@@ -57,10 +57,13 @@ std::string png_encode_rgb(int width, int height, const std::vector<uint8_t>& rg
 
 std::array<uint8_t, 3> colormap_rgb(double t) {
   // Anchors of viridis at t = 0, 1/4, 1/2, 3/4, 1; luminance (0.299 R + 0.587 G + 0.114 B)
-  // rises from anchor to anchor, and linear interpolation keeps it rising in between.
+  // rises from anchor to anchor, and linear interpolation keeps it rising in between. t is
+  // quantised to kLevels levels first: a level's luminance is at least 3 above the previous
+  // one's, more than rounding each channel to a byte can take away (at most 0.5 per unit weight).
   static constexpr double kAnchors[5][3] = {{68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
+  constexpr int kLevels = 64;
   t = std::clamp(std::isfinite(t) ? t : 0.0, 0.0, 1.0);
-  const double x = t * 4;
+  const double x = std::round(t * (kLevels - 1)) / (kLevels - 1) * 4;
   const int i = std::min(3, static_cast<int>(x));
   const double f = x - i;
   std::array<uint8_t, 3> c{};

@@ -18,8 +18,8 @@ namespace cmoe {
 // rgb: (height, width, 3) bytes, row-major. Returns the PNG file's bytes.
 std::string png_encode_rgb(int width, int height, const std::vector<uint8_t>& rgb);
 
-// A perceptually ordered colour map (viridis-like, dark purple -> yellow) whose luminance
-// increases strictly with t; t in [0, 1] (clamped).
+// A perceptually ordered colour map (viridis-like, dark purple -> yellow) of 64 levels whose
+// luminance never decreases with t (and rises from level to level); t in [0, 1] (clamped).
 std::array<uint8_t, 3> colormap_rgb(double t);
 
 // A heatmap of a (rows, cols) matrix: cell (i, j) is a cell x cell square of colour
