@@ -122,10 +122,11 @@ def layout_name(l):
 
 
 def plan_runs(study, out):
+    """Seed-major order, so a study stopped early has every variant of its first seeds."""
     runs = []
-    for v in study["variants"]:
-        for seed in study["seeds"]:
-            for l in study["layouts"]:
+    for seed in study["seeds"]:
+        for l in study["layouts"]:
+            for v in study["variants"]:
                 d = os.path.join(out, "runs", v["name"], f"seed{seed}", layout_name(l))
                 sets = [*v["set"], *study["set"], f"train.seed={seed}", f"parallel.pp={l['pp']}",
                         f"parallel.dp={l['dp']}", f"parallel.ep={l['ep']}"]
