@@ -2,7 +2,7 @@
 // train_run and eval_checkpoint (moe/train/trainer.h).
 //
 //   cmoe train --config F --run-dir D [--set k=v]... [--resume CKPT_DIR]
-//   cmoe eval  --config F --checkpoint CKPT_DIR [--set k=v]... [--disable-top1] [--json]
+//   cmoe eval  --config F --checkpoint CKPT_DIR [--set k=v]... [--disable-top1] [--disable-top1-set SET] [--json]
 // A run directory holds config.textproto (the resolved config), metrics.jsonl and
 // checkpoints/ (step_NNNNNNNN/ directories and a `latest` pointer). `train` on a run directory
 // that has checkpoints resumes from latest, and says so.
@@ -34,13 +34,16 @@ int cmd_eval(int argc, char** argv) {
   CommandSpec spec{"eval", config_flags(), {"config", "checkpoint"}};
   spec.flags.push_back({"checkpoint", true, false, "checkpoint directory (step_NNNNNNNN) or a run's checkpoints/ root"});
   spec.flags.push_back({"disable-top1", false, false, "exclude each token's top-1 expert in every router (robustness test)"});
+  spec.flags.push_back({"disable-top1-set", true, false,
+                        "with --disable-top1 implied: only in the routers of this expert set (moe, moeA, moeB)"});
   spec.flags.push_back({"json", false, false, "print JSON"});
   auto flags = parse_command_line(spec, argc, argv, 2);
   if (!flags) return kExitUsage;
   auto cfg = config_load(flags->get("config"), flags->all("set"));
   if (!cfg.ok()) return command_failed("eval", cfg.status());
-  const bool disable_top1 = flags->has("disable-top1");
-  auto ev = eval_checkpoint(*cfg, flags->get("checkpoint"), disable_top1);
+  const std::string only = flags->has("disable-top1-set") ? flags->get("disable-top1-set") : "";
+  const bool disable_top1 = flags->has("disable-top1") || !only.empty();
+  auto ev = eval_checkpoint(*cfg, flags->get("checkpoint"), disable_top1, only);
   if (!ev.ok()) return command_failed("eval", ev.status());
   if (flags->has("json")) {
     json::Value j = json::Value::object();
@@ -50,10 +53,11 @@ int cmd_eval(int argc, char** argv) {
     j.set("val_ppl", json::Value::formatted(ev->result.ppl, "%.4f"));
     j.set("tokens", json::Value::integer(ev->result.tokens));
     j.set("disable_top1", json::Value::boolean(disable_top1));
+    if (!only.empty()) j.set("disable_top1_set", json::Value::string(only));
     std::printf("%s\n", json::serialize_line(j).c_str());
   } else {
     std::printf("checkpoint %s (step %lld)%s: val loss %.4f | val ppl %.2f | %lld tokens\n", ev->dir.c_str(),
-                static_cast<long long>(ev->step), disable_top1 ? " [disable_top1]" : "", ev->result.loss, ev->result.ppl,
+                static_cast<long long>(ev->step), disable_top1 ? (only.empty() ? " [disable_top1]" : (" [disable_top1 in " + only + "]").c_str()) : "", ev->result.loss, ev->result.ppl,
                 static_cast<long long>(ev->result.tokens));
   }
   return 0;

@@ -169,7 +169,8 @@ ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& i
                             ForwardResult& res, ag::Var& aux, Tensor& indices) {
   const int64_t N = u.value().dim(0);
   RouterOptions ro = router_opt_;
-  ro.disable_top1 = opt.disable_top1 && ro.kind != RouterKind::kHash;
+  ro.disable_top1 = opt.disable_top1 && ro.kind != RouterKind::kHash &&
+                    (opt.disable_top1_set.empty() || S.name.substr(S.name.rfind('.') + 1) == opt.disable_top1_set);
   Tensor bias = S.bias_index >= 0 ? biases_[S.bias_index].var.value() : Tensor();
   ro.stats_group = ctx_.dp;
   RouterOutput r = route(u, S.router, ids, ro, bias);

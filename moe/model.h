@@ -47,6 +47,9 @@ struct ParallelContext {
 struct ForwardOptions {
   DType compute_dtype = DType::kF32;  // matmul inputs: f32 or bf16 (f32 accumulation)
   bool disable_top1 = false;          // evaluation: exclude each token's top-1 expert
+  // With disable_top1: only in the routers of this expert set ("moe", "moeA", "moeB");
+  // "" = in every router.
+  std::string disable_top1_set;
   bool recompute_attention = false;   // activation recomputation of each attention block
   // Fire the grad-ready hook (Model::set_grad_ready) during this forward's backward: set on
   // the last micro-batch of a step, whose backward completes each parameter's gradient.

@@ -221,6 +221,25 @@ TEST(RoutingStats, CoUsagePairsEveryAChoiceWithEveryBChoice) {
   EXPECT_TRUE(m2.forward(b.ids, b.targets, ForwardOptions()).co_usage.empty());
 }
 
+TEST(Model, DisableTop1CanBeLimitedToOneExpertSet) {
+  RunConfig cfg = tiny_run();
+  Model model(cfg.model(), 5);
+  Batch b = *batches(cfg, 3)();
+  ag::NoGradGuard no_grad;
+  ForwardOptions o;
+  const ForwardResult normal = model.forward(b.ids, b.targets, o);
+  o.disable_top1 = true;
+  const ForwardResult both = model.forward(b.ids, b.targets, o);
+  o.disable_top1_set = "moeB";
+  const ForwardResult only_b = model.forward(b.ids, b.targets, o);
+  // A routes as normal when only B's top-1 is disabled; B's choices change either way.
+  EXPECT_EQ(only_b.routers[0].counts, normal.routers[0].counts);
+  EXPECT_NE(both.routers[0].counts, normal.routers[0].counts);
+  EXPECT_NE(only_b.routers[1].counts, normal.routers[1].counts);
+  EXPECT_NE(only_b.ce, normal.ce);
+  EXPECT_NE(only_b.ce, both.ce);
+}
+
 TEST(RoutingStats, SumsAnIntervalAndStartsAfresh) {
   RoutingStats rs(3);
   const std::vector<CoUsage> cu = {CoUsage{"layers.0", "a", "b", 1, 2, {1, 2}}};

@@ -208,7 +208,21 @@ absl::Status train_run(const config::RunConfig& cfg, const std::string& run_dir,
 }
 
 absl::StatusOr<CheckpointEval> eval_checkpoint(const config::RunConfig& cfg, const std::string& checkpoint,
-                                               bool disable_top1) {
+                                               bool disable_top1, const std::string& disable_top1_set) {
+  if (!disable_top1_set.empty()) {
+    std::string sets;
+    bool found = false;
+    for (const ExpertSet& s : resolve_variant(cfg.model()).sets) {
+      found = found || s.name == disable_top1_set;
+      sets += (sets.empty() ? "" : ", ") + s.name;
+    }
+    if (!found) {
+      return absl::InvalidArgumentError(absl::StrCat("--disable-top1-set ", disable_top1_set, ": the ",
+                                                     variant_name(cfg.model().moe().kind()),
+                                                     " model has no such expert set (its sets: ",
+                                                     sets.empty() ? "none" : sets, ")"));
+    }
+  }
   CheckpointEval out;
   out.dir = checkpoint;
   if (std::filesystem::exists(checkpoint + "/latest")) {
@@ -223,6 +237,7 @@ absl::StatusOr<CheckpointEval> eval_checkpoint(const config::RunConfig& cfg, con
   ForwardOptions fo;
   fo.compute_dtype = compute_dtype(cfg.train());
   fo.disable_top1 = disable_top1;
+  fo.disable_top1_set = disable_top1_set;
   CMOE_ASSIGN_OR_RETURN(out.result, evaluate(model, batches_of(std::shared_ptr<data::Loader>(std::move(loader))),
                                              cfg.train().eval_batches(), fo));
   return out;

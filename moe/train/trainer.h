@@ -61,7 +61,9 @@ struct CheckpointEval {
 };
 // `cmoe eval`: validation loss of a checkpoint (a step directory, or a checkpoints root with
 // `latest`) for a model of config cfg, on train.eval_batches batches of the validation data.
+// disable_top1_set (with disable_top1): only that expert set's routers ("moeA", "moeB", "moe");
+// a set the model does not have is InvalidArgument.
 absl::StatusOr<CheckpointEval> eval_checkpoint(const config::RunConfig& cfg, const std::string& checkpoint,
-                                               bool disable_top1);
+                                               bool disable_top1, const std::string& disable_top1_set = "");
 
 }  // namespace cmoe
