@@ -6,6 +6,7 @@
 // A run directory holds config.textproto (the resolved config), metrics.jsonl and
 // checkpoints/ (step_NNNNNNNN/ directories and a `latest` pointer). `train` on a run directory
 // that has checkpoints resumes from latest, and says so.
+#include <cmath>
 #include <cstdio>
 
 #include "core/json.h"
@@ -54,11 +55,31 @@ int cmd_eval(int argc, char** argv) {
     j.set("tokens", json::Value::integer(ev->result.tokens));
     j.set("disable_top1", json::Value::boolean(disable_top1));
     if (!only.empty()) j.set("disable_top1_set", json::Value::string(only));
+    json::Value routers = json::Value::object();
+    for (const RouterReport& r : ev->result.routers) {
+      json::Value o = json::Value::object();
+      if (r.prob_tokens > 0) {
+        o.set("top1_prob", json::Value::formatted(r.top1_prob_sum / r.prob_tokens, "%.6f"));
+        o.set("entropy", json::Value::formatted(r.entropy_sum / r.prob_tokens, "%.6f"));
+      }
+      if (r.tokens > 0) o.set("routed_gate", json::Value::formatted(r.routed_gate_sum / r.tokens, "%.6f"));
+      routers.set(r.name, std::move(o));
+    }
+    j.set("routers", std::move(routers));
     std::printf("%s\n", json::serialize_line(j).c_str());
   } else {
     std::printf("checkpoint %s (step %lld)%s: val loss %.4f | val ppl %.2f | %lld tokens\n", ev->dir.c_str(),
                 static_cast<long long>(ev->step), disable_top1 ? (only.empty() ? " [disable_top1]" : (" [disable_top1 in " + only + "]").c_str()) : "", ev->result.loss, ev->result.ppl,
                 static_cast<long long>(ev->result.tokens));
+    for (const RouterReport& r : ev->result.routers) {
+      if (r.tokens == 0) continue;
+      std::printf("  router %s:", r.name.c_str());
+      if (r.prob_tokens > 0) {
+        std::printf(" top-1 probability %.3f | entropy %.3f nats (uniform %.3f) |", r.top1_prob_sum / r.prob_tokens,
+                    r.entropy_sum / r.prob_tokens, std::log(static_cast<double>(r.counts.size())));
+      }
+      std::printf(" routed gate %.3f\n", r.routed_gate_sum / r.tokens);
+    }
   }
   return 0;
 }

@@ -182,6 +182,11 @@ ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& i
   rep.counts = r.counts;
   for (int64_t c : r.counts) rep.pairs += c;
   rep.aux = r.aux_value;
+  rep.tokens = N;
+  rep.prob_tokens = ro.kind == RouterKind::kHash ? 0 : N;
+  rep.top1_prob_sum = r.top1_prob_sum;
+  rep.entropy_sum = r.entropy_sum;
+  rep.routed_gate_sum = static_cast<double>(N);  // c_0 = 1 without a shared expert
   if (r.loss.defined()) aux = aux.defined() ? ag::add(aux, r.loss) : r.loss;
 
   ag::Var routed;
@@ -200,8 +205,10 @@ ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& i
     rep.dropped = plan.dropped;
     routed = dispatch_experts(u, plan, r.weights, S.experts, opt.compute_dtype);
   }
-  res.routers.push_back(std::move(rep));
-  if (S.shared.empty()) return routed;
+  if (S.shared.empty()) {
+    res.routers.push_back(std::move(rep));
+    return routed;
+  }
   ag::Var shared = swiglu_ffn(u, S.shared[0].w1, S.shared[0].w3, S.shared[0].w2, opt.compute_dtype);
   if (S.shared.size() == 2) {
     shared = ag::scale(ag::add(shared, swiglu_ffn(u, S.shared[1].w1, S.shared[1].w3, S.shared[1].w2,
@@ -209,6 +216,9 @@ ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& i
   }
   ag::Var c = ag::softmax(ag::add_bias(ag::linear(u, S.gate_w), S.gate_b));  // (N, 2), f32
   auto [c0, c1] = split_gate(c, N);
+  rep.routed_gate_sum = 0;
+  for (int64_t n = 0; n < N; ++n) rep.routed_gate_sum += c0.value().data<float>()[n];
+  res.routers.push_back(std::move(rep));
   return ag::add(ag::scale_rows(routed, c0), ag::scale_rows(shared, c1));
 }
 

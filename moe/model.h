@@ -62,6 +62,12 @@ struct RouterReport {
   int64_t pairs = 0;             // routed (token, choice) pairs before dropping
   int64_t dropped = 0;           // pairs dropped by the capacity limit
   double aux = 0;                // unscaled balance term (1.0 = balanced)
+  // How decided the router was, over this rank's tokens (not summed over data parallelism):
+  // sums over `tokens` of the top-1 probability max_e s_e and of the routing entropy
+  // -sum_e s_e ln s_e (learned routers only: prob_tokens = 0 for hash), and of the routed
+  // output's gate weight c_0 (1 without a shared expert).
+  int64_t tokens = 0, prob_tokens = 0;
+  double top1_prob_sum = 0, entropy_sum = 0, routed_gate_sum = 0;
 };
 
 // A Cartesian layer's co-usage on this rank: counts[a * experts_b + b] = (token, a, b) triples

@@ -46,6 +46,9 @@ struct RouterOutput {
   ag::Var loss;      // () aux + z loss, already scaled by their coefficients; undefined if none
   double aux_value = 0;  // the unscaled balance term E * sum f_e P_e (1.0 = perfectly balanced)
   std::vector<int64_t> counts;  // (E) routed pairs per expert (over stats_group when given)
+  // How decided the router was over this call's tokens (local, not reduced over stats_group):
+  // sums over tokens of max_e s_e and of the entropy -sum_e s_e ln s_e (nats). 0 for hash.
+  double top1_prob_sum = 0, entropy_sum = 0;
 };
 
 // u: (N, d); w_router: (E, d) (unused for hash); token_ids: (N) i32 (hash only);

@@ -240,6 +240,34 @@ TEST(Model, DisableTop1CanBeLimitedToOneExpertSet) {
   EXPECT_NE(only_b.ce, both.ce);
 }
 
+TEST(Model, RouterReportsSayHowDecidedEachRouterWas) {
+  RunConfig cfg = tiny_run({"model.moe.shared_expert=true"});
+  Model model(cfg.model(), 5);
+  Batch b = *batches(cfg, 3)();
+  const ForwardResult f = model.forward(b.ids, b.targets, ForwardOptions());
+  const int64_t N = b.ids.numel();
+  ASSERT_EQ(f.routers.size(), 2u);
+  for (const RouterReport& r : f.routers) {
+    EXPECT_EQ(r.tokens, N);
+    EXPECT_EQ(r.prob_tokens, N);
+    const double top1 = r.top1_prob_sum / N, ent = r.entropy_sum / N, gate = r.routed_gate_sum / N;
+    EXPECT_GE(top1, 1.0 / 4 - 1e-6);  // E = 4: at least uniform
+    EXPECT_LE(top1, 1.0);
+    EXPECT_GT(ent, 0.0);
+    EXPECT_LE(ent, std::log(4.0) + 1e-6);
+    EXPECT_GT(gate, 0.0);
+    EXPECT_LT(gate, 1.0);
+  }
+  // Without a shared expert the routed output has all the weight; hash routers have no
+  // probabilities.
+  RunConfig hash = tiny_run({"model.moe.kind=HASH", "model.moe.shared_expert=false"});
+  Model mh(hash.model(), 5);
+  const ForwardResult fh = mh.forward(b.ids, b.targets, ForwardOptions());
+  ASSERT_EQ(fh.routers.size(), 1u);
+  EXPECT_EQ(fh.routers[0].prob_tokens, 0);
+  EXPECT_DOUBLE_EQ(fh.routers[0].routed_gate_sum, static_cast<double>(N));
+}
+
 TEST(RoutingStats, SumsAnIntervalAndStartsAfresh) {
   RoutingStats rs(3);
   const std::vector<CoUsage> cu = {CoUsage{"layers.0", "a", "b", 1, 2, {1, 2}}};

@@ -53,6 +53,11 @@ std::vector<RouterReport> merge_reports(const std::vector<RouterReport>& all) {
     m->pairs += r.pairs;
     m->dropped += r.dropped;
     m->aux += r.aux;
+    m->tokens += r.tokens;
+    m->prob_tokens += r.prob_tokens;
+    m->top1_prob_sum += r.top1_prob_sum;
+    m->entropy_sum += r.entropy_sum;
+    m->routed_gate_sum += r.routed_gate_sum;
   }
   return out;
 }
