@@ -7,11 +7,14 @@
 A study file (TOML) lists variants (a config plus `--set` overrides), seeds and (np, pp, dp, ep)
 layouts; the runs are their product. Each run trains in its own directory
 DIR/runs/<variant>/seed<S>/<layout>/ (cmoe's run directory: config, metrics.jsonl, TensorBoard
-events, checkpoints, train.log), then its final checkpoint is evaluated (normally and, if the
-study asks, with --disable-top1), and study.json there marks it done. A run already done is
-skipped; a run that was interrupted resumes from its latest checkpoint (cmoe train does that),
-so the whole study can be stopped (Ctrl-C or SIGTERM: running trainings stop at their next step
-boundary with a checkpoint) and started again with the same command.
+events, checkpoints, train.log), then its final checkpoint is evaluated in each of the study's
+evaluation modes (normal; --disable-top1; --disable-top1-set SET), and with
+eval_checkpoints = "all" every checkpoint the run kept too; study.json there gathers the
+results. What is done is skipped (a finished training is marked by trained.json, each
+evaluation by its eval_<mode>[_step<N>].json), so adding evaluation modes to a finished study
+runs just those; a training that was interrupted resumes from its latest checkpoint (cmoe train
+does that), so the whole study can be stopped (Ctrl-C or SIGTERM: running trainings stop at
+their next step boundary with a checkpoint) and started again with the same command.
 
 Then, from every finished run, it writes into the report directory (default DIR):
   results.csv   one row per training step, validation, final evaluation and run (docs/cli.md)
@@ -43,7 +46,18 @@ STEP_FIELDS = ["loss", "aux_loss", "lr", "grad_norm", "tokens_per_s", "mfu", "to
                "comm_wait_s", "data_wait_s"]
 CSV_FIELDS = ["record", "variant", "seed", "np", "pp", "dp", "ep", "step", *STEP_FIELDS, "val_loss", "val_ppl",
               "eval", "val_tokens", "params_total", "params_activated", "median_tokens_per_s", "train_wall_s", "run_dir"]
-EVAL_MODES = {"normal": [], "disable_top1": ["--disable-top1"]}
+IDENTITY = ["variant", "seed", "np", "pp", "dp", "ep", "config", "sets"]  # what makes a run the same run
+
+
+def eval_flags(mode):
+    """cmoe eval flags of an evaluation mode: normal, disable_top1, disable_top1:SET."""
+    if mode == "normal":
+        return []
+    if mode == "disable_top1":
+        return ["--disable-top1"]
+    if mode.startswith("disable_top1:") and len(mode) > len("disable_top1:"):
+        return ["--disable-top1-set", mode.split(":", 1)[1]]
+    return None
 
 
 class StudyError(Exception):
@@ -58,8 +72,8 @@ def load_study(path):
             s = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise StudyError(f"{path}: {e}") from None
-    known = {"title", "description", "cmoe", "seeds", "set", "eval", "eval_set", "mpirun", "variant", "configs",
-             "override", "layout"}
+    known = {"title", "description", "cmoe", "seeds", "set", "eval", "eval_set", "eval_checkpoints", "mpirun",
+             "variant", "configs", "override", "layout"}
     for k in s:
         if k not in known:
             raise StudyError(f"{path}: unknown key '{k}' (known: {', '.join(sorted(known))})")
@@ -76,17 +90,27 @@ def load_study(path):
             raise StudyError(f"{path}: {what} must be a list of strings")
         return v
 
+    def modes(v, what):
+        for e in str_list(v, what):
+            if eval_flags(e) is None:
+                raise StudyError(f"{path}: {what}: mode '{e}' unknown (normal, disable_top1, disable_top1:SET)")
+        return v
+
+    evals = modes(s.get("eval", ["normal"]), "eval")
     variants = []
     for i, v in enumerate(s.get("variant", [])):
         if "name" not in v or "config" not in v:
             raise StudyError(f"{path}: variant #{i + 1} needs 'name' and 'config'")
-        variants.append({"name": v["name"], "config": resolve(v["config"]), "set": str_list(v.get("set", []), "set")})
+        extra = [e for e in modes(v.get("eval", []), f"variant {v['name']} eval") if e not in evals]
+        variants.append({"name": v["name"], "config": resolve(v["config"]), "set": str_list(v.get("set", []), "set"),
+                         "eval": evals + extra})
     overrides = s.get("override", [{"name": "", "set": []}])
     for c in str_list(s.get("configs", []), "configs"):
         stem = os.path.splitext(os.path.basename(c))[0].replace(".textproto", "")
         for o in overrides:
             name = stem if not o.get("name") else f"{stem}+{o['name']}"
-            variants.append({"name": name, "config": resolve(c), "set": str_list(o.get("set", []), "override set")})
+            variants.append({"name": name, "config": resolve(c), "set": str_list(o.get("set", []), "override set"),
+                             "eval": evals})
     if not variants:
         raise StudyError(f"{path}: no runs: give [[variant]] tables or a 'configs' list")
     names = [v["name"] for v in variants]
@@ -106,11 +130,10 @@ def load_study(path):
         if min(pp, dp, ep, np_) < 1 or np_ != pp * dp or dp % ep:
             raise StudyError(f"{path}: layout #{i + 1} {l}: need np = pp * dp and ep dividing dp")
         layouts.append({"np": np_, "pp": pp, "dp": dp, "ep": ep})
-    evals = str_list(s.get("eval", ["normal"]), "eval")
-    for e in evals:
-        if e not in EVAL_MODES:
-            raise StudyError(f"{path}: eval '{e}' unknown (known: {', '.join(EVAL_MODES)})")
-    return {"title": s.get("title", os.path.basename(path)), "description": s.get("description", ""),
+    eval_checkpoints = s.get("eval_checkpoints", "final")
+    if eval_checkpoints not in ("final", "all"):
+        raise StudyError(f"{path}: eval_checkpoints must be \"final\" or \"all\"")
+    return {"eval_checkpoints": eval_checkpoints, "title": s.get("title", os.path.basename(path)), "description": s.get("description", ""),
             "cmoe": s.get("cmoe", "build/bin/cmoe"), "seeds": seeds, "set": str_list(s.get("set", []), "set"),
             "eval": evals, "eval_set": str_list(s.get("eval_set", []), "eval_set"),
             "mpirun": str_list(s.get("mpirun", ["mpirun", "--oversubscribe", "--bind-to", "none"]), "mpirun"),
@@ -130,7 +153,8 @@ def plan_runs(study, out):
                 d = os.path.join(out, "runs", v["name"], f"seed{seed}", layout_name(l))
                 sets = [*v["set"], *study["set"], f"train.seed={seed}", f"parallel.pp={l['pp']}",
                         f"parallel.dp={l['dp']}", f"parallel.ep={l['ep']}"]
-                runs.append({"variant": v["name"], "seed": seed, **l, "dir": d, "config": v["config"], "sets": sets})
+                runs.append({"variant": v["name"], "seed": seed, **l, "dir": d, "config": v["config"], "sets": sets,
+                             "eval": v["eval"]})
     return runs
 
 
@@ -172,59 +196,92 @@ class Runner:
     def run_one(self, r):
         d = r["dir"]
         os.makedirs(d, exist_ok=True)
-        spec = {"variant": r["variant"], "seed": r["seed"], "np": r["np"], "pp": r["pp"], "dp": r["dp"], "ep": r["ep"],
-                "config": r["config"], "sets": r["sets"], "eval": self.study["eval"], "eval_set": self.study["eval_set"]}
+        spec = {k: r[k] for k in IDENTITY}
         spec_path = os.path.join(d, "study-run.json")
         if os.path.exists(spec_path):
             old = json.load(open(spec_path))
-            if old != spec:
+            if {k: old.get(k) for k in IDENTITY} != spec:
                 raise StudyError(f"{d} holds a different run ({spec_path}); remove it or use another --out")
         else:
             json.dump(spec, open(spec_path, "w"), indent=1)
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
-        log = os.path.join(d, "train.log")
         cmoe = os.path.join(ROOT, self.cmoe) if not os.path.isabs(self.cmoe) else self.cmoe
-        sets = [a for s in r["sets"] for a in ("--set", s)]
-        t0 = time.time()
-        cmd = [cmoe, "train", "--config", r["config"], "--run-dir", d, *sets]
-        if r["np"] > 1:
-            cmd = [*self.study["mpirun"], "-np", str(r["np"]), *cmd]
-        rc = self._run(cmd, log, env)
-        if self.stopping.is_set():
-            raise KeyboardInterrupt
-        if rc != 0:
-            raise StudyError(f"{d}: cmoe train exited {rc} (see {log})")
-        wall = time.time() - t0
-        result = {"spec": spec, "train_wall_s": wall, "eval": {}}
+        trained = os.path.join(d, "trained.json")
+        if not os.path.exists(trained):
+            log = os.path.join(d, "train.log")
+            sets = [a for s in r["sets"] for a in ("--set", s)]
+            t0 = time.time()
+            cmd = [cmoe, "train", "--config", r["config"], "--run-dir", d, *sets]
+            if r["np"] > 1:
+                cmd = [*self.study["mpirun"], "-np", str(r["np"]), *cmd]
+            rc = self._run(cmd, log, env)
+            if self.stopping.is_set():
+                raise KeyboardInterrupt
+            if rc != 0:
+                raise StudyError(f"{d}: cmoe train exited {rc} (see {log})")
+            write_json(trained, {"train_wall_s": time.time() - t0})
+        result = {"spec": spec, "train_wall_s": json.load(open(trained))["train_wall_s"], "eval": {}, "eval_steps": {}}
         cfg = os.path.join(d, "config.textproto")
         eval_sets = [a for s in self.study["eval_set"] for a in ("--set", s)]
-        for mode in self.study["eval"]:
-            out = os.path.join(d, f"eval_{mode}.json")
+        for mode, ckpt, out in eval_outputs(r, self.study):
             if not os.path.exists(out):
-                p = subprocess.run([cmoe, "eval", "--config", cfg, "--checkpoint", os.path.join(d, "checkpoints"),
-                                    *eval_sets, *EVAL_MODES[mode], "--json"], env=env, cwd=ROOT, capture_output=True,
-                                   text=True)
+                p = subprocess.run([cmoe, "eval", "--config", cfg, "--checkpoint", ckpt, *eval_sets, *eval_flags(mode),
+                                    "--json"], env=env, cwd=ROOT, capture_output=True, text=True)
                 if self.stopping.is_set():
                     raise KeyboardInterrupt
                 if p.returncode != 0:
-                    raise StudyError(f"{d}: cmoe eval ({mode}) exited {p.returncode}: {p.stderr.strip()[-500:]}")
+                    raise StudyError(f"{d}: cmoe eval ({mode}, {ckpt}) exited {p.returncode}: {p.stderr.strip()[-500:]}")
                 line = [l for l in p.stdout.splitlines() if l.startswith("{")][-1]
                 with open(out + ".tmp", "w") as f:
                     f.write(line + "\n")
                 os.replace(out + ".tmp", out)
-            result["eval"][mode] = json.load(open(out))
+            e = json.load(open(out))
+            if ckpt.endswith("checkpoints"):
+                result["eval"][mode] = e
+            else:
+                result["eval_steps"].setdefault(mode, {})[str(e["step"])] = e
         p = subprocess.run([cmoe, "params", "--config", cfg, "--json"], cwd=ROOT, capture_output=True, text=True)
         if p.returncode != 0:
             raise StudyError(f"{d}: cmoe params exited {p.returncode}: {p.stderr.strip()}")
         result["params"] = json.loads(p.stdout)
-        with open(os.path.join(d, "study.json.tmp"), "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(os.path.join(d, "study.json.tmp"), os.path.join(d, "study.json"))
-        return wall
+        write_json(os.path.join(d, "study.json"), result)
+        return result["train_wall_s"]
+
+
+def write_json(path, obj):
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def eval_outputs(r, study):
+    """(mode, checkpoint, output file) of every evaluation a trained run needs: each mode on the
+    final checkpoint (the checkpoints root, i.e. latest) and, with eval_checkpoints = "all", on
+    every other step directory kept."""
+    d = r["dir"]
+    root = os.path.join(d, "checkpoints")
+    out = [(m, root, os.path.join(d, f"eval_{m.replace(':', '-')}.json")) for m in r["eval"]]
+    if study["eval_checkpoints"] == "all" and os.path.isdir(root):
+        latest = open(os.path.join(root, "latest")).read().strip() if os.path.exists(os.path.join(root, "latest")) else ""
+        for step_dir in sorted(x for x in os.listdir(root) if x.startswith("step_") and x != latest):
+            step = int(step_dir[len("step_"):])
+            out += [(m, os.path.join(root, step_dir), os.path.join(d, f"eval_{m.replace(':', '-')}_step{step}.json"))
+                    for m in r["eval"]]
+    return out
+
+
+def needs_work(r, study):
+    d = r["dir"]
+    if os.path.exists(os.path.join(d, "study.json")) and not os.path.exists(os.path.join(d, "trained.json")):
+        # Written before trained.json existed: the training is done.
+        write_json(os.path.join(d, "trained.json"), {"train_wall_s": json.load(open(os.path.join(d, "study.json")))["train_wall_s"]})
+    if not os.path.exists(os.path.join(d, "trained.json")) or not os.path.exists(os.path.join(d, "study.json")):
+        return True
+    return any(not os.path.exists(out) for _, _, out in eval_outputs(r, study))
 
 
 def run_all(study, runs, cmoe, jobs, threads):
-    todo = [r for r in runs if not os.path.exists(os.path.join(r["dir"], "study.json"))]
+    todo = [r for r in runs if needs_work(r, study)]
     print(f"study: {len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run "
           f"({jobs} at a time, OMP_NUM_THREADS={threads})", flush=True)
     if not todo:
@@ -299,7 +356,9 @@ def collect(runs):
         for v in vals:
             rows.append({"record": "val", **key, "step": v["step"], "val_loss": v["val_loss"], "val_ppl": v["val_ppl"],
                          "val_tokens": v["val_tokens"]})
-        for mode, e in res["eval"].items():
+        evals = [(mode, e) for mode, by_step in res.get("eval_steps", {}).items() for e in by_step.values()]
+        evals += list(res["eval"].items())
+        for mode, e in sorted(evals, key=lambda me: (me[1]["step"], me[0])):
             rows.append({"record": "eval", **key, "step": e["step"], "eval": mode, "val_loss": e["val_loss"],
                          "val_ppl": e["val_ppl"], "val_tokens": e["tokens"]})
         tps = median_tokens_per_s(steps)
@@ -357,19 +416,55 @@ def summarise(study, finished):
             ppl = [ev(f, "normal", "val_ppl") for f in fs]
             dis = [ev(f, "disable_top1", "val_ppl") for f in fs]
             ratio = [d / p if d is not None and p else None for d, p in zip(dis, ppl)]
+            # Every mode other than normal: PPL and its ratio to normal PPL, per seed.
+            modes = {}
+            for mode in v["eval"]:
+                if mode == "normal":
+                    continue
+                mp = [ev(f, mode, "val_ppl") for f in fs]
+                modes[mode] = {"ppl": mean_std(mp),
+                               "ratio": mean_std([m / p if m is not None and p else None for m, p in zip(mp, ppl)])}
+            # disable_top1 / normal at every evaluated checkpoint (eval_checkpoints = "all").
+            by_step = {}
+            for f in fs:
+                pts = {}
+                for mode in ("normal", "disable_top1"):
+                    for e in [*f["result"].get("eval_steps", {}).get(mode, {}).values(), f["result"]["eval"].get(mode)]:
+                        if e:
+                            pts.setdefault(e["step"], {})[mode] = e["val_ppl"]
+                for st, m in pts.items():
+                    if "normal" in m and "disable_top1" in m:
+                        by_step.setdefault(st, []).append(m["disable_top1"] / m["normal"])
+            # How decided the routers were at the final checkpoint (mean over routers, then seeds).
+            routers = {}
+            for k in ("top1_prob", "entropy", "routed_gate"):
+                per_seed = []
+                for f in fs:
+                    rs = f["result"]["eval"].get("normal", {}).get("routers", {})
+                    xs = [x[k] for x in rs.values() if k in x]
+                    per_seed.append(statistics.fmean(xs) if xs else None)
+                routers[k] = mean_std(per_seed)
             out.append({
                 "variant": v["name"], "layout": layout_name(l), "np": l["np"], "seeds": [f["seed"] for f in fs],
                 "params_total": fs[0]["result"]["params"]["total"], "params_activated": fs[0]["result"]["params"]["activated"],
                 "val_loss": mean_std([ev(f, "normal", "val_loss") for f in fs]),
                 "val_ppl": mean_std(ppl), "val_ppl_seeds": ppl,
                 "disable_top1_ppl": mean_std(dis), "disable_top1_ppl_seeds": dis,
-                "disable_top1_ratio": mean_std(ratio),
+                "disable_top1_ratio": mean_std(ratio), "modes": modes,
+                "ratio_by_step": {st: mean_std(r) for st, r in sorted(by_step.items())}, "routers": routers,
                 "tokens_per_s": mean_std([f["median_tokens_per_s"] for f in fs]),
                 "final_train_loss": mean_std([f["steps"][-1]["loss"] if f["steps"] else None for f in fs]),
                 "steps": fs[0]["steps"][-1]["step"] if fs[0]["steps"] else 0,
                 "curves": {f["seed"]: [(x["step"], x["val_loss"]) for x in f["vals"]] for f in fs},
             })
     return out
+
+
+def common_steps(summary):
+    """Checkpoint steps evaluated for every variant with a disable-top1 evaluation (a run stopped
+    and resumed keeps an extra checkpoint; the tables and plots leave such steps out)."""
+    sets = [set(s["ratio_by_step"]) for s in summary if s["disable_top1_ppl"][0] is not None and s["ratio_by_step"]]
+    return sorted(set.intersection(*sets)) if sets else []
 
 
 def human(n):
@@ -461,6 +556,28 @@ def plots(summary, report_dir):
         plt.close(fig)
         made.append("disable_top1_ppl.png")
 
+    # Disable-top1 degradation against training step (when several checkpoints were evaluated).
+    grow = [s for s in main if len(s["ratio_by_step"]) > 1 and s["disable_top1_ppl"][0] is not None]
+    steps = common_steps(grow)
+    if grow and len(steps) > 1:
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        data = {}
+        for s in grow:
+            pts = [(st, *s["ratio_by_step"][st]) for st in steps]
+            data[s["variant"]] = [[st, m] for st, m, _ in pts]
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
+                        label=s["variant"])
+        ax.set_yscale("log")
+        ax.set_xlabel("training step of the checkpoint")
+        ax.set_ylabel("PPL top-1 disabled / PPL")
+        ax.set_title("Degradation with the top-1 expert disabled, by checkpoint (mean ± std over seeds)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        save_png(fig, os.path.join(report_dir, "disable_top1_by_step.png"), {"layout": first_layout, "ratio": data})
+        plt.close(fig)
+        made.append("disable_top1_by_step.png")
+
     # Throughput and scaling efficiency against rank count.
     scal = scaling(summary)
     if scal:
@@ -520,6 +637,38 @@ def write_report(study, summary, made, report_dir, failed, n_runs, n_done, comma
                      f"{len(s['seeds'])} | {fmt(*s['final_train_loss'], 3)} | {fmt(*s['val_loss'], 4)} | "
                      f"{fmt(*s['val_ppl'])} | {fmt(*s['disable_top1_ppl'])} | {fmt(*s['disable_top1_ratio'])} | "
                      f"{fmt(*s['tokens_per_s'], 0)} |")
+        L.append("")
+    first = [s for s in summary if s["layout"] == summary[0]["layout"]] if summary else []
+    steps = common_steps(first)
+    if len(steps) > 1:
+        L += ["## Top-1 disabled, by checkpoint", "",
+              "PPL with the top-1 expert disabled / normal PPL of the same checkpoint, mean ± std over seeds.", "",
+              "| variant | " + " | ".join(f"step {st}" for st in steps) + " |", "|---|" + "---|" * len(steps)]
+        for s in first:
+            if s["disable_top1_ppl"][0] is None:
+                continue
+            L.append(f"| {s['variant']} | " + " | ".join(fmt(*s["ratio_by_step"].get(st, (None, None))) for st in steps)
+                     + " |")
+        L.append("")
+    extra = [(s, m) for s in first for m in s["modes"] if m != "disable_top1"]
+    if extra:
+        L += ["## Other evaluation modes (final checkpoint)", "", "| variant | mode | PPL | ratio to normal PPL |",
+              "|---|---|---|---|"]
+        for s, m in extra:
+            L.append(f"| {s['variant']} | `{m}` | {fmt(*s['modes'][m]['ppl'])} | {fmt(*s['modes'][m]['ratio'])} |")
+        L.append("")
+    if any(s["routers"]["top1_prob"][0] is not None for s in first):
+        L += ["## Routers at the final checkpoint", "",
+              "Mean over the variant's routers, then over seeds (`cmoe eval` on the normal model; docs/metrics.md): "
+              "the top-1 probability, the routing entropy in nats, and the routed output's gate weight against the "
+              "shared expert's (1 without one).", "",
+              "| variant | top-1 probability | entropy | routed gate |", "|---|---|---|---|"]
+        for s in first:
+            r = s["routers"]
+            if r["routed_gate"][0] is None:
+                continue
+            L.append(f"| {s['variant']} | {fmt(*r['top1_prob'], 3)} | {fmt(*r['entropy'], 3)} | "
+                     f"{fmt(*r['routed_gate'], 3)} |")
         L.append("")
     scal = scaling(summary)
     if scal:

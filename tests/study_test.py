@@ -10,7 +10,10 @@ Two variants (tiny CartesianMoE and SMoE) x 2 seeds x layouts (1 rank; 2 ranks d
     numbers: mean validation-loss curves, mean and std of final PPL over seeds, disable-top1 PPL,
     tokens/s and efficiency per rank count;
   - report.md shows each variant's mean +- std PPL;
-  - a second invocation runs nothing and leaves every run untouched;
+  - every kept checkpoint is evaluated (eval_checkpoints = "all"), and the disable-top1 ratio
+    by checkpoint (table and disable_top1_by_step.png) is the runs' own;
+  - a second invocation runs nothing and leaves every run untouched; adding an evaluation mode
+    (a per-variant `disable_top1:moeA`) runs just those evaluations, no training;
   - a study stopped by SIGTERM mid-training exits 130, and the same command finishes it,
     resuming from the checkpoint with every step recorded once.
 Usage: study_test.py --root SRC --cmoe BIN --make-dataset BIN --mpiexec MPIEXEC [--mpi-flag F]...
@@ -82,11 +85,13 @@ set = ["data.prefix={data}", "train.steps=4", "train.eval_interval=2", "train.lo
        "checkpoint.interval=2"]
 eval = ["normal", "disable_top1"]
 eval_set = ["train.eval_batches=2"]
+eval_checkpoints = "all"
 mpirun = {mpirun}
 
 [[variant]]
 name = "cartesian"
 config = "{tiny}"
+#EXTRA
 
 [[variant]]
 name = "smoe"
@@ -118,9 +123,12 @@ dp = 2
                 steps = [r for r in recs if "loss" in r]
                 vals = [r for r in recs if "val_loss" in r]
                 ev = {m: json.load(open(os.path.join(d, f"eval_{m}.json"))) for m in ("normal", "disable_top1")}
+                ev2 = {m: json.load(open(os.path.join(d, f"eval_{m}_step2.json"))) for m in ("normal", "disable_top1")}
+                check(all(e["step"] == 2 for e in ev2.values()) and all(e["step"] == 4 for e in ev.values()),
+                      f"{d}: evaluated checkpoints {[e['step'] for e in ev2.values()]} {[e['step'] for e in ev.values()]}")
                 pr = json.loads(subprocess.run([a.cmoe, "params", "--config", os.path.join(d, "config.textproto"),
                                                 "--json"], capture_output=True, text=True, check=True).stdout)
-                runs[(v, seed, np_)] = {"steps": steps, "vals": vals, "eval": ev, "params": pr, "dir": d}
+                runs[(v, seed, np_)] = {"steps": steps, "vals": vals, "eval": ev, "eval2": ev2, "params": pr, "dir": d}
                 check(len(steps) == 4 and [s["step"] for s in steps] == [1, 2, 3, 4], f"{d}: steps {len(steps)}")
                 check(ev["disable_top1"]["disable_top1"] is True, f"{d}: eval_disable_top1.json is not disable_top1")
 
@@ -140,9 +148,10 @@ dp = 2
               f"csv: {v}/{seed}/{np_} validation rows")
         for m in ("normal", "disable_top1"):
             e = [x for x in mine if x["record"] == "eval" and x["eval"] == m]
-            if check(len(e) == 1, f"csv: {v}/{seed}/{np_}: {len(e)} eval rows for {m}"):
-                check(close(float(e[0]["val_ppl"]), r["eval"][m]["val_ppl"]), f"csv: {v}/{seed}/{np_} {m} ppl")
-                n_cells += 1
+            if check(len(e) == 2 and [x["step"] for x in e] == ["2", "4"], f"csv: {v}/{seed}/{np_}: eval rows for {m}"):
+                check(close(float(e[0]["val_ppl"]), r["eval2"][m]["val_ppl"]), f"csv: {v}/{seed}/{np_} {m} ppl at 2")
+                check(close(float(e[1]["val_ppl"]), r["eval"][m]["val_ppl"]), f"csv: {v}/{seed}/{np_} {m} ppl")
+                n_cells += 2
         run = [x for x in mine if x["record"] == "run"]
         if check(len(run) == 1, f"csv: {v}/{seed}/{np_}: {len(run)} run rows"):
             check(int(run[0]["params_total"]) == r["params"]["total"] and
@@ -152,7 +161,7 @@ dp = 2
     def mean_over_seeds(v, np_, f):
         return statistics.fmean(f(runs[(v, s, np_)]) for s in (1, 2))
 
-    for png in ("val_loss.png", "final_ppl.png", "disable_top1_ppl.png", "scaling.png"):
+    for png in ("val_loss.png", "final_ppl.png", "disable_top1_ppl.png", "disable_top1_by_step.png", "scaling.png"):
         check(os.path.getsize(os.path.join(out, png)) > 1000, f"{png} missing or empty")
     d = json.loads(png_text(os.path.join(out, "final_ppl.png"))["cmoe-data"])
     for i, v in enumerate(d["variants"]):
@@ -164,6 +173,12 @@ dp = 2
     for i, v in enumerate(d["variants"]):
         want = mean_over_seeds(v, 1, lambda r: r["eval"]["disable_top1"]["val_ppl"])
         check(close(d["disable_top1_mean"][i], want), f"disable_top1_ppl.png {v}: {d['disable_top1_mean'][i]} vs {want}")
+    d = json.loads(png_text(os.path.join(out, "disable_top1_by_step.png"))["cmoe-data"])
+    for v in ("cartesian", "smoe"):
+        for step, key in ((2, "eval2"), (4, "eval")):
+            want = mean_over_seeds(v, 1, lambda r: r[key]["disable_top1"]["val_ppl"] / r[key]["normal"]["val_ppl"])
+            got = [p[1] for p in d["ratio"].get(v, []) if p[0] == step]
+            check(len(got) == 1 and close(got[0], want), f"disable_top1_by_step.png {v} step {step}: {got} vs {want}")
     d = json.loads(png_text(os.path.join(out, "val_loss.png"))["cmoe-data"])
     for v, curve in d["mean_val_loss"].items():
         want = [[x["step"], statistics.fmean([y["val_loss"] for s in (1, 2) for y in runs[(v, s, 1)]["vals"]
@@ -191,6 +206,21 @@ dp = 2
     check(p.returncode == 0 and "0 to run" in p.stdout, f"second invocation: exit {p.returncode}: {p.stdout[-500:]}")
     check(all(os.path.getmtime(os.path.join(r["dir"], "metrics.jsonl")) == mtimes[k] for k, r in runs.items()),
           "second invocation touched a finished run")
+    # A new evaluation mode for one variant: only its evaluations run.
+    text = open(study).read().replace("#EXTRA", 'eval = ["disable_top1:moeA"]')
+    open(study, "w").write(text)
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    check(p.returncode == 0 and "4 to run" in p.stdout, f"added mode: exit {p.returncode}: {p.stdout[-800:]}")
+    check(all(os.path.getmtime(os.path.join(r["dir"], "metrics.jsonl")) == mtimes[k] for k, r in runs.items()),
+          "adding an evaluation mode retrained a run")
+    for (v, seed, np_), r in runs.items():
+        f = os.path.join(r["dir"], "eval_disable_top1-moeA.json")
+        check(os.path.exists(f) == (v == "cartesian"), f"{f}: exists {os.path.exists(f)}")
+    report = open(os.path.join(out, "report.md")).read()
+    ppls = [json.load(open(os.path.join(runs[("cartesian", s, 1)]["dir"], "eval_disable_top1-moeA.json")))["val_ppl"]
+            for s in (1, 2)]
+    cell = f"| cartesian | `disable_top1:moeA` | {statistics.fmean(ppls):.2f} ± {statistics.stdev(ppls):.2f} |"
+    check(cell in report, f"report.md: no row {cell}")
 
     # --- interrupted and resumed ---
     study2 = os.path.join(work, "long.toml")
@@ -230,7 +260,7 @@ config = "{tiny}"
     if FAILURES:
         print(f"{len(FAILURES)} failures (work dir {work})")
         sys.exit(1)
-    print(f"ok: study of 8 runs: results.csv matches the runs ({n_cells} values), 4 PNGs carry the runs' numbers, "
+    print(f"ok: study of 8 runs: results.csv matches the runs ({n_cells} values), 5 PNGs carry the runs' numbers, "
           f"report.md has the tables; rerun is a no-op; stopped after {steps_before} of 40 steps and resumed to the end")
     subprocess.run(["rm", "-rf", work])
 
