@@ -91,7 +91,7 @@ absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> 
   ProcessGroups g;
   g.layout = layout;
   CMOE_ASSIGN_OR_RETURN(g.place, place_rank(layout, world->size(), world->rank()));
-  g.comm_clock = std::make_shared<CommClock>();
+  g.comm_clock = std::make_shared<CommWaitClock>();
   world = make_timed_communicator(std::move(world), g.comm_clock);
   const int me = world->rank();
   CMOE_ASSIGN_OR_RETURN(g.dp, split_into(*world, g.place.dp_group, me, "dp"));

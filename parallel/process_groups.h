@@ -70,7 +70,7 @@ struct ProcessGroups {
   ParallelLayout layout;
   RankPlacement place;
   std::unique_ptr<Communicator> world, dp, pp, ep, edp;
-  std::shared_ptr<CommClock> comm_clock;
+  std::shared_ptr<CommWaitClock> comm_clock;
 };
 
 // Collective over `world`: validates the layout against world->size(), wraps it in a timed

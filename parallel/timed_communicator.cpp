@@ -9,7 +9,7 @@ namespace {
 
 class Timer {
  public:
-  explicit Timer(CommClock& clock) : clock_(clock), t0_(std::chrono::steady_clock::now()) {}
+  explicit Timer(CommWaitClock& clock) : clock_(clock), t0_(std::chrono::steady_clock::now()) {}
   ~Timer() {
     clock_.add_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0_).count());
   }
@@ -17,13 +17,13 @@ class Timer {
   Timer& operator=(const Timer&) = delete;
 
  private:
-  CommClock& clock_;
+  CommWaitClock& clock_;
   std::chrono::steady_clock::time_point t0_;
 };
 
 class TimedWork : public CommWorkImpl {
  public:
-  TimedWork(CommWork inner, std::shared_ptr<CommClock> clock) : inner_(std::move(inner)), clock_(std::move(clock)) {}
+  TimedWork(CommWork inner, std::shared_ptr<CommWaitClock> clock) : inner_(std::move(inner)), clock_(std::move(clock)) {}
   ~TimedWork() override {
     Timer t(*clock_);  // an unwaited operation is waited for here
     inner_ = CommWork();
@@ -36,12 +36,12 @@ class TimedWork : public CommWorkImpl {
 
  private:
   CommWork inner_;
-  std::shared_ptr<CommClock> clock_;
+  std::shared_ptr<CommWaitClock> clock_;
 };
 
 class TimedCommunicator : public Communicator {
  public:
-  TimedCommunicator(std::unique_ptr<Communicator> inner, std::shared_ptr<CommClock> clock)
+  TimedCommunicator(std::unique_ptr<Communicator> inner, std::shared_ptr<CommWaitClock> clock)
       : inner_(std::move(inner)), clock_(std::move(clock)) {}
 
   int rank() const override { return inner_->rank(); }
@@ -96,13 +96,13 @@ class TimedCommunicator : public Communicator {
   }
 
   std::unique_ptr<Communicator> inner_;
-  std::shared_ptr<CommClock> clock_;
+  std::shared_ptr<CommWaitClock> clock_;
 };
 
 }  // namespace
 
 std::unique_ptr<Communicator> make_timed_communicator(std::unique_ptr<Communicator> inner,
-                                                      std::shared_ptr<CommClock> clock) {
+                                                      std::shared_ptr<CommWaitClock> clock) {
   CMOE_CHECK(inner != nullptr && clock != nullptr, "make_timed_communicator: null communicator or clock");
   return std::make_unique<TimedCommunicator>(std::move(inner), std::move(clock));
 }

@@ -1,6 +1,6 @@
 // timed_communicator.h — how long this process waits on communication. A wrapper around any
 // Communicator that adds the wall time spent inside its calls (posting an operation and
-// waiting for it: CommWork::wait, so every blocking form too) to a shared CommClock; groups
+// waiting for it: CommWork::wait, so every blocking form too) to a shared CommWaitClock; groups
 // split from it share the clock. The training step reads the clock before and after to report
 // its communication wait apart from compute (docs/metrics.md). Overlapped communication that
 // completes before anyone waits costs nothing here, which is the point: it is the time the
@@ -15,7 +15,7 @@
 
 namespace cmoe::parallel {
 
-class CommClock {
+class CommWaitClock {
  public:
   void add_ns(int64_t ns) { ns_.fetch_add(ns, std::memory_order_relaxed); }
   double seconds() const { return static_cast<double>(ns_.load(std::memory_order_relaxed)) * 1e-9; }
@@ -27,6 +27,6 @@ class CommClock {
 // `inner` with every call timed into `clock`; split() returns timed communicators on the
 // same clock. Results, errors and deadlines are inner's.
 std::unique_ptr<Communicator> make_timed_communicator(std::unique_ptr<Communicator> inner,
-                                                      std::shared_ptr<CommClock> clock);
+                                                      std::shared_ptr<CommWaitClock> clock);
 
 }  // namespace cmoe::parallel
