@@ -207,7 +207,8 @@ class Runner:
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
         cmoe = os.path.join(ROOT, self.cmoe) if not os.path.isabs(self.cmoe) else self.cmoe
         trained = os.path.join(d, "trained.json")
-        if not os.path.exists(trained):
+        trained_now = not os.path.exists(trained)
+        if trained_now:
             log = os.path.join(d, "train.log")
             sets = [a for s in r["sets"] for a in ("--set", s)]
             t0 = time.time()
@@ -245,7 +246,7 @@ class Runner:
             raise StudyError(f"{d}: cmoe params exited {p.returncode}: {p.stderr.strip()}")
         result["params"] = json.loads(p.stdout)
         write_json(os.path.join(d, "study.json"), result)
-        return result["train_wall_s"]
+        return result["train_wall_s"] if trained_now else None
 
 
 def write_json(path, obj):
@@ -305,7 +306,8 @@ def run_all(study, runs, cmoe, jobs, threads):
                 name = f"{r['variant']} seed {r['seed']} {layout_name(r)}"
                 try:
                     wall = fut.result()
-                    print(f"study: [{n}/{len(todo)}] done: {name} ({wall:.0f} s)", flush=True)
+                    what = f"trained and evaluated ({wall:.0f} s of training)" if wall is not None else "evaluated"
+                    print(f"study: [{n}/{len(todo)}] {what}: {name}", flush=True)
                 except KeyboardInterrupt:
                     pass
                 except StudyError as e:
