@@ -344,7 +344,9 @@ def read_jsonl(path):
     return [steps[k] for k in sorted(steps)], [vals[k] for k in sorted(vals)]
 
 
-def collect(runs):
+def collect(runs, step_every=1):
+    """results.csv rows and the finished runs; step rows only every step_every steps (and the
+    last), to keep a published CSV small."""
     rows, finished = [], []
     for r in runs:
         res_path = os.path.join(r["dir"], "study.json")
@@ -354,7 +356,8 @@ def collect(runs):
         steps, vals = read_jsonl(os.path.join(r["dir"], "metrics.jsonl"))
         key = {"variant": r["variant"], "seed": r["seed"], "np": r["np"], "pp": r["pp"], "dp": r["dp"], "ep": r["ep"]}
         for s in steps:
-            rows.append({"record": "step", **key, "step": s["step"], **{f: s.get(f, "") for f in STEP_FIELDS}})
+            if s["step"] % step_every == 0 or s is steps[-1]:
+                rows.append({"record": "step", **key, "step": s["step"], **{f: s.get(f, "") for f in STEP_FIELDS}})
         for v in vals:
             rows.append({"record": "val", **key, "step": v["step"], "val_loss": v["val_loss"], "val_ppl": v["val_ppl"],
                          "val_tokens": v["val_tokens"]})
@@ -462,6 +465,19 @@ def summarise(study, finished):
     return out
 
 
+def untouched(s):
+    """True when disabling the top-1 expert changed nothing (no learned router: dense, hash)."""
+    return all(d == p for d, p in zip(s["disable_top1_ppl_seeds"], s["val_ppl_seeds"]))
+
+
+def plain_log_axis(ax):
+    from matplotlib.ticker import ScalarFormatter
+    for f in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        sf = ScalarFormatter()
+        sf.set_scientific(False)
+        f(sf)
+
+
 def common_steps(summary):
     """Checkpoint steps evaluated for every variant with a disable-top1 evaluation (a run stopped
     and resumed keeps an extra checkpoint; the tables and plots leave such steps out)."""
@@ -504,11 +520,13 @@ def plots(summary, report_dir):
     ax.set_title(f"Validation loss, mean over seeds (band: min-max), {first_layout}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    # Zoom on the part where the variants separate: from the first curve's second point down.
-    lows = [p[1] for c in data.values() for p in c]
-    if len(lows) > 2:
-        later = [p[1] for c in data.values() for p in c[1:]] or lows
-        ax.set_ylim(min(lows) - 0.05, max(later) + 0.05)
+    # Zoom on the part where the variants separate: the last 60% of the steps.
+    pts = [p for c in data.values() for p in c]
+    if len(pts) > 2:
+        last = max(p[0] for p in pts)
+        later = [p[1] for p in pts if p[0] >= 0.4 * last] or [p[1] for p in pts]
+        ax.set_ylim(min(p[1] for p in pts) - 0.02, max(later) + 0.02)
+        ax.set_xlim(0.35 * last, last * 1.02)
     fig.tight_layout()
     save_png(fig, os.path.join(report_dir, "val_loss.png"), {"layout": first_layout, "mean_val_loss": data})
     plt.close(fig)
@@ -534,8 +552,9 @@ def plots(summary, report_dir):
     plt.close(fig)
     made.append("final_ppl.png")
 
-    # Disable-top1 PPL next to normal PPL, log scale.
-    dis = [s for s in main if s["disable_top1_ppl"][0] is not None]
+    # Disable-top1 PPL next to normal PPL, log scale; variants it does not touch (no learned
+    # router: dense, hash) are left out.
+    dis = [s for s in main if s["disable_top1_ppl"][0] is not None and not untouched(s)]
     if dis:
         fig, ax = plt.subplots(figsize=(7, 3.8))
         x = range(len(dis))
@@ -546,7 +565,8 @@ def plots(summary, report_dir):
         ax.set_yscale("log")
         ax.set_xticks(list(x), [s["variant"] for s in dis], rotation=25, ha="right", fontsize=8)
         ax.set_ylabel("validation PPL (log)")
-        ax.set_title("Validation PPL with each token's top-1 expert disabled (mean ± std over seeds)")
+        ax.set_title("Validation PPL with each token's top-1 expert disabled (mean ± std over seeds)", fontsize=10)
+        plain_log_axis(ax)
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
@@ -559,7 +579,7 @@ def plots(summary, report_dir):
         made.append("disable_top1_ppl.png")
 
     # Disable-top1 degradation against training step (when several checkpoints were evaluated).
-    grow = [s for s in main if len(s["ratio_by_step"]) > 1 and s["disable_top1_ppl"][0] is not None]
+    grow = [s for s in main if len(s["ratio_by_step"]) > 1 and s["disable_top1_ppl"][0] is not None and not untouched(s)]
     steps = common_steps(grow)
     if grow and len(steps) > 1:
         fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -572,7 +592,8 @@ def plots(summary, report_dir):
         ax.set_yscale("log")
         ax.set_xlabel("training step of the checkpoint")
         ax.set_ylabel("PPL top-1 disabled / PPL")
-        ax.set_title("Degradation with the top-1 expert disabled, by checkpoint (mean ± std over seeds)")
+        ax.set_title("PPL with top-1 disabled / PPL, by checkpoint (mean ± std over seeds)", fontsize=10)
+        plain_log_axis(ax)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
         fig.tight_layout()
@@ -698,6 +719,8 @@ def main():
     ap.add_argument("--threads", type=int, help="OMP_NUM_THREADS of each process (default: cores / jobs)")
     ap.add_argument("--report-only", action="store_true", help="run nothing; summarise the finished runs")
     ap.add_argument("--list", action="store_true", help="print the runs and whether each is done")
+    ap.add_argument("--csv-step-every", type=int, default=1, metavar="K",
+                    help="results.csv: step rows every K steps and the last (default 1: every step)")
     a = ap.parse_args()
     try:
         study = load_study(a.study)
@@ -709,14 +732,14 @@ def main():
                 done = os.path.exists(os.path.join(r["dir"], "study.json"))
                 print(f"{'done' if done else 'todo'}  {r['variant']}  seed {r['seed']}  {layout_name(r)}  {r['dir']}")
             return 0
-        if a.jobs < 1 or (a.threads is not None and a.threads < 1):
-            raise StudyError("--jobs and --threads must be >= 1")
+        if a.jobs < 1 or (a.threads is not None and a.threads < 1) or a.csv_step_every < 1:
+            raise StudyError("--jobs, --threads and --csv-step-every must be >= 1")
         threads = a.threads or max(1, (os.cpu_count() or 1) // a.jobs)
         cmoe = a.cmoe or study["cmoe"]
         if not os.path.exists(cmoe if os.path.isabs(cmoe) else os.path.join(ROOT, cmoe)):
             raise StudyError(f"cmoe binary {cmoe} not found (build it: scripts/build.sh, or pass --cmoe)")
         failed = [] if a.report_only else run_all(study, runs, cmoe, a.jobs, threads)
-        rows, finished = collect(runs)
+        rows, finished = collect(runs, a.csv_step_every)
         os.makedirs(report_dir, exist_ok=True)
         write_csv(os.path.join(report_dir, "results.csv"), rows)
         summary = summarise(study, finished)
@@ -725,7 +748,8 @@ def main():
                               os.path.relpath(out, ROOT)] +
                              (["--report-dir", os.path.relpath(report_dir, ROOT)] if a.report_dir else []) +
                              (["--jobs", str(a.jobs)] if a.jobs != 1 else []) +
-                             (["--threads", str(a.threads)] if a.threads else []))
+                             (["--threads", str(a.threads)] if a.threads else []) +
+                             (["--csv-step-every", str(a.csv_step_every)] if a.csv_step_every != 1 else []))
         write_report(study, summary, made, report_dir, failed, len(runs), len(finished), command)
         print(f"study: {len(finished)}/{len(runs)} runs finished; wrote {report_dir}/results.csv, report.md"
               + (", " + ", ".join(made) if made else ""))
