@@ -48,6 +48,27 @@ Model::Layer Model::hooked(const Layer& L) const {
   return H;
 }
 
+CoUsage Model::co_usage_of(const std::string& router_a, const std::string& router_b, const Tensor& idx_a,
+                           const Tensor& idx_b) const {
+  const int64_t N = idx_a.dim(0), ka = idx_a.dim(1), kb = idx_b.dim(1), E = router_opt_.num_experts;
+  CMOE_CHECK(idx_b.dim(0) == N, "co-usage: ", N, " and ", idx_b.dim(0), " tokens");
+  CoUsage c;
+  c.layer = router_a.substr(0, router_a.rfind('.'));
+  c.router_a = router_a;
+  c.router_b = router_b;
+  c.experts_a = c.experts_b = E;
+  c.counts.assign(E * E, 0);
+  // Device choices come to the host once per layer (2 N k ints).
+  const Tensor ha = idx_a.device().is_cpu() ? idx_a : idx_a.to(kCPU);
+  const Tensor hb = idx_b.device().is_cpu() ? idx_b : idx_b.to(kCPU);
+  const int32_t *A = ha.data<int32_t>(), *B = hb.data<int32_t>();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < ka; ++i)
+      for (int64_t j = 0; j < kb; ++j)
+        if (A[n * ka + i] >= 0 && B[n * kb + j] >= 0) ++c.counts[A[n * ka + i] * E + B[n * kb + j]];
+  return c;
+}
+
 Model::Model(const config::ModelConfig& cfg, uint64_t seed, const ModelShard& shard, bool init)
     : cfg_(cfg), variant_(resolve_variant(cfg)), shard_(shard), init_(init) {
   if (shard_.layer_end < 0) shard_.layer_end = cfg.n_layers();
@@ -173,13 +194,15 @@ ag::Var Model::attention_block(Layer L, const ag::Var& x, int64_t B, int64_t T, 
 }
 
 ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& ids, const ForwardOptions& opt,
-                            ForwardResult& res, ag::Var& aux) {
+                            ForwardResult& res, ag::Var& aux, Tensor& indices) {
   const int64_t N = u.value().dim(0);
   RouterOptions ro = router_opt_;
-  ro.disable_top1 = opt.disable_top1 && ro.kind != RouterKind::kHash;
+  ro.disable_top1 = opt.disable_top1 && ro.kind != RouterKind::kHash &&
+                    (opt.disable_top1_set.empty() || S.name.substr(S.name.rfind('.') + 1) == opt.disable_top1_set);
   Tensor bias = S.bias_index >= 0 ? biases_[S.bias_index].var.value() : Tensor();
   ro.stats_group = ctx_.dp;
   RouterOutput r = route(u, S.router, ids, ro, bias);
+  indices = r.indices;
   const bool ep = ctx_.ep != nullptr && ctx_.ep->size() > 1;
 
   RouterReport rep;
@@ -187,6 +210,11 @@ ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& i
   rep.counts = r.counts;
   for (int64_t c : r.counts) rep.pairs += c;
   rep.aux = r.aux_value;
+  rep.tokens = N;
+  rep.prob_tokens = ro.kind == RouterKind::kHash ? 0 : N;
+  rep.top1_prob_sum = r.top1_prob_sum;
+  rep.entropy_sum = r.entropy_sum;
+  rep.routed_gate_sum = static_cast<double>(N);  // c_0 = 1 without a shared expert
   if (r.loss.defined()) aux = aux.defined() ? ag::add(aux, r.loss) : r.loss;
 
   ag::Var routed;
@@ -206,8 +234,10 @@ ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& i
     rep.dropped = plan.dropped;
     routed = dispatch_experts(u, plan, r.weights, S.experts, opt.compute_dtype);
   }
-  res.routers.push_back(std::move(rep));
-  if (S.shared.empty()) return routed;
+  if (S.shared.empty()) {
+    res.routers.push_back(std::move(rep));
+    return routed;
+  }
   ag::Var shared = swiglu_ffn(u, S.shared[0].w1, S.shared[0].w3, S.shared[0].w2, opt.compute_dtype);
   if (S.shared.size() == 2) {
     shared = ag::scale(ag::add(shared, swiglu_ffn(u, S.shared[1].w1, S.shared[1].w3, S.shared[1].w2,
@@ -215,6 +245,10 @@ ag::Var Model::moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& i
   }
   ag::Var c = ag::softmax(ag::add_bias(ag::linear(u, S.gate_w), S.gate_b));  // (N, 2), f32
   auto [c0, c1] = split_gate(c, N);
+  rep.routed_gate_sum = 0;
+  const Tensor c0h = c0.value().device().is_cpu() ? c0.value() : c0.value().to(kCPU);
+  for (int64_t n = 0; n < N; ++n) rep.routed_gate_sum += c0h.data<float>()[n];
+  res.routers.push_back(std::move(rep));
   return ag::add(ag::scale_rows(routed, c0), ag::scale_rows(shared, c1));
 }
 
@@ -231,10 +265,13 @@ ag::Var Model::layers_forward(ag::Var x, const Tensor& flat_ids, int64_t B, int6
     // Expert sets in order, each adding to the residual stream; a set with its own norm
     // (Cartesian B) reads RMSNorm_B of the stream so far, the others the post-attention norm.
     x = h;
-    for (const SubLayer& S : L.moe) {
+    std::vector<Tensor> choices(L.moe.size());
+    for (size_t s = 0; s < L.moe.size(); ++s) {
+      const SubLayer& S = L.moe[s];
       ag::Var in = S.own_norm ? ag::rmsnorm(x, L.ln_b, cfg_.norm_eps()) : u;
-      x = ag::add(x, moe_sublayer(S, in, flat_ids, opt, res, aux));
+      x = ag::add(x, moe_sublayer(S, in, flat_ids, opt, res, aux, choices[s]));
     }
+    if (L.moe.size() == 2) res.co_usage.push_back(co_usage_of(L.moe[0].name, L.moe[1].name, choices[0], choices[1]));
   }
   return x;
 }

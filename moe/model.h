@@ -54,6 +54,9 @@ struct ParallelContext {
 struct ForwardOptions {
   DType compute_dtype = DType::kF32;  // matmul inputs: f32 or bf16 (f32 accumulation)
   bool disable_top1 = false;          // evaluation: exclude each token's top-1 expert
+  // With disable_top1: only in the routers of this expert set ("moe", "moeA", "moeB");
+  // "" = in every router.
+  std::string disable_top1_set;
   bool recompute_attention = false;   // activation recomputation of each attention block
   // Fire the grad-ready hook (Model::set_grad_ready) during this forward's backward: set on
   // the last micro-batch of a step, whose backward completes each parameter's gradient.
@@ -77,6 +80,22 @@ struct RouterReport {
   int64_t pairs = 0;             // routed (token, choice) pairs before dropping
   int64_t dropped = 0;           // pairs dropped by the capacity limit
   double aux = 0;                // unscaled balance term (1.0 = balanced)
+  // How decided the router was, over this rank's tokens (not summed over data parallelism):
+  // sums over `tokens` of the top-1 probability max_e s_e and of the routing entropy
+  // -sum_e s_e ln s_e (learned routers only: prob_tokens = 0 for hash), and of the routed
+  // output's gate weight c_0 (1 without a shared expert).
+  int64_t tokens = 0, prob_tokens = 0;
+  double top1_prob_sum = 0, entropy_sum = 0, routed_gate_sum = 0;
+};
+
+// A Cartesian layer's co-usage on this rank: counts[a * experts_b + b] = (token, a, b) triples
+// with a among the token's A choices and b among its B choices (k_A * k_B pairs per token).
+// Local to this rank's tokens (not summed over data parallelism, unlike RouterReport::counts).
+struct CoUsage {
+  std::string layer;           // "layers.0"
+  std::string router_a, router_b;  // "layers.0.moeA", "layers.0.moeB"
+  int64_t experts_a = 0, experts_b = 0;
+  std::vector<int64_t> counts;  // (experts_a * experts_b), row-major
 };
 
 // With data parallelism (ParallelContext::dp of size R), each rank's loss is R times its share
@@ -91,6 +110,7 @@ struct ForwardResult {
   int64_t global_tokens = 0;  // ... in the micro-batch over the data-parallel group
   double aux = 0;     // this rank's scaled balance losses (means over its own tokens)
   std::vector<RouterReport> routers;
+  std::vector<CoUsage> co_usage;  // one per Cartesian layer of this stage
 };
 
 class Model {
@@ -166,8 +186,12 @@ class Model {
   // Final norm and head on x (B * T, d): every row's logits, or each sequence's last row's.
   Tensor head_logits(const ag::Var& x, int64_t B, int64_t T, bool all_positions, const ForwardOptions& opt);
   void check_inference(const Tensor& ids) const;
+  // A Cartesian layer's co-usage from its two routers' (N, k) choices.
+  CoUsage co_usage_of(const std::string& router_a, const std::string& router_b, const Tensor& idx_a,
+                      const Tensor& idx_b) const;
+  // indices receives the router's (N, k) choices (-1 = none).
   ag::Var moe_sublayer(const SubLayer& S, const ag::Var& u, const Tensor& ids, const ForwardOptions& opt,
-                       ForwardResult& res, ag::Var& aux);
+                       ForwardResult& res, ag::Var& aux, Tensor& indices);
 
   config::ModelConfig cfg_;
   MoeVariant variant_;

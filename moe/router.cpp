@@ -131,8 +131,17 @@ RouterOutput route(const ag::Var& u, const ag::Var& w_router, const Tensor& toke
   // Balance loss: coef * E * sum_e f_e * P_e, written as sum(s * F) * coef * E / N with
   // F[n, e] = f_e, so its gradient flows into the router through the softmax.
   std::vector<double> psum(E, 0.0);
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t e = 0; e < E; ++e) psum[e] += S[n * E + e];
+  for (int64_t n = 0; n < N; ++n) {
+    double top = 0, ent = 0;
+    for (int64_t e = 0; e < E; ++e) {
+      const double s = S[n * E + e];
+      psum[e] += s;
+      top = std::max(top, s);
+      if (s > 0) ent -= s * std::log(s);
+    }
+    out.top1_prob_sum += top;
+    out.entropy_sum += ent;
+  }
   int64_t total_tokens = N;
   if (opt.stats_group != nullptr && opt.stats_group->size() > 1) {
     // Counts exactly (i64); probability sums in f32 (they only enter the reported value).

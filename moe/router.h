@@ -49,6 +49,9 @@ struct RouterOutput {
   // (E) this rank's pairs per expert, when the indices live on a device (the dispatch's problem
   // sizes, from the router's one device-to-host copy); empty for CPU indices.
   std::vector<int64_t> local_counts;
+  // How decided the router was over this call's tokens (local, not reduced over stats_group):
+  // sums over tokens of max_e s_e and of the entropy -sum_e s_e ln s_e (nats). 0 for hash.
+  double top1_prob_sum = 0, entropy_sum = 0;
 };
 
 // u: (N, d); w_router: (E, d) (unused for hash); token_ids: (N) i32 (hash only);

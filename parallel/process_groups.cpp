@@ -98,6 +98,8 @@ absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> 
   ProcessGroups g;
   g.layout = layout;
   CMOE_ASSIGN_OR_RETURN(g.place, place_rank(layout, world->size(), world->rank()));
+  g.comm_clock = std::make_shared<CommWaitClock>();
+  world = make_timed_communicator(std::move(world), g.comm_clock);
   const int me = world->rank();
   CMOE_ASSIGN_OR_RETURN(g.dp, split_into(*world, g.place.dp_group, me, "dp"));
   CMOE_ASSIGN_OR_RETURN(g.pp, split_into(*world, g.place.pp_group, me, "pp"));
@@ -115,7 +117,7 @@ absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> 
              "make_process_groups: the data world must hold the world's ranks in its order");
   CMOE_ASSIGN_OR_RETURN(ProcessGroups g, make_process_groups(std::move(data_world), layout));
   g.data_world = std::move(g.world);
-  g.world = std::move(world);
+  g.world = make_timed_communicator(std::move(world), g.comm_clock);
   return g;
 }
 

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "parallel/timed_communicator.h"
 
 namespace cmoe::parallel {
 
@@ -63,7 +64,8 @@ int expert_owner(int64_t n_experts, int ep, int64_t e);
 std::vector<int> balance_by_size(std::span<const int64_t> sizes, int n);
 
 // The communicators of one rank. Each group communicator is a split of `world`, named
-// "dp", "pp", "ep" and "edp" in messages.
+// "dp", "pp", "ep" and "edp" in messages. All of them are timed into comm_clock: the seconds
+// this rank has spent in communication calls (parallel/timed_communicator.h).
 // On a GPU job `world` stays the host communicator (control traffic: checkpoint agreement, the
 // step's scalars, barriers) while dp, pp, ep and edp are split from a device communicator
 // (data_world, from make_communicator) that moves the activations and gradients.
@@ -72,12 +74,14 @@ struct ProcessGroups {
   RankPlacement place;
   std::unique_ptr<Communicator> world, dp, pp, ep, edp;
   std::unique_ptr<Communicator> data_world;  // null: the groups are splits of world
+  std::shared_ptr<CommWaitClock> comm_clock;
 };
 
 // This rank's traffic counters summed over its five communicators (world, dp, pp, ep, edp).
 CommCounters process_groups_counters(const ProcessGroups& g);
 
-// Collective over `world`: validates the layout against world->size() and splits.
+// Collective over `world`: validates the layout against world->size(), wraps it in a timed
+// communicator and splits.
 absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> world,
                                                   const ParallelLayout& layout);
 // The same with the groups split from data_world (the same ranks in the same order as world).

@@ -14,8 +14,11 @@ pkgs=(
   libbenchmark-dev
   libdnnl-dev ocl-icd-opencl-dev opencl-c-headers opencl-clhpp-headers
   libzstd-dev
+  zlib1g-dev  # PNG images in TensorBoard event files (moe/train/png.cpp)
   libicu-dev
   python3 python3-torch python3-numpy  # the PyTorch cross-check test and bench/torch_peer.py
+  python3-protobuf  # the TensorBoard event-file test decodes the events with the .proto files
+  python3-matplotlib  # scripts/study.py plots
   libopenblas0-openmp  # an optimised BLAS for PyTorch's f32 matmuls (Debian's default is the reference BLAS)
   # The embedded mini-Pile's text (scripts/build-mini-pile.sh, the main job and e2e.mini_pile):
   bible-kjv fortunes python3.11-doc dict-gcide zstd

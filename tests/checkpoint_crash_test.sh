@@ -20,7 +20,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$make_dataset" "$work/data" 512 300 7
 common=(--config "$config" --set data.prefix="$work/data" --set train.steps=8 --set checkpoint.interval=2
         --set train.eval_interval=1000 --set train.lr=0.01 --set train.micro_batch_size=2)
-extract() { grep '"loss"' "$1" | sed -E 's/"tokens_per_s"[^,]*,//; s/"mfu"[^,]*,//; s/"step_s"[^,]*,//'; }
+extract() { grep '"loss"' "$1" | sed -E 's/"tokens_per_s"[^,]*,//; s/"mfu"[^,]*,//; s/"step_s"[^,]*,//; s/, "compute_s"[^}]*//'; }
 
 "$cmoe" train "${common[@]}" --run-dir "$work/straight" > "$work/straight.log"
 "$mpiexec" "${mpi_flags[@]}" -np 2 "$cmoe" train "${common[@]}" --set train.micro_batch_size=1 --set parallel.dp=2 \

@@ -145,12 +145,14 @@ struct PaperRow {
 
 TEST(Params, PaperConfigsReproduceThePaperCounts) {
   // Su et al. 2025: MoE-Base 842M total / 247M activated for SMoE-Share, Fine-grained and
-  // CartesianMoE; Dense-Base 162M; MoE-Large 2.88B / 770M; Dense-Large 468M. Within 0.5%.
+  // CartesianMoE; Dense-Base 162M; MoE-Large 2.88B / 770M; Dense-Large 468M; SMoE-Top3 258M /
+  // 808M activated (with D' = D(N+1)/N in the dense layers too). Within 0.5%.
   const PaperRow rows[] = {
       {"paper/moe-base-smoe-share", 842, 247},   {"paper/moe-base-fine-grained", 842, 247},
       {"paper/moe-base-cartesian", 842, 247},    {"paper/moe-base-dense", 162, 162},
       {"paper/moe-large-smoe-share", 2880, 770}, {"paper/moe-large-fine-grained", 2880, 770},
       {"paper/moe-large-cartesian", 2880, 770},  {"paper/moe-large-dense", 468, 468},
+      {"paper/moe-base-smoe-top3", 842, 258},    {"paper/moe-large-smoe-top3", 2880, 808},
   };
   for (const PaperRow& r : rows) {
     auto cfg = config_load(std::string(CMOE_SOURCE_DIR "/configs/") + r.file + ".textproto", {});

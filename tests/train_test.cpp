@@ -1,18 +1,26 @@
 // train_test.cpp — the training library in one process: the step function against a
 // hand-written step, the metrics records, the checkpoint policy, and the bridge between
 // training state and checkpoints (layout from the config alone, save/load round trips sync
-// and async, what a resume refuses, reshard).
+// and async, what a resume refuses, reshard), routing statistics (co-usage, intervals), and the
+// TensorBoard framing and PNG encoding (tests/tensorboard_test.py decodes whole event files
+// independently).
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include <zlib.h>
+
 #include "core/json.h"
 #include "core/ops/elementwise.h"
 #include "core/rng.h"
 #include "moe/train/config.h"
+#include "checkpoint/crc32c.h"
 #include "moe/train/metrics.h"
+#include "moe/train/png.h"
+#include "moe/train/routing_stats.h"
+#include "moe/train/tensorboard.h"
 #include "moe/train/step.h"
 #include "moe/train/train_state.h"
 #include "tests/data_test_util.h"
@@ -165,6 +173,191 @@ TEST(Metrics, OneJsonObjectPerLineWithTheDocumentedFields) {
   std::string first;
   std::getline(in, first);
   EXPECT_EQ(first.rfind("{\"step\": 1, \"loss\": 5.250000, \"aux_loss\": 0.020000, \"lr\": 3.000000e-04, ", 0), 0u) << first;
+}
+
+TEST(Metrics, StepRecordsTheTimeSplitAndRoutingRecordsTheInterval) {
+  ScratchDir dir("metrics_routing");
+  {
+    auto w = MetricsWriter::open(dir.file(""), true, 1000.0, 2e6, 1, 10, 5, /*tensorboard=*/true);
+    ASSERT_TRUE(w.ok()) << w.status();
+    EXPECT_NE(w->tensorboard_path().find("/events.out.tfevents."), std::string::npos) << w->tensorboard_path();
+    StepRecord r;
+    r.step = 5;
+    r.tokens = 100;
+    r.seconds = 1.0;
+    r.data_s = 0.25;
+    r.comm_s = 0.125;
+    RoutingInterval iv;
+    iv.first_step = 0;
+    iv.last_step = 5;
+    iv.routers = {RouterReport{"layers.0.moeA", {3, 1}, 4, 0, 0}, RouterReport{"layers.0.moeB", {2, 2}, 4, 0, 0}};
+    iv.co_usage = {CoUsage{"layers.0", "layers.0.moeA", "layers.0.moeB", 2, 2, {2, 1, 0, 1}}};
+    r.routing = iv;
+    w->step(r, 0, 10);
+  }
+  const std::vector<json::Value> lines = read_jsonl(dir.file("metrics.jsonl"));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_DOUBLE_EQ(lines[0].find("compute_s")->as_double(), 0.625);
+  EXPECT_DOUBLE_EQ(lines[0].find("comm_wait_s")->as_double(), 0.125);
+  EXPECT_DOUBLE_EQ(lines[0].find("data_wait_s")->as_double(), 0.25);
+  EXPECT_EQ(lines[1].find("loss"), nullptr);  // scripts select step records by "loss"
+  const json::Value* ro = lines[1].find("routing");
+  ASSERT_NE(ro, nullptr);
+  EXPECT_EQ(lines[1].find("step")->as_int(), 5);
+  EXPECT_EQ(json::serialize(*ro->find("routers")->find("layers.0.moeA")), "{\"counts\":[3,1],\"pairs\":4,\"dropped\":0}");
+  EXPECT_EQ(json::serialize(*ro->find("co_usage")->find("layers.0")->find("counts")), "[[2,1],[0,1]]");
+}
+
+TEST(RoutingStats, CoUsagePairsEveryAChoiceWithEveryBChoice) {
+  RunConfig cfg = tiny_run();
+  Model model(cfg.model(), 5);
+  Batch b = *batches(cfg, 3)();
+  ForwardResult f = model.forward(b.ids, b.targets, ForwardOptions());
+  ASSERT_EQ(f.co_usage.size(), 1u);  // one Cartesian layer (layer 0; layer 1 is dense)
+  const CoUsage& c = f.co_usage[0];
+  EXPECT_EQ(c.layer, "layers.0");
+  EXPECT_EQ(c.router_a, "layers.0.moeA");
+  EXPECT_EQ(c.router_b, "layers.0.moeB");
+  ASSERT_EQ(c.counts.size(), 16u);
+  const int64_t tokens = b.ids.numel(), k = 2;
+  int64_t total = 0;
+  for (int64_t v : c.counts) total += v;
+  EXPECT_EQ(total, tokens * k * k);
+  // Row a sums to (A's count of a) * k_B, column b to (B's count of b) * k_A.
+  for (int64_t a = 0; a < 4; ++a) {
+    int64_t row = 0, col = 0;
+    for (int64_t j = 0; j < 4; ++j) row += c.counts[a * 4 + j], col += c.counts[j * 4 + a];
+    EXPECT_EQ(row, f.routers[0].counts[a] * k) << a;
+    EXPECT_EQ(col, f.routers[1].counts[a] * k) << a;
+  }
+  // Other variants have no co-usage.
+  RunConfig smoe = tiny_run({"model.moe.kind=SMOE"});
+  Model m2(smoe.model(), 5);
+  EXPECT_TRUE(m2.forward(b.ids, b.targets, ForwardOptions()).co_usage.empty());
+}
+
+TEST(Model, DisableTop1CanBeLimitedToOneExpertSet) {
+  RunConfig cfg = tiny_run();
+  Model model(cfg.model(), 5);
+  Batch b = *batches(cfg, 3)();
+  ag::NoGradGuard no_grad;
+  ForwardOptions o;
+  const ForwardResult normal = model.forward(b.ids, b.targets, o);
+  o.disable_top1 = true;
+  const ForwardResult both = model.forward(b.ids, b.targets, o);
+  o.disable_top1_set = "moeB";
+  const ForwardResult only_b = model.forward(b.ids, b.targets, o);
+  // A routes as normal when only B's top-1 is disabled; B's choices change either way.
+  EXPECT_EQ(only_b.routers[0].counts, normal.routers[0].counts);
+  EXPECT_NE(both.routers[0].counts, normal.routers[0].counts);
+  EXPECT_NE(only_b.routers[1].counts, normal.routers[1].counts);
+  EXPECT_NE(only_b.ce, normal.ce);
+  EXPECT_NE(only_b.ce, both.ce);
+}
+
+TEST(Model, RouterReportsSayHowDecidedEachRouterWas) {
+  RunConfig cfg = tiny_run({"model.moe.shared_expert=true"});
+  Model model(cfg.model(), 5);
+  Batch b = *batches(cfg, 3)();
+  const ForwardResult f = model.forward(b.ids, b.targets, ForwardOptions());
+  const int64_t N = b.ids.numel();
+  ASSERT_EQ(f.routers.size(), 2u);
+  for (const RouterReport& r : f.routers) {
+    EXPECT_EQ(r.tokens, N);
+    EXPECT_EQ(r.prob_tokens, N);
+    const double top1 = r.top1_prob_sum / N, ent = r.entropy_sum / N, gate = r.routed_gate_sum / N;
+    EXPECT_GE(top1, 1.0 / 4 - 1e-6);  // E = 4: at least uniform
+    EXPECT_LE(top1, 1.0);
+    EXPECT_GT(ent, 0.0);
+    EXPECT_LE(ent, std::log(4.0) + 1e-6);
+    EXPECT_GT(gate, 0.0);
+    EXPECT_LT(gate, 1.0);
+  }
+  // Without a shared expert the routed output has all the weight; hash routers have no
+  // probabilities.
+  RunConfig hash = tiny_run({"model.moe.kind=HASH", "model.moe.shared_expert=false"});
+  Model mh(hash.model(), 5);
+  const ForwardResult fh = mh.forward(b.ids, b.targets, ForwardOptions());
+  ASSERT_EQ(fh.routers.size(), 1u);
+  EXPECT_EQ(fh.routers[0].prob_tokens, 0);
+  EXPECT_DOUBLE_EQ(fh.routers[0].routed_gate_sum, static_cast<double>(N));
+}
+
+TEST(RoutingStats, SumsAnIntervalAndStartsAfresh) {
+  RoutingStats rs(3);
+  const std::vector<CoUsage> cu = {CoUsage{"layers.0", "a", "b", 1, 2, {1, 2}}};
+  rs.add(1, {RouterReport{"a", {1, 0}, 1, 0, 0.5}}, cu);
+  EXPECT_FALSE(rs.due(1, false));
+  rs.add(2, {RouterReport{"a", {0, 2}, 2, 1, 0.5}}, cu);
+  EXPECT_TRUE(rs.due(2, true));  // the last step of a run closes the interval
+  EXPECT_TRUE(rs.due(3, false));
+  auto iv = rs.take(nullptr);
+  ASSERT_TRUE(iv.ok());
+  EXPECT_EQ(iv->first_step, 0);
+  EXPECT_EQ(iv->last_step, 2);
+  ASSERT_EQ(iv->routers.size(), 1u);
+  EXPECT_EQ(iv->routers[0].counts, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(iv->routers[0].pairs, 3);
+  EXPECT_EQ(iv->routers[0].dropped, 1);
+  EXPECT_EQ(iv->co_usage[0].counts, (std::vector<int64_t>{2, 4}));
+  rs.add(3, {RouterReport{"a", {5, 5}, 10, 0, 0}}, {});
+  iv = rs.take(nullptr);
+  ASSERT_TRUE(iv.ok());
+  EXPECT_EQ(iv->first_step, 2);
+  EXPECT_EQ(iv->routers[0].counts, (std::vector<int64_t>{5, 5}));
+  EXPECT_TRUE(iv->co_usage.empty());
+}
+
+TEST(TensorBoard, RecordFramingAndMaskedCrc) {
+  // CRC-32C's check value, then the mask ((c >> 15) | (c << 17)) + 0xa282ead8.
+  EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);
+  const uint32_t c = 0xE3069283u;
+  EXPECT_EQ(tfrecord_masked_crc("123456789", 9), ((c >> 15) | (c << 17)) + 0xa282ead8u);
+  const std::string rec = tfrecord_frame("abc");
+  ASSERT_EQ(rec.size(), 8u + 4 + 3 + 4);
+  EXPECT_EQ(rec.substr(0, 8), std::string("\x03\0\0\0\0\0\0\0", 8));  // u64 length, little-endian
+  auto u32 = [&](size_t at) {
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(rec[at + i]);
+    return v;
+  };
+  EXPECT_EQ(u32(8), tfrecord_masked_crc(rec.data(), 8));
+  EXPECT_EQ(rec.substr(12, 3), "abc");
+  EXPECT_EQ(u32(15), tfrecord_masked_crc("abc", 3));
+}
+
+TEST(TensorBoard, PngIsSignatureIhdrAndZlibScanlines) {
+  const std::vector<uint8_t> rgb = {255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9};  // 2 x 2
+  const std::string png = png_encode_rgb(2, 2, rgb);
+  ASSERT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  EXPECT_EQ(png.substr(12, 4), "IHDR");
+  EXPECT_EQ(png.substr(16, 13), std::string("\0\0\0\x02\0\0\0\x02\x08\x02\0\0\0", 13));
+  const size_t idat = png.find("IDAT");
+  ASSERT_NE(idat, std::string::npos);
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<uint8_t>(png[idat - 4 + i]);
+  std::vector<uint8_t> raw(2 * 7);
+  uLongf len = raw.size();
+  ASSERT_EQ(uncompress(raw.data(), &len, reinterpret_cast<const Bytef*>(png.data() + idat + 4), n), Z_OK);
+  EXPECT_EQ(raw, (std::vector<uint8_t>{0, 255, 0, 0, 0, 255, 0, 0, 0, 0, 255, 9, 9, 9}));
+  EXPECT_EQ(png.substr(png.size() - 8, 4), "IEND");
+}
+
+TEST(TensorBoard, HeatmapColoursGetBrighterWithTheCount) {
+  auto lum = [](std::array<uint8_t, 3> c) { return 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]; };
+  double prev = -1;
+  for (int i = 0; i <= 1000; ++i) {
+    const double l = lum(colormap_rgb(i / 1000.0));
+    EXPECT_GE(l, prev) << i;
+    prev = l;
+  }
+  EXPECT_LT(lum(colormap_rgb(0)), 40);
+  EXPECT_GT(lum(colormap_rgb(1)), 200);
+  int w = 0, h = 0;
+  const std::string png = png_heatmap({0, 1, 2, 4, 0, 0}, 2, 3, 4, &w, &h);
+  EXPECT_EQ(w, 12);
+  EXPECT_EQ(h, 8);
+  EXPECT_EQ(png.substr(1, 3), "PNG");
 }
 
 TEST(CheckpointPolicy, SavesAtTheIntervalTheLastStepAndOnStop) {

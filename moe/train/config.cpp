@@ -156,6 +156,7 @@ constexpr Range kRanges[] = {
     {"train.adam_eps", 1e-30, 1},
     {"train.grad_clip", 0, kInf},
     {"train.log_interval", 1, 1e15},
+    {"train.routing_stats_interval", 0, 1e15},
     {"train.eval_interval", 1, 1e15},
     {"train.eval_batches", 1, 1e15},
     {"train.exit_at_step", 0, 1e15},

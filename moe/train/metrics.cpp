@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/json.h"
+#include "moe/train/png.h"
 
 namespace cmoe {
 
@@ -53,6 +54,11 @@ std::vector<RouterReport> merge_reports(const std::vector<RouterReport>& all) {
     m->pairs += r.pairs;
     m->dropped += r.dropped;
     m->aux += r.aux;
+    m->tokens += r.tokens;
+    m->prob_tokens += r.prob_tokens;
+    m->top1_prob_sum += r.top1_prob_sum;
+    m->entropy_sum += r.entropy_sum;
+    m->routed_gate_sum += r.routed_gate_sum;
   }
   return out;
 }
@@ -88,7 +94,8 @@ absl::StatusOr<int64_t> metrics_drop_after(const std::string& run_dir, int64_t s
 }
 
 absl::StatusOr<MetricsWriter> MetricsWriter::open(const std::string& run_dir, bool active, double flops_per_token,
-                                                  double peak_flops, int ranks, int64_t steps, int64_t log_interval) {
+                                                  double peak_flops, int ranks, int64_t steps, int64_t log_interval,
+                                                  bool tensorboard) {
   MetricsWriter w;
   w.active_ = active;
   w.flops_per_token_ = flops_per_token;
@@ -100,8 +107,40 @@ absl::StatusOr<MetricsWriter> MetricsWriter::open(const std::string& run_dir, bo
   if (active) {
     w.out_.open(run_dir + "/metrics.jsonl", std::ios::app);
     if (!w.out_) return absl::InternalError(absl::StrCat("cannot open ", run_dir, "/metrics.jsonl for writing"));
+    if (tensorboard) {
+      CMOE_ASSIGN_OR_RETURN(w.tb_, TensorBoardWriter::open(run_dir));
+    }
   }
   return w;
+}
+
+void MetricsWriter::tb_write(int64_t step, const tensorboard::Summary& s, bool flush) {
+  if (!tb_) return;
+  absl::Status st = s.value_size() > 0 ? tb_->write(step, s) : absl::OkStatus();
+  if (st.ok() && flush) st = tb_->flush();
+  if (!st.ok()) {
+    std::fprintf(stderr, "cmoe: %s; TensorBoard output stops here (metrics.jsonl continues)\n",
+                 std::string(st.message()).c_str());
+    tb_.reset();
+  }
+}
+
+void MetricsWriter::routing(const RoutingInterval& r) {
+  json::Value j = json::Value::object();
+  j.set("step", json::Value::integer(r.last_step));
+  j.set("routing", routing_interval_to_json(r));
+  out_ << json::serialize_line(j) << '\n';
+  if (!tb_) return;
+  tensorboard::Summary s;
+  for (const RouterReport& rr : r.routers) summary_add_index_histogram(&s, "routing/" + rr.name + "/load", rr.counts);
+  for (const CoUsage& c : r.co_usage) {
+    // Cells of at least 4 px, images of about 256 px a side (16 px cells for N = 16).
+    const int cell = static_cast<int>(std::max<int64_t>(4, 256 / std::max(c.experts_a, c.experts_b)));
+    int w = 0, h = 0;
+    const std::string png = png_heatmap(c.counts, static_cast<int>(c.experts_a), static_cast<int>(c.experts_b), cell, &w, &h);
+    summary_add_png(&s, "co_usage/" + c.layer, png, w, h);
+  }
+  tb_write(r.last_step, s, false);
 }
 
 void MetricsWriter::step(const StepRecord& r, int64_t first_step, int64_t end_step) {
@@ -128,6 +167,9 @@ void MetricsWriter::step(const StepRecord& r, int64_t first_step, int64_t end_st
   j.set("step_s", fixed(r.seconds, "%.4f"));
   if (r.peak_device_mb >= 0) j.set("peak_device_mb", fixed(r.peak_device_mb, "%.1f"));
   j.set("expert_load", std::move(load));
+  j.set("compute_s", fixed(std::max(0.0, r.seconds - r.data_s - r.comm_s), "%.4f"));
+  j.set("comm_wait_s", fixed(r.comm_s, "%.4f"));
+  j.set("data_wait_s", fixed(r.data_s, "%.4f"));
   // World rank 0's traffic of the step per kind of operation (bytes as parallel::CommCounters
   // defines them; docs/metrics.md).
   json::Value calls = json::Value::object(), bytes = json::Value::object();
@@ -139,8 +181,30 @@ void MetricsWriter::step(const StepRecord& r, int64_t first_step, int64_t end_st
   j.set("comm_calls", std::move(calls));
   j.set("comm_bytes", std::move(bytes));
   out_ << json::serialize_line(j) << '\n';
+  if (tb_) {
+    tensorboard::Summary s;
+    summary_add_scalar(&s, "train/loss", r.loss);
+    summary_add_scalar(&s, "train/aux_loss", r.aux);
+    summary_add_scalar(&s, "train/lr", r.lr);
+    summary_add_scalar(&s, "train/grad_norm", r.grad_norm);
+    summary_add_scalar(&s, "perf/tokens_per_s", tps);
+    summary_add_scalar(&s, "perf/mfu", m);
+    summary_add_scalar(&s, "time/step_s", r.seconds);
+    summary_add_scalar(&s, "time/compute_s", std::max(0.0, r.seconds - r.data_s - r.comm_s));
+    summary_add_scalar(&s, "time/comm_wait_s", r.comm_s);
+    summary_add_scalar(&s, "time/data_wait_s", r.data_s);
+    for (const RouterReport& rr : r.routers) {
+      const LoadStats ls = load_stats(rr);
+      summary_add_scalar(&s, "routing/" + rr.name + "/max_over_mean", ls.max_over_mean);
+      summary_add_scalar(&s, "routing/" + rr.name + "/cv", ls.cv);
+      summary_add_scalar(&s, "routing/" + rr.name + "/dropped_frac", ls.dropped_frac);
+    }
+    tb_write(r.step, s, false);
+  }
+  if (r.routing) routing(*r.routing);
   if (r.step % log_interval_ != 0 && r.step != end_step && r.step != first_step + 1) return;
   out_.flush();
+  if (tb_) tb_write(r.step, tensorboard::Summary(), true);
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double eta = elapsed / (r.step - first_step) * (end_step - r.step);
   double worst = 0;
@@ -162,6 +226,10 @@ void MetricsWriter::eval(int64_t step, const EvalResult& ev) {
   j.set("val_tokens", json::Value::integer(ev.tokens));
   out_ << json::serialize_line(j) << '\n';
   out_.flush();
+  tensorboard::Summary s;
+  summary_add_scalar(&s, "val/loss", ev.loss);
+  summary_add_scalar(&s, "val/ppl", ev.ppl);
+  tb_write(step, s, true);
 }
 
 void MetricsWriter::checkpoint(int64_t step, double seconds) {
@@ -171,6 +239,9 @@ void MetricsWriter::checkpoint(int64_t step, double seconds) {
   j.set("ckpt_s", fixed(seconds, "%.4f"));
   out_ << json::serialize_line(j) << '\n';
   out_.flush();
+  tensorboard::Summary s;
+  summary_add_scalar(&s, "time/checkpoint_s", seconds);
+  tb_write(step, s, true);
 }
 
 }  // namespace cmoe

@@ -31,7 +31,9 @@ absl::Status world_sum(parallel::ProcessGroups* g, std::vector<float>& v) {
 TrainStep::TrainStep(const config::RunConfig& cfg, Model& model, AdamW& opt, parallel::ProcessGroups* groups,
                      BatchFn next, std::function<bool()> stop_requested)
     : cfg_(cfg), model_(model), opt_(opt), groups_(groups != nullptr && groups->world->size() > 1 ? groups : nullptr),
-      next_(std::move(next)), stop_requested_(std::move(stop_requested)) {
+      next_(std::move(next)), stop_requested_(std::move(stop_requested)),
+      routing_(cfg.train().routing_stats_interval() > 0 ? cfg.train().routing_stats_interval()
+                                                         : cfg.train().log_interval()) {
   fopt_.compute_dtype = compute_dtype(cfg.train());
   fopt_.recompute_attention = cfg.train().recompute();
   if (groups_ != nullptr) {
@@ -55,7 +57,8 @@ std::string TrainStep::describe() const {
 }
 
 absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t& tokens,
-                                      std::vector<RouterReport>& reports) {
+                                      std::vector<RouterReport>& reports, std::vector<CoUsage>& co_usage,
+                                      double& data_s) {
   const auto& t = cfg_.train();
   const int64_t M = t.grad_accum();
   const int stages = groups_ ? groups_->layout.pp : 1, stage = groups_ ? groups_->place.pp_rank : 0;
@@ -73,7 +76,9 @@ absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t
     Batch batch;
     {
       prof::Span wait("data wait", prof::Cat::kData);
+      const auto td = std::chrono::steady_clock::now();
       CMOE_ASSIGN_OR_RETURN(batch, next_());
+      data_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - td).count();
     }
     InFlight& it = inflight[micro];
     if (!first) it.input = ag::Var(input, true);
@@ -84,6 +89,7 @@ absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t
     aux_sum += it.f.aux;
     tokens += batch.ids.numel();
     reports.insert(reports.end(), it.f.routers.begin(), it.f.routers.end());
+    merge_co_usage(co_usage, it.f.co_usage);
     return last ? Tensor() : it.f.hidden.value();
   };
   fns.backward = [&](int64_t micro, const Tensor& grad_output) -> absl::StatusOr<Tensor> {
@@ -119,10 +125,12 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   const int64_t M = t.grad_accum();
   const bool last_stage = groups_ == nullptr || groups_->place.pp_rank == groups_->layout.pp - 1;
   const parallel::CommCounters comm0 = groups_ ? parallel::process_groups_counters(*groups_) : parallel::CommCounters{};
-  double loss_sum = 0, aux_sum = 0;
+  const double comm_wait0 = groups_ != nullptr ? groups_->comm_clock->seconds() : 0.0;
+  double loss_sum = 0, aux_sum = 0, data_s = 0;
   int64_t tokens = 0;
   std::vector<RouterReport> reports;
-  CMOE_RETURN_IF_ERROR(micro_batches(loss_sum, aux_sum, tokens, reports));
+  std::vector<CoUsage> co_usage;
+  CMOE_RETURN_IF_ERROR(micro_batches(loss_sum, aux_sum, tokens, reports, co_usage, data_s));
   grad_bytes_ = 0;
   for (const Param& p : model_.params())
     if (p.var.grad().defined()) grad_bytes_ += static_cast<int64_t>(p.var.grad().nbytes());
@@ -191,6 +199,22 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   }
 
   StepRecord& r = res.record;
+  // The step's traffic (docs/metrics.md): up to here, so the reporting collectives below are not
+  // counted and `cmoe plan` predicts the same numbers.
+  if (groups_ != nullptr) {
+    r.comm = parallel::process_groups_counters(*groups_);
+    r.comm -= comm0;
+  }
+
+  // Reporting only (no value above depends on it): the interval's routing statistics, and
+  // every stage's reports on pp rank 0.
+  const int64_t end = t.exit_at_step() > 0 ? t.exit_at_step() : t.steps();
+  routing_.add(step + 1, reports, co_usage);
+  if (routing_.due(step + 1, step + 1 == end || res.stop)) {
+    CMOE_ASSIGN_OR_RETURN(r.routing, routing_.take(groups_ ? groups_->dp.get() : nullptr));
+  }
+  if (groups_ != nullptr) CMOE_RETURN_IF_ERROR(gather_stage_routing(groups_->pp.get(), reports, &r.routing));
+
   r.step = step + 1;
   r.loss = loss_sum / M;
   r.aux = aux_sum / M;
@@ -198,11 +222,9 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   r.grad_norm = grad_norm;
   r.tokens = tokens;
   r.routers = std::move(reports);
-  if (groups_ != nullptr) {
-    r.comm = parallel::process_groups_counters(*groups_);
-    r.comm -= comm0;
-  }
   if (!dev.is_cpu()) cuda::synchronize(dev);  // the step's time includes its queued kernels
+  r.data_s = data_s;
+  r.comm_s = groups_ != nullptr ? groups_->comm_clock->seconds() - comm_wait0 : 0.0;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!dev.is_cpu()) r.peak_device_mb = static_cast<double>(allocator_for(dev.type).peak_bytes()) / (1 << 20);
   return res;

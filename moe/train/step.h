@@ -9,6 +9,10 @@
 //   aux-loss-free router biases from the step's expert loads
 // The loss, balance losses, norm and the stop flag are reduced over the world, so every rank
 // returns the same record. A non-finite norm stops before the update.
+// Reporting: with pipeline stages the routers' reports of every stage are gathered to pp rank
+// 0 (so world rank 0 reports them all); every train.routing_stats_interval steps, and after the
+// last step, the interval's per-expert counts and co-usage (moe/train/routing_stats.h). The
+// record's data and communication waits are this rank's own.
 #pragma once
 
 #include <functional>
@@ -20,6 +24,7 @@
 #include "moe/train/config.h"
 #include "moe/train/metrics.h"
 #include "moe/train/optimizer.h"
+#include "moe/train/routing_stats.h"
 #include "parallel/grad_reducer.h"
 #include "parallel/process_groups.h"
 
@@ -53,7 +58,8 @@ class TrainStep {
   int64_t last_grad_bytes() const { return grad_bytes_; }
 
  private:
-  absl::Status micro_batches(double& loss_sum, double& aux_sum, int64_t& tokens, std::vector<RouterReport>& reports);
+  absl::Status micro_batches(double& loss_sum, double& aux_sum, int64_t& tokens, std::vector<RouterReport>& reports,
+                             std::vector<CoUsage>& co_usage, double& data_s);
 
   const config::RunConfig& cfg_;
   Model& model_;
@@ -66,6 +72,7 @@ class TrainStep {
   bool zero1_ = false;
   std::unique_ptr<parallel::GradReducer> reducer_;
   int64_t grad_bytes_ = 0;
+  RoutingStats routing_;
 };
 
 }  // namespace cmoe

@@ -246,7 +246,7 @@ absl::Status train_run(const config::RunConfig& cfg, const std::string& run_dir,
                                                  : cuda::matmul_peak_gflops(job.device, compute_dtype(t))) *
                             1e9;
   auto metrics = MetricsWriter::open(run_dir, job.rank0, model.flops_per_token(), peak_flops, world_size, t.steps(),
-                                     t.log_interval());
+                                     t.log_interval(), t.tensorboard());
   if (!metrics.ok()) return fail(metrics.status());
   TrainStateSaver saver(ckpt_root, cfg, groups);
   CheckpointPolicy checkpoints(cfg.checkpoint(), saver, job.rank0, [&](int64_t s) {
@@ -281,7 +281,7 @@ absl::Status train_run(const config::RunConfig& cfg, const std::string& run_dir,
 }
 
 absl::StatusOr<CheckpointEval> eval_checkpoint(const config::RunConfig& run_cfg, const std::string& checkpoint,
-                                               bool disable_top1) {
+                                               bool disable_top1, const std::string& disable_top1_set) {
   // Evaluation is dropless (evaluate.h), so a capacity factor neither applies nor rules out
   // expert parallelism here.
   config::RunConfig cfg = run_cfg;
@@ -294,6 +294,20 @@ absl::StatusOr<CheckpointEval> eval_checkpoint(const config::RunConfig& run_cfg,
   if (absl::Status v = config_validate_layout(cfg, l); !v.ok()) return fail(v);
   if (disable_top1) {
     if (absl::Status v = variant_check_disable_top1(resolve_variant(cfg.model())); !v.ok()) return fail(v);
+  }
+  if (!disable_top1_set.empty()) {
+    std::string sets;
+    bool found = false;
+    for (const ExpertSet& s : resolve_variant(cfg.model()).sets) {
+      found = found || s.name == disable_top1_set;
+      sets += (sets.empty() ? "" : ", ") + s.name;
+    }
+    if (!found) {
+      return fail(absl::InvalidArgumentError(absl::StrCat("--disable-top1-set ", disable_top1_set, ": the ",
+                                                          variant_name(cfg.model().moe().kind()),
+                                                          " model has no such expert set (its sets: ",
+                                                          sets.empty() ? "none" : sets, ")")));
+    }
   }
 
   CheckpointEval out;
@@ -324,6 +338,7 @@ absl::StatusOr<CheckpointEval> eval_checkpoint(const config::RunConfig& run_cfg,
   ForwardOptions fo;
   fo.compute_dtype = compute_dtype(cfg.train());
   fo.disable_top1 = disable_top1;
+  fo.disable_top1_set = disable_top1_set;
   // The validation batches split over dp as in training: eval_batches micro-batches per rank.
   auto r = evaluate(model, validation_batches(cfg, l.dp, job.dp_rank), cfg.train().eval_batches(), fo, groups,
                     cfg.train().micro_batch_size() * cfg.model().seq_len());

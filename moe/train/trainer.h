@@ -68,7 +68,9 @@ struct CheckpointEval {
 // layout of cfg.parallel (pp * dp = N), or, when the config sets none, dp = N. Every rank
 // returns the global result; in a multi-rank job an error on any rank ends the job.
 // disable_top1 is refused for variants without a learned router (variant_check_disable_top1).
+// disable_top1_set (with disable_top1): only that expert set's routers ("moeA", "moeB", "moe");
+// a set the model does not have is InvalidArgument.
 absl::StatusOr<CheckpointEval> eval_checkpoint(const config::RunConfig& cfg, const std::string& checkpoint,
-                                               bool disable_top1);
+                                               bool disable_top1, const std::string& disable_top1_set = "");
 
 }  // namespace cmoe

@@ -1,6 +1,6 @@
 // local_comm_test.cpp — LocalCommunicator: every collective has its size-1 meaning, the
 // argument checks match the MPI backend's, and unmatched self-messages are errors rather
-// than hangs. Also covers the CMOE_COMM_TIMEOUT_S parsing, make_process_groups over a single
+// than hangs. Also covers the timing wrapper, the CMOE_COMM_TIMEOUT_S parsing, make_process_groups over a single
 // process and make_gpu_communicator without a launcher.
 #include <cstdio>
 #include <cstdlib>
@@ -9,6 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "parallel/backend/local.h"
+#include "parallel/timed_communicator.h"
 #include "core/cuda/cuda_backend.h"
 #include "core/cuda/plugin_loader.h"
 #include "parallel/process_groups.h"
@@ -20,6 +21,29 @@ Tensor iota(int64_t rows, int64_t cols) {
   Tensor t = Tensor::empty({rows, cols}, DType::kF32);
   for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = static_cast<float>(i);
   return t;
+}
+
+TEST(TimedComm, CountsTimeInCallsAndSharesTheClockWithSplits) {
+  auto clock = std::make_shared<CommWaitClock>();
+  std::unique_ptr<Communicator> c = make_timed_communicator(std::make_unique<LocalCommunicator>(), clock);
+  EXPECT_EQ(c->size(), 1);
+  EXPECT_EQ(c->name(), "world");
+  EXPECT_EQ(clock->seconds(), 0.0);
+  Tensor t = iota(64, 64);
+  ASSERT_TRUE(c->all_reduce(t).ok());
+  EXPECT_EQ(t.to_floats(), iota(64, 64).to_floats());  // results are the inner communicator's
+  const double after_one = clock->seconds();
+  EXPECT_GT(after_one, 0.0);
+  auto child = c->split(0, 0, "dp");
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ((*child)->name(), "dp");
+  auto w = (*child)->all_reduce_async(t, ReduceOp::kSum);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(w->wait().ok());
+  EXPECT_GT(clock->seconds(), after_one);
+  // Errors come through unchanged.
+  Tensor ints = Tensor::empty({2}, DType::kU16);
+  EXPECT_FALSE(c->all_reduce(ints).ok());
 }
 
 TEST(LocalComm, CollectivesAreIdentities) {

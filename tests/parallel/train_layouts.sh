@@ -67,7 +67,7 @@ seed_run() {  # seed_run DIR: a run directory whose latest is the (1,2,2) step-5
   cp -r "$work/ck122/checkpoints/step_00000005" "$1/checkpoints/"
   echo step_00000005 > "$1/checkpoints/latest"
 }
-record() { grep '"loss"' "$1/metrics.jsonl" | sed -E 's/"tokens_per_s"[^,]*,//; s/"mfu"[^,]*,//; s/"step_s"[^,]*,//'; }
+record() { grep '"loss"' "$1/metrics.jsonl" | sed -E 's/"tokens_per_s"[^,]*,//; s/"mfu"[^,]*,//; s/"step_s"[^,]*,//; s/, "compute_s"[^}]*//'; }
 run_layout ck122 1 2 2 $micro --set train.exit_at_step=5 --set checkpoint.async=true --run-dir "$work/ck122"
 files=$(cd "$work/ck122/checkpoints/step_00000005" && ls shard_*.bin | tr '\n' ' ')
 [ "$files" = "shard_pp000_ep000.bin shard_pp000_ep001.bin " ] || { echo "FAIL: (1,2,2) wrote: $files"; fail=1; }
