@@ -158,15 +158,21 @@ class Communicator {
   // The blocking forms count themselves; a caller of an async form counts what it posts with
   // count() (GradReducer does), so every operation is counted once.
   void count(CommKind kind, int64_t bytes) {
+    if (uncounted_.load(std::memory_order_relaxed)) return;
     const auto k = static_cast<size_t>(kind);
     calls_[k].fetch_add(1, std::memory_order_relaxed);
     bytes_[k].fetch_add(bytes, std::memory_order_relaxed);
   }
   // Totals since this communicator was made (a step's traffic is the difference of two).
   CommCounters counters() const;
+  // While set, operations are not counted: the metrics' own reporting collectives (routing
+  // statistics, every stage's router reports) are not training traffic, so the counters hold
+  // exactly what `cmoe plan` models (docs/metrics.md).
+  void set_uncounted(bool on) { uncounted_.store(on, std::memory_order_relaxed); }
 
  private:
   std::array<std::atomic<int64_t>, kNumCommKinds> calls_{}, bytes_{};
+  std::atomic<bool> uncounted_{false};
 };
 
 // Argument checks shared by all backends (InvalidArgument naming op, group and shapes).

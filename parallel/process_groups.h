@@ -80,6 +80,24 @@ struct ProcessGroups {
 // This rank's traffic counters summed over its five communicators (world, dp, pp, ep, edp).
 CommCounters process_groups_counters(const ProcessGroups& g);
 
+// Within its scope, the five communicators count nothing (Communicator::set_uncounted): for
+// collectives that only report metrics.
+class UncountedScope {
+ public:
+  explicit UncountedScope(const ProcessGroups* g) : g_(g) { set(true); }
+  ~UncountedScope() { set(false); }
+  UncountedScope(const UncountedScope&) = delete;
+  UncountedScope& operator=(const UncountedScope&) = delete;
+
+ private:
+  void set(bool on) const {
+    if (g_ == nullptr) return;
+    for (const std::unique_ptr<Communicator>* c : {&g_->world, &g_->dp, &g_->pp, &g_->ep, &g_->edp})
+      if (*c != nullptr) (*c)->set_uncounted(on);
+  }
+  const ProcessGroups* g_;
+};
+
 // Collective over `world`: validates the layout against world->size(), wraps it in a timed
 // communicator and splits.
 absl::StatusOr<ProcessGroups> make_process_groups(std::unique_ptr<Communicator> world,

@@ -263,7 +263,7 @@ def eval_outputs(r, study):
     root = os.path.join(d, "checkpoints")
     out = [(m, root, os.path.join(d, f"eval_{m.replace(':', '-')}.json")) for m in r["eval"]]
     if study["eval_checkpoints"] == "all" and os.path.isdir(root):
-        latest = open(os.path.join(root, "latest")).read().strip() if os.path.exists(os.path.join(root, "latest")) else ""
+        latest = open(os.path.join(root, "latest")).readline().strip() if os.path.exists(os.path.join(root, "latest")) else ""
         for step_dir in sorted(x for x in os.listdir(root) if x.startswith("step_") and x != latest):
             step = int(step_dir[len("step_"):])
             out += [(m, os.path.join(root, step_dir), os.path.join(d, f"eval_{m.replace(':', '-')}_step{step}.json"))

@@ -199,8 +199,8 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   }
 
   StepRecord& r = res.record;
-  // The step's traffic (docs/metrics.md): up to here, so the reporting collectives below are not
-  // counted and `cmoe plan` predicts the same numbers.
+  // The step's traffic (docs/metrics.md). The reporting collectives below are not counted, so
+  // `cmoe plan` predicts the same numbers.
   if (groups_ != nullptr) {
     r.comm = parallel::process_groups_counters(*groups_);
     r.comm -= comm0;
@@ -208,12 +208,15 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
 
   // Reporting only (no value above depends on it): the interval's routing statistics, and
   // every stage's reports on pp rank 0.
-  const int64_t end = t.exit_at_step() > 0 ? t.exit_at_step() : t.steps();
-  routing_.add(step + 1, reports, co_usage);
-  if (routing_.due(step + 1, step + 1 == end || res.stop)) {
-    CMOE_ASSIGN_OR_RETURN(r.routing, routing_.take(groups_ ? groups_->dp.get() : nullptr));
+  {
+    const parallel::UncountedScope reporting(groups_);
+    const int64_t end = t.exit_at_step() > 0 ? t.exit_at_step() : t.steps();
+    routing_.add(step + 1, reports, co_usage);
+    if (routing_.due(step + 1, step + 1 == end || res.stop)) {
+      CMOE_ASSIGN_OR_RETURN(r.routing, routing_.take(groups_ ? groups_->dp.get() : nullptr));
+    }
+    if (groups_ != nullptr) CMOE_RETURN_IF_ERROR(gather_stage_routing(groups_->pp.get(), reports, &r.routing));
   }
-  if (groups_ != nullptr) CMOE_RETURN_IF_ERROR(gather_stage_routing(groups_->pp.get(), reports, &r.routing));
 
   r.step = step + 1;
   r.loss = loss_sum / M;
