@@ -35,6 +35,15 @@ absl::Status all_reduce_host(Communicator& comm, const Tensor& buf, ReduceOp op)
   return absl::OkStatus();
 }
 
+absl::Status all_gather_host(Communicator& comm, const Tensor& out, const Tensor& in) {
+  if (comm.device() == in.device() && comm.device() == out.device()) return comm.all_gather(out, in);
+  Tensor d_out = Tensor::empty(out.shape(), out.dtype(), comm.device());
+  CMOE_RETURN_IF_ERROR(comm.all_gather(d_out, on(in, comm.device())));
+  Tensor o = out;
+  o.copy_from(d_out);
+  return absl::OkStatus();
+}
+
 absl::Status all_to_all_host(Communicator& comm, const Tensor& out, const Tensor& in) {
   if (comm.device() == in.device() && comm.device() == out.device()) return comm.all_to_all(out, in);
   Tensor d_out = Tensor::empty(out.shape(), out.dtype(), comm.device());

@@ -21,6 +21,8 @@ namespace cmoe::parallel {
 
 // buf (host) = op over the group of buf, whatever device `comm` moves.
 absl::Status all_reduce_host(Communicator& comm, const Tensor& buf, ReduceOp op = ReduceOp::kSum);
+// out (host) = the all_gather of in (host) over `comm`, whatever device it moves.
+absl::Status all_gather_host(Communicator& comm, const Tensor& out, const Tensor& in);
 // out (host) = the all_to_all of in (host) over `comm`, whatever device it moves.
 absl::Status all_to_all_host(Communicator& comm, const Tensor& out, const Tensor& in);
 

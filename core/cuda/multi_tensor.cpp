@@ -42,13 +42,13 @@ Packed pack(Device dev, const std::vector<std::vector<const void*>>& lists, std:
   std::vector<char> host(lists.size() * ptr_bytes + float_bytes + 3 * chunk_bytes, 0);
   size_t at = 0;
   for (const auto& l : lists) {
-    std::memcpy(host.data() + at, l.data(), ptr_bytes);
+    if (ptr_bytes > 0) std::memcpy(host.data() + at, l.data(), ptr_bytes);
     at += ptr_bytes;
   }
-  std::memcpy(host.data() + at, floats.data(), floats.size() * sizeof(float));
+  if (!floats.empty()) std::memcpy(host.data() + at, floats.data(), floats.size() * sizeof(float));
   at += float_bytes;
   for (const std::vector<int64_t>* v : {&chunks.tensor, &chunks.start, &chunks.len}) {
-    std::memcpy(host.data() + at, v->data(), chunk_bytes);
+    if (chunk_bytes > 0) std::memcpy(host.data() + at, v->data(), chunk_bytes);
     at += chunk_bytes;
   }
   Packed p;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "moe/train/metrics.h"
+#include "parallel/staging.h"
 
 namespace cmoe {
 
@@ -85,13 +86,13 @@ absl::StatusOr<std::vector<std::string>> all_gather_bytes(parallel::Communicator
   const int n = g.size();
   Tensor len = Tensor::empty({1}, DType::kI64), lens = Tensor::empty({n}, DType::kI64);
   len.data<int64_t>()[0] = static_cast<int64_t>(mine.size());
-  CMOE_RETURN_IF_ERROR(g.all_gather(lens, len));
+  CMOE_RETURN_IF_ERROR(parallel::all_gather_host(g, lens, len));  // g may move device tensors
   int64_t most = 1;
   for (int r = 0; r < n; ++r) most = std::max(most, lens.data<int64_t>()[r]);
   const int64_t words = (most + 3) / 4;
   Tensor buf = Tensor::zeros({words}, DType::kI32), all = Tensor::empty({n * words}, DType::kI32);
   std::memcpy(buf.raw_data(), mine.data(), mine.size());
-  CMOE_RETURN_IF_ERROR(g.all_gather(all, buf));
+  CMOE_RETURN_IF_ERROR(parallel::all_gather_host(g, all, buf));
   std::vector<std::string> out(static_cast<size_t>(n));
   for (int r = 0; r < n; ++r) {
     out[r].assign(static_cast<const char*>(all.raw_data()) + static_cast<size_t>(r * words) * 4, lens.data<int64_t>()[r]);
@@ -166,7 +167,7 @@ absl::StatusOr<RoutingInterval> RoutingStats::take(parallel::Communicator* dp) {
     int64_t at = 0;
     for (const CoUsage& c : out.co_usage)
       for (int64_t v : c.counts) t.data<int64_t>()[at++] = v;
-    CMOE_RETURN_IF_ERROR(dp->all_reduce(t));
+    CMOE_RETURN_IF_ERROR(parallel::all_reduce_host(*dp, t));  // dp may move device tensors
     at = 0;
     for (CoUsage& c : out.co_usage)
       for (int64_t& v : c.counts) v = t.data<int64_t>()[at++];
