@@ -21,6 +21,25 @@ namespace {
 // one device-to-host copy of the per-expert load (the counts the step's report, the balance loss
 // and the dispatch's problem sizes need on the host). Balance loss as
 // coef * E / N * sum_n sum_e s[n, e] f_e, the f-weighted row sums taken by a (1, E) linear.
+// The balance loss's statistics summed over the router's stats group (data-parallel ranks see
+// different tokens): counts, routed pairs and tokens exactly (i64); probability sums in f32
+// (they only enter the reported value). Nothing to do on one rank.
+void reduce_balance_stats(const RouterOptions& opt, std::vector<int64_t>& counts, std::vector<double>& psum,
+                          int64_t& routed, int64_t& total_tokens) {
+  if (opt.stats_group == nullptr || opt.stats_group->size() <= 1) return;
+  const auto E = static_cast<int64_t>(counts.size());
+  Tensor c = Tensor::empty({E + 2}, DType::kI64);
+  Tensor p = Tensor::empty({E}, DType::kF32);
+  for (int64_t e = 0; e < E; ++e) c.data<int64_t>()[e] = counts[e], p.data<float>()[e] = static_cast<float>(psum[e]);
+  c.data<int64_t>()[E] = routed;
+  c.data<int64_t>()[E + 1] = total_tokens;
+  parallel::comm_or_abort(parallel::all_reduce_host(*opt.stats_group, c), "router counts");
+  parallel::comm_or_abort(parallel::all_reduce_host(*opt.stats_group, p), "router probability sums");
+  for (int64_t e = 0; e < E; ++e) counts[e] = c.data<int64_t>()[e], psum[e] = p.data<float>()[e];
+  routed = c.data<int64_t>()[E];
+  total_tokens = c.data<int64_t>()[E + 1];
+}
+
 RouterOutput route_device(const ag::Var& u, const ag::Var& w_router, const Tensor& token_ids,
                           const RouterOptions& opt, const Tensor& bias) {
   const int64_t N = u.value().dim(0), E = opt.num_experts;
@@ -55,18 +74,7 @@ RouterOutput route_device(const ag::Var& u, const ag::Var& w_router, const Tenso
   for (int64_t c : out.counts) routed += c;
   std::vector<double> ps(hp.data<float>(), hp.data<float>() + E);
   int64_t total_tokens = N;
-  if (opt.stats_group != nullptr && opt.stats_group->size() > 1) {
-    Tensor c = Tensor::empty({E + 2}, DType::kI64);
-    for (int64_t e = 0; e < E; ++e) c.data<int64_t>()[e] = out.counts[e];
-    c.data<int64_t>()[E] = routed;
-    c.data<int64_t>()[E + 1] = N;
-    Tensor p = hp.clone();
-    parallel::comm_or_abort(parallel::all_reduce_host(*opt.stats_group, c), "router counts");
-    parallel::comm_or_abort(parallel::all_reduce_host(*opt.stats_group, p), "router probability sums");
-    for (int64_t e = 0; e < E; ++e) out.counts[e] = c.data<int64_t>()[e], ps[e] = p.data<float>()[e];
-    routed = c.data<int64_t>()[E];
-    total_tokens = c.data<int64_t>()[E + 1];
-  }
+  reduce_balance_stats(opt, out.counts, ps, routed, total_tokens);
   std::vector<float> f(E);
   for (int64_t e = 0; e < E; ++e) f[e] = routed ? static_cast<float>(out.counts[e]) / routed : 0.0f;
   double acc = 0;
@@ -143,20 +151,7 @@ RouterOutput route(const ag::Var& u, const ag::Var& w_router, const Tensor& toke
     out.entropy_sum += ent;
   }
   int64_t total_tokens = N;
-  if (opt.stats_group != nullptr && opt.stats_group->size() > 1) {
-    // Counts exactly (i64); probability sums in f32 (they only enter the reported value).
-    Tensor c = Tensor::empty({E + 2}, DType::kI64);
-    for (int64_t e = 0; e < E; ++e) c.data<int64_t>()[e] = out.counts[e];
-    c.data<int64_t>()[E] = routed;
-    c.data<int64_t>()[E + 1] = N;
-    Tensor p = Tensor::empty({E}, DType::kF32);
-    for (int64_t e = 0; e < E; ++e) p.data<float>()[e] = static_cast<float>(psum[e]);
-    parallel::comm_or_abort(parallel::all_reduce_host(*opt.stats_group, c), "router counts");
-    parallel::comm_or_abort(parallel::all_reduce_host(*opt.stats_group, p), "router probability sums");
-    for (int64_t e = 0; e < E; ++e) out.counts[e] = c.data<int64_t>()[e], psum[e] = p.data<float>()[e];
-    routed = c.data<int64_t>()[E];
-    total_tokens = c.data<int64_t>()[E + 1];
-  }
+  reduce_balance_stats(opt, out.counts, psum, routed, total_tokens);
   std::vector<float> f(E);
   for (int64_t e = 0; e < E; ++e) f[e] = routed ? static_cast<float>(out.counts[e]) / routed : 0.0f;
   {

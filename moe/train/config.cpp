@@ -213,13 +213,18 @@ absl::Status rule(bool ok, const std::string& message) {
 
 }  // namespace
 
-absl::StatusOr<RunConfig> config_parse(const std::string& text, const std::string& source) {
-  RunConfig cfg;
+absl::Status textproto_parse(const std::string& text, const std::string& source, pb::Message* msg) {
   pb::TextFormat::Parser parser;
   ErrorCollector errors(source);
   parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &cfg)) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot parse config: ", errors.joined()));
+  if (!parser.ParseFromString(text, msg)) return absl::InvalidArgumentError(errors.joined());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RunConfig> config_parse(const std::string& text, const std::string& source) {
+  RunConfig cfg;
+  if (absl::Status s = textproto_parse(text, source, &cfg); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot parse config: ", s.message()));
   }
   return cfg;
 }

@@ -21,6 +21,8 @@ using config::RunConfig;
 
 // Parses `text` (named `source` in messages); unknown fields are errors.
 absl::StatusOr<RunConfig> config_parse(const std::string& text, const std::string& source);
+// Parses protobuf text into msg; errors name source, line and column, one per line.
+absl::Status textproto_parse(const std::string& text, const std::string& source, google::protobuf::Message* msg);
 // Reads and parses a .textproto file, applies overrides in order, then validates.
 absl::StatusOr<RunConfig> config_load(const std::string& path, const std::vector<std::string>& overrides);
 // Applies one "path.to.field=value" override.

@@ -13,8 +13,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/ops/matmul.h"
-#include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
+#include "moe/train/config.h"
 #include "moe/train/hardware_builtin.h"
 
 namespace cmoe {
@@ -37,22 +37,6 @@ std::vector<std::string> hardware_names() {
 }
 
 namespace {
-
-class ErrorCollector final : public pb::io::ErrorCollector {
- public:
-  explicit ErrorCollector(std::string source) : source_(std::move(source)) {}
-  void AddError(int line, pb::io::ColumnNumber column, const std::string& message) override {
-    errors_.push_back(absl::StrCat(source_, ":", line + 1, ":", column + 1, ": ", message));
-  }
-  void AddWarning(int line, pb::io::ColumnNumber column, const std::string& message) override {
-    errors_.push_back(absl::StrCat(source_, ":", line + 1, ":", column + 1, ": warning: ", message));
-  }
-  std::string joined() const { return absl::StrJoin(errors_, "\n"); }
-
- private:
-  std::string source_;
-  std::vector<std::string> errors_;
-};
 
 absl::Status check_spec(const config::HardwareSpec& s, const std::string& source) {
   auto positive = [&](const char* field, double v) -> absl::Status {
@@ -101,11 +85,8 @@ double best_seconds(Fn&& fn, int reps) {
 absl::StatusOr<Hardware> hardware_parse(const std::string& text, const std::string& source) {
   Hardware hw;
   hw.source = source;
-  pb::TextFormat::Parser parser;
-  ErrorCollector errors(source);
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &hw.spec)) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot parse hardware description:\n", errors.joined()));
+  if (absl::Status s = textproto_parse(text, source, &hw.spec); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot parse hardware description:\n", s.message()));
   }
   CMOE_RETURN_IF_ERROR(check_spec(hw.spec, source));
   return hw;

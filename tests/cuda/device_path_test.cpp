@@ -235,22 +235,15 @@ TEST(DevicePath, MultiTensorAdamWAndNormsMatchTheCpu) {
 }  // namespace cmoe
 
 int main(int argc, char** argv) {
-  using namespace cmoe::parallel;
-  ::testing::InitGoogleTest(&argc, argv);
-  if (absl::Status s = mpi_init(&argc, &argv); !s.ok()) abort_job(s);
-  auto world = MpiCommunicator::world();
-  if (!world.ok()) abort_job(world.status());
-  cmoe::g_world = world->get();
+  auto world = cmoe::testing::mpi_test_world(&argc, &argv);
+  cmoe::g_world = world.get();
   const absl::Status init = cmoe::cuda::init(0);
   if (!init.ok()) {
     std::fprintf(stderr, "device_path_test needs the recording plugin (CMOE_CUDA_PLUGIN): %s\n",
                  std::string(init.message()).c_str());
     return 1;
   }
-  cmoe::testing::print_failures_only_off_rank0(cmoe::g_world->rank());
-  int failed = RUN_ALL_TESTS() != 0;
-  cmoe::Tensor t = cmoe::Tensor::full({1}, static_cast<float>(failed));
-  if (!cmoe::g_world->all_reduce(t).ok()) abort_job(absl::InternalError("final all_reduce failed"));
-  world->reset();
-  return t.data<float>()[0] != 0 ? 1 : 0;
+  const int rc = cmoe::testing::run_all_tests_on_every_rank(*world);
+  world.reset();
+  return rc;
 }
