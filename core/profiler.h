@@ -9,9 +9,10 @@
 //
 // Work attached to a span (flops, bytes moved) gives the summary's achieved GFLOP/s or GB/s.
 //
-// Communication and data-wait spans are also timed when no capture runs (two clock reads
-// each, a few per step): timed_seconds() gives their running totals, from which a training
-// step reports the time it waited for communication and for data.
+// Communication and data-wait spans are always timed, with or without a capture (two clock
+// reads each, a few per step): timed_seconds() gives their running totals, from which a
+// training step reports the time it waited for data (its communication wait comes from
+// parallel/timed_communicator.h, which also times the posting of asynchronous operations).
 #pragma once
 
 #include <atomic>
@@ -51,18 +52,12 @@ double timed_seconds(Cat cat);
 class Span {
  public:
   Span(const char* name, Cat cat, int64_t arg = -1) : cat_(cat) {
-    if (capturing()) {
-      open(name, cat, arg);
-    } else if (always_timed(cat)) {
-      begin_timing();
-    }
+    if (always_timed(cat)) begin_timing();  // the running totals hold during a capture too
+    if (capturing()) open(name, cat, arg);
   }
   ~Span() {
-    if (slot_ >= 0) {
-      close();
-    } else if (timing_) {
-      end_timing();
-    }
+    if (slot_ >= 0) close();
+    if (timing_) end_timing();
   }
   Span(const Span&) = delete;
   Span& operator=(const Span&) = delete;
@@ -78,7 +73,7 @@ class Span {
   void end_timing();
   Cat cat_;
   int slot_ = -1;       // index in the thread's open-span stack (capturing)
-  bool timing_ = false;  // timed without a capture
+  bool timing_ = false;  // counted in timed_seconds (outermost always-timed span)
   int64_t begin_ns_ = 0;
 };
 

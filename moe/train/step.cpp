@@ -57,8 +57,7 @@ std::string TrainStep::describe() const {
 }
 
 absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t& tokens,
-                                      std::vector<RouterReport>& reports, std::vector<CoUsage>& co_usage,
-                                      double& data_s) {
+                                      std::vector<RouterReport>& reports, std::vector<CoUsage>& co_usage) {
   const auto& t = cfg_.train();
   const int64_t M = t.grad_accum();
   const int stages = groups_ ? groups_->layout.pp : 1, stage = groups_ ? groups_->place.pp_rank : 0;
@@ -75,10 +74,8 @@ absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t
     prof::Span span("forward", prof::Cat::kPhase, micro);
     Batch batch;
     {
-      prof::Span wait("data wait", prof::Cat::kData);
-      const auto td = std::chrono::steady_clock::now();
+      prof::Span wait("data wait", prof::Cat::kData);  // timed: the step's data_s
       CMOE_ASSIGN_OR_RETURN(batch, next_());
-      data_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - td).count();
     }
     InFlight& it = inflight[micro];
     if (!first) it.input = ag::Var(input, true);
@@ -126,11 +123,12 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   const bool last_stage = groups_ == nullptr || groups_->place.pp_rank == groups_->layout.pp - 1;
   const parallel::CommCounters comm0 = groups_ ? parallel::process_groups_counters(*groups_) : parallel::CommCounters{};
   const double comm_wait0 = groups_ != nullptr ? groups_->comm_clock->seconds() : 0.0;
-  double loss_sum = 0, aux_sum = 0, data_s = 0;
+  const double data0 = prof::timed_seconds(prof::Cat::kData);
+  double loss_sum = 0, aux_sum = 0;
   int64_t tokens = 0;
   std::vector<RouterReport> reports;
   std::vector<CoUsage> co_usage;
-  CMOE_RETURN_IF_ERROR(micro_batches(loss_sum, aux_sum, tokens, reports, co_usage, data_s));
+  CMOE_RETURN_IF_ERROR(micro_batches(loss_sum, aux_sum, tokens, reports, co_usage));
   grad_bytes_ = 0;
   for (const Param& p : model_.params())
     if (p.var.grad().defined()) grad_bytes_ += static_cast<int64_t>(p.var.grad().nbytes());
@@ -226,7 +224,7 @@ absl::StatusOr<TrainStep::Result> TrainStep::run(int64_t step) {
   r.tokens = tokens;
   r.routers = std::move(reports);
   if (!dev.is_cpu()) cuda::synchronize(dev);  // the step's time includes its queued kernels
-  r.data_s = data_s;
+  r.data_s = prof::timed_seconds(prof::Cat::kData) - data0;
   r.comm_s = groups_ != nullptr ? groups_->comm_clock->seconds() - comm_wait0 : 0.0;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!dev.is_cpu()) r.peak_device_mb = static_cast<double>(allocator_for(dev.type).peak_bytes()) / (1 << 20);

@@ -59,7 +59,7 @@ class TrainStep {
 
  private:
   absl::Status micro_batches(double& loss_sum, double& aux_sum, int64_t& tokens, std::vector<RouterReport>& reports,
-                             std::vector<CoUsage>& co_usage, double& data_s);
+                             std::vector<CoUsage>& co_usage);
 
   const config::RunConfig& cfg_;
   Model& model_;
