@@ -136,6 +136,8 @@ void grouped_shapes(benchmark::internal::Benchmark* b) {
     for (int64_t gw : {0, 1}) {
       b->Args({1024, 256, dt, gw});  // expert up projection
       b->Args({256, 1024, dt, gw});  // expert down projection
+      b->Args({512, 256, dt, gw});   // cpu-small CartesianMoE sub-expert up projection
+      b->Args({256, 512, dt, gw});   // and down projection
     }
 }
 BENCHMARK(BM_GroupedMatmul)->Apply(grouped_shapes)->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -8,16 +8,15 @@
 // primitive (callers use a handful of values, so keying the cache by them is cheap).
 //
 // Dense matmuls have fixed shapes in training, so their primitives have fixed dims (oneDNN
-// picks its brgemm kernels). Grouped matmuls see new segment sizes every step; where it costs
-// nothing the segment dim is a oneDNN runtime dim (DNNL_RUNTIME_DIM_VAL), so one primitive
-// serves every segment size. Measured on the 2-core AVX-512 (Zen 4) machine, 16 experts of
-// 32..704 rows, (K, N) = (256, 1024) and (1024, 256):
-//   * bf16 grouped_matmul: runtime-dim 351-383 GFLOP/s vs fixed-dim 316-380: runtime dims;
-//   * grouped_matmul_grad_w (runtime reduction dim), f32 and bf16: within ~5% of dense;
-//   * f32 grouped_matmul with transposed weights: runtime-dim (oneDNN's gemm:jit) 131 GFLOP/s
-//     vs fixed-dim (brgemm) 195 at K=1024, so f32 grouped_matmul keys primitives by segment
-//     size instead. A new size costs one primitive (~0.1-0.4 ms, ~40 KB) once per process;
-//     their number is bounded by the distinct segment sizes seen.
+// picks its brgemm kernels). Grouped matmuls see new segment sizes every step, so the segment
+// dim is a oneDNN runtime dim (DNNL_RUNTIME_DIM_VAL) and one primitive serves every size.
+// History: on the 2-core Zen 4 machine an isolated benchmark (fixed offsets) ran f32 grouped
+// products with transposed weights faster with one fixed-dim primitive per segment size
+// (brgemm, 195 GFLOP/s at K=1024) than with the runtime dim (gemm:jit, 131), so f32 keyed
+// primitives by segment size. In training every step brings new sizes, and creating their
+// primitives (0.1-0.4 ms each, up to 16 per call) cost more than that: on the 2026-12-02 Intel
+// (AMX) machine the runtime dim ran cpu-small's expert products at 77-78% of the peak in
+// training against 61-65% keyed by size, and at 92-99% against 91-95% in the benchmark.
 #include "core/ops/matmul.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -30,6 +29,7 @@
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 namespace cmoe::ops {
 
@@ -172,6 +172,31 @@ void check_offsets(std::span<const int64_t> offsets, int64_t groups, int64_t row
 
 const char* byte_ptr(const Tensor& t) { return static_cast<const char*>(t.raw_data()); }
 
+// Runs fn(g) for every non-empty group. With more than one thread and more than one non-empty
+// group, the groups are spread over the threads (largest first, each taken by the next free
+// thread), and each product runs single-threaded inside the parallel region: on 2 cores a
+// segment of a few hundred rows is too small to split well (2-thread oneDNN calls on cpu-small's
+// experts ran at 52-59% of the peak). Each group's product is computed the same way whatever
+// thread takes it, so results do not depend on the schedule.
+template <typename Fn>
+void for_each_group(std::span<const int64_t> offsets, bool include_empty, Fn fn) {
+  const int64_t groups = static_cast<int64_t>(offsets.size()) - 1;
+  std::vector<int64_t> order;
+  order.reserve(static_cast<size_t>(groups));
+  for (int64_t g = 0; g < groups; ++g)
+    if (include_empty || offsets[g + 1] > offsets[g]) order.push_back(g);
+  if (omp_get_max_threads() <= 1 || order.size() <= 1 || omp_in_parallel()) {
+    for (int64_t g : order) fn(g);
+    return;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b];
+  });
+  const int64_t n = static_cast<int64_t>(order.size());
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i = 0; i < n; ++i) fn(order[static_cast<size_t>(i)]);
+}
+
 }  // namespace
 
 void matmul(Tensor& c, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, float alpha,
@@ -209,17 +234,15 @@ void grouped_matmul(Tensor& c, const Tensor& a, const Tensor& w, std::span<const
              (trans_w ? "^T" : ""), ", c ", c.str());
   check_offsets(offsets, groups, rows, "grouped_matmul");
 
-  // Runtime segment dim for bf16, one primitive per segment size for f32 (see top of file).
-  const bool runtime_rows = a.dtype() == DType::kBF16;
+  // The segment dim is a runtime dim: one primitive serves every segment size (see top of file).
   const size_t es = dtype_size(a.dtype());
   float* cp = c.data<float>();
-  for (int64_t g = 0; g < groups; ++g) {
+  for_each_group(offsets, false, [&](int64_t g) {
     const int64_t r0 = offsets[g], seg = offsets[g + 1] - offsets[g];
-    if (seg == 0) continue;
-    const GemmKey key{runtime_rows ? kRuntime : seg, n, k, false, trans_w, a.dtype(), 1.0f, 0.0f};
+    const GemmKey key{kRuntime, n, k, false, trans_w, a.dtype(), 1.0f, 0.0f};
     run_gemm(key, seg, k, cp + r0 * n, byte_ptr(a) + static_cast<size_t>(r0 * k) * es,
              byte_ptr(w) + static_cast<size_t>(g * k * n) * es);
-  }
+  });
 }
 
 void grouped_matmul_grad_w(Tensor& dw, const Tensor& a, const Tensor& dc,
@@ -246,12 +269,12 @@ void grouped_matmul_grad_w(Tensor& dw, const Tensor& a, const Tensor& dc,
   const GemmKey key{m_out, n_out, kRuntime, true, false, a.dtype(), 1.0f, beta};
   const size_t es = dtype_size(a.dtype());
   float* dwp = dw.data<float>();
-  for (int64_t g = 0; g < groups; ++g) {
+  for_each_group(offsets, true, [&](int64_t g) {
     const int64_t r0 = offsets[g], seg = offsets[g + 1] - offsets[g];
     const char* ap = byte_ptr(a) + static_cast<size_t>(r0 * k) * es;
     const char* dcp = byte_ptr(dc) + static_cast<size_t>(r0 * n) * es;
     run_gemm(key, m_out, seg, dwp + g * k * n, trans_w ? dcp : ap, trans_w ? ap : dcp);
-  }
+  });
 }
 
 int64_t matmul_primitive_count() { return primitive_cache().size(); }
