@@ -10,11 +10,14 @@
 // Disk baselines, per repetition, with the same byte count:
 //   write: write() in 8 MiB chunks to a new file, then fsync (what `dd bs=8M conv=fsync` does),
 //          with O_DIRECT when the checkpoint is written with it (--direct-io, default 1);
-//   read:  the page cache is emptied for that file (fsync'd pages dropped with
-//          posix_fadvise(POSIX_FADV_DONTNEED); mincore() confirms how much stayed resident),
-//          then read() in 8 MiB chunks.
-// Before each load the checkpoint's files are dropped from the cache the same way, so
-// load and read both come from the disk. Each repetition saves a new step directory and deletes
+//   read:  the checkpoint's own data file read with O_DIRECT in 8 MiB reads (`dd iflag=direct
+//          bs=8M`): the disk's rate whatever the page cache's readahead does. Read and load
+//          alternate which goes first (the file just written can read slower while the host
+//          still writes it back, and the second read may find it in the host's cache).
+// --direct-io 0 also makes the load read through the page cache (kernel readahead).
+// Before each read and load the files' pages are dropped from the page cache
+// (posix_fadvise(POSIX_FADV_DONTNEED) after fsync; mincore() confirms how much stayed resident),
+// so both come from the disk. Each repetition saves a new step directory and deletes
 // it after the load, so deleting old checkpoints (retention) is not timed. The asynchronous
 // save's two halves are timed too: the snapshot (checkpoint_shard_image: one copy into an
 // aligned host image, on the training thread; the buffer allocated in repetition 0 and reused
@@ -114,14 +117,16 @@ double disk_write(const std::string& path, uint64_t bytes, const std::vector<cha
   return seconds_since(t0);
 }
 
-// Sequential read of the whole file; seconds.
+// Sequential read of the whole file with O_DIRECT in 8 MiB reads (dd iflag=direct bs=8M): the
+// disk's own rate, independent of the page cache's readahead policy; seconds.
 double disk_read(const std::string& path, std::vector<char>& buf) {
+  std::unique_ptr<char, void (*)(void*)> aligned(static_cast<char*>(std::aligned_alloc(4096, buf.size())), std::free);
   const auto t0 = std::chrono::steady_clock::now();
   {
-    const fileio::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    const fileio::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
     if (fd.get() < 0) die("open " + path);
     while (true) {
-      const ssize_t r = ::read(fd.get(), buf.data(), buf.size());
+      const ssize_t r = ::read(fd.get(), aligned.get(), buf.size());
       if (r < 0) die("read " + path);
       if (r == 0) break;
     }
@@ -197,17 +202,31 @@ int run(const Args& a) {
       std::fprintf(stderr, "checkpoint_bench: %s\n", std::string(saved.status().message()).c_str());
       return 1;
     }
-    worst_resident = std::max(worst_resident, evict(raw));
-    const double r = disk_read(raw, chunk);
-    for (const char* f : {"/tensors.bin", "/manifest.pb"}) worst_resident = std::max(worst_resident, evict(*saved + f));
-    t0 = std::chrono::steady_clock::now();
+    // The disk's read of the checkpoint's own file against the load of it, each after evicting
+    // its pages, in alternating order: the file just written can read slower while the host
+    // still writes it back, and whichever read comes second may find it in the host's cache.
+    const std::string data_file = *saved + "/tensors.bin";
+    auto timed_read = [&] {
+      for (const std::string& f : {raw, data_file, *saved + "/manifest.pb"}) worst_resident = std::max(worst_resident, evict(f));
+      return disk_read(data_file, chunk);
+    };
     absl::Status loaded = absl::OkStatus();
-    {
-      auto reader = CheckpointReader::open(*saved);
+    auto timed_load = [&] {
+      for (const std::string& f : {raw, data_file, *saved + "/manifest.pb"}) worst_resident = std::max(worst_resident, evict(f));
+      const auto tl = std::chrono::steady_clock::now();
+      auto reader = CheckpointReader::open(*saved, a.direct_io);
       if (!reader.ok()) loaded = reader.status();
       for (size_t i = 0; loaded.ok() && i < tensors.size(); ++i) loaded = (*reader)->read_rows(tensors[i].name, 0, into[i]);
+      return seconds_since(tl);
+    };
+    double r = 0, l = 0;
+    if (rep % 2 == 0) {
+      r = timed_read();
+      l = timed_load();
+    } else {
+      l = timed_load();
+      r = timed_read();
     }
-    const double l = seconds_since(t0);
     if (!loaded.ok()) {
       std::fprintf(stderr, "checkpoint_bench: load failed: %s\n", std::string(loaded.message()).c_str());
       return 1;

@@ -595,12 +595,48 @@ absl::StatusOr<std::string> checkpoint_latest(const std::string& root) {
 // ---------------------------------------------------------------------------------------------
 // Reading.
 
+// A checkpoint file as the reader streams it. Entries are read in 8 MiB blocks with O_DIRECT
+// (where the file system allows it): while one block is copied out and CRC-checked, the next
+// kDepth - 1 are read by helper threads, so the disk always has large requests in flight and
+// the page cache is neither used nor polluted. Buffered reads with kernel readahead (fadvise
+// WILLNEED) are the fallback where O_DIRECT is refused (tmpfs and some network file systems).
 struct CheckpointReader::File {
+  static constexpr uint64_t kBlock = uint64_t{8} << 20;
+  static constexpr int kDepth = 3;
+  struct Slot {
+    std::unique_ptr<char, void (*)(void*)> buf{nullptr, std::free};
+    int64_t index = -1;             // the block of the file it holds or is being read into it
+    uint64_t len = 0;               // bytes read (short only at the end of the file)
+    std::future<int64_t> pending;   // valid while a helper reads into buf
+  };
   Fd fd;
   uint64_t size = 0;
-  uint64_t prefetched = 0;  // readahead requested up to here
+  uint64_t prefetched = 0;  // buffered fallback: readahead requested up to here
+  Fd direct{-1};            // O_DIRECT descriptor, or -1
+  Slot slots[kDepth];
   explicit File(int f) : fd(f) {}
+  ~File() {
+    for (Slot& s : slots)
+      if (s.pending.valid()) s.pending.wait();  // a helper writes into s.buf
+  }
 };
+
+namespace {
+
+// Reads up to `len` bytes at `off` (aligned) until full or end of file: bytes read or -errno.
+int64_t read_block(int fd, char* buf, uint64_t len, uint64_t off) {
+  uint64_t done = 0;
+  while (done < len) {
+    const ssize_t r = ::pread(fd, buf + done, len - done, static_cast<off_t>(off + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -errno;
+    if (r == 0) break;
+    done += static_cast<uint64_t>(r);
+  }
+  return static_cast<int64_t>(done);
+}
+
+}  // namespace
 
 CheckpointReader::~CheckpointReader() = default;
 
@@ -613,7 +649,7 @@ const CheckpointReader::Info* CheckpointReader::find(const std::string& name) co
   return it == info_.end() ? nullptr : &it->second;
 }
 
-absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::open(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::open(const std::string& dir, bool direct_io) {
   std::unique_ptr<CheckpointReader> r(new CheckpointReader());
   r->dir_ = dir;
   const std::string mpath = dir + "/manifest.pb";
@@ -634,6 +670,7 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::open(const s
         return absl::DataLossError(absl::StrCat("missing checkpoint file ", path, " (tensor ", e.name(), ")"));
       }
       f->size = static_cast<uint64_t>(st.st_size);
+      if (direct_io) f->direct = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));  // -1 where refused
       fit = r->files_.emplace(e.file(), std::move(f)).first;
     }
     if (e.offset() > fit->second->size || e.nbytes() > fit->second->size - e.offset()) {  // no wrap-around
@@ -717,30 +754,118 @@ absl::StatusOr<std::unique_ptr<CheckpointReader>> CheckpointReader::open(const s
 absl::Status CheckpointReader::read_entry(int index, char* dst) {
   const checkpoint::TensorEntry& e = manifest_.tensors(index);
   const std::string where = absl::StrCat(dir_, "/", e.file(), " tensor ", e.name());
-  const int fd = files_.at(e.file())->fd.get();
-  // Entries are mostly read in manifest order, which is each file's order: ask the kernel to
-  // read ahead up to 64 MiB past this entry, so the disk works while entries are checked.
-  {
-    File& f = *files_.at(e.file());
+  File& f = *files_.at(e.file());
+  uint32_t crc = 0;
+  bool direct = f.direct.get() >= 0;
+  if (direct) {
+    absl::StatusOr<bool> got = read_direct(f, e.offset(), e.nbytes(), dst, &crc, where);
+    if (!got.ok()) return got.status();
+    direct = *got;  // false: the file system refused O_DIRECT reads; read this file buffered
+  }
+  if (!direct) {
+    // Ask the kernel to read ahead up to 64 MiB past this entry, so the disk works while
+    // entries are checked (entries are mostly read in each file's order).
     const uint64_t want = std::min<uint64_t>(f.size, e.offset() + e.nbytes() + (64u << 20));
     if (want > f.prefetched) {
       const uint64_t from = std::max<uint64_t>(f.prefetched, e.offset());
-      (void)::posix_fadvise(fd, static_cast<off_t>(from), static_cast<off_t>(want - from), POSIX_FADV_WILLNEED);
+      (void)::posix_fadvise(f.fd.get(), static_cast<off_t>(from), static_cast<off_t>(want - from), POSIX_FADV_WILLNEED);
       f.prefetched = want;
     }
+    const int64_t r = read_block(f.fd.get(), dst, e.nbytes(), e.offset());
+    if (r < 0) return errno = static_cast<int>(-r), errno_error("cannot read", where);
+    if (static_cast<uint64_t>(r) < e.nbytes()) return absl::DataLossError(absl::StrCat(where, ": short read"));
+    crc = crc32c(dst, e.nbytes());
   }
-  for (uint64_t done = 0; done < e.nbytes();) {
-    const ssize_t r = ::pread(fd, dst + done, e.nbytes() - done, static_cast<off_t>(e.offset() + done));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return r < 0 ? errno_error("cannot read", where) : absl::DataLossError(absl::StrCat(where, ": short read"));
-    done += static_cast<uint64_t>(r);
-  }
-  const uint32_t crc = crc32c(dst, e.nbytes());
   if (crc != e.crc32c()) {
     return absl::DataLossError(absl::StrFormat("%s at offset %d: CRC-32C %08x, manifest says %08x (corrupt data)", where,
                                                e.offset(), crc, e.crc32c()));
   }
   return absl::OkStatus();
+}
+
+// Copies bytes [offset, offset + n) of the file into dst through the 8 MiB O_DIRECT blocks and
+// CRC-checks them as they go (*crc). Returns false, having read nothing, when the file system
+// refuses O_DIRECT reads (the descriptor is then dropped and the caller reads buffered).
+absl::StatusOr<bool> CheckpointReader::read_direct(File& f, uint64_t offset, uint64_t n, char* dst, uint32_t* crc,
+                                                   const std::string& where) {
+  constexpr uint64_t kBlock = File::kBlock;
+  for (File::Slot& s : f.slots) {
+    if (s.buf == nullptr) s.buf.reset(static_cast<char*>(std::aligned_alloc(4096, kBlock)));
+    CMOE_CHECK(s.buf != nullptr, "checkpoint reader: cannot allocate an 8 MiB read buffer");
+  }
+  auto finish = [](File::Slot& s) {  // waits for a helper's read into s
+    const int64_t r = s.pending.get();
+    s.len = r < 0 ? 0 : static_cast<uint64_t>(r);
+    return r;
+  };
+  // The slot holding block `index` (read now if no helper has it), after starting reads of the
+  // blocks after it into the other slots; nullptr with *err (-errno) on a failed read.
+  auto load = [&](int64_t index, int64_t* err) -> File::Slot* {
+    File::Slot* cur = nullptr;
+    for (File::Slot& s : f.slots)
+      if (s.index == index) cur = &s;
+    if (cur != nullptr && cur->pending.valid() && (*err = finish(*cur)) < 0) return cur->index = -1, nullptr;
+    if (cur == nullptr) {  // not read ahead (the first block, or reads out of order)
+      for (File::Slot& s : f.slots) {
+        if (s.pending.valid()) finish(s);
+        s.index = -1;
+      }
+      cur = &f.slots[0];
+      const int64_t r = read_block(f.direct.get(), cur->buf.get(), kBlock, static_cast<uint64_t>(index) * kBlock);
+      if (r < 0) return *err = r, nullptr;
+      cur->index = index;
+      cur->len = static_cast<uint64_t>(r);
+    }
+    for (int64_t ahead = index + 1; ahead < index + File::kDepth; ++ahead) {
+      const uint64_t off = static_cast<uint64_t>(ahead) * kBlock;
+      if (off >= f.size) break;
+      bool have = false;
+      File::Slot* free_slot = nullptr;
+      for (File::Slot& s : f.slots) {
+        have = have || s.index == ahead;
+        if (s.index < index || s.index >= index + File::kDepth) free_slot = &s;
+      }
+      if (have || free_slot == nullptr) continue;
+      if (free_slot->pending.valid()) finish(*free_slot);
+      free_slot->index = ahead;
+      free_slot->pending = std::async(std::launch::async, [fd = f.direct.get(), buf = free_slot->buf.get(), off] {
+        return read_block(fd, buf, File::kBlock, off);
+      });
+    }
+    return cur;
+  };
+  uint32_t c = 0;
+  for (uint64_t done = 0; done < n;) {
+    const uint64_t pos = offset + done;
+    const int64_t index = static_cast<int64_t>(pos / kBlock);
+    int64_t err = 0;
+    const File::Slot* cur = load(index, &err);
+    if (cur == nullptr) {
+      if (err == -EINVAL && done == 0) {  // O_DIRECT refused: read this file buffered from now on
+        for (File::Slot& s : f.slots) {
+          if (s.pending.valid()) s.pending.wait();
+          s.index = -1;
+        }
+        f.direct = Fd(-1);
+        return false;
+      }
+      errno = static_cast<int>(-err);
+      return errno_error("cannot read", where);
+    }
+    const uint64_t within = pos - static_cast<uint64_t>(index) * kBlock;
+    if (cur->len <= within) return absl::DataLossError(absl::StrCat(where, ": short read"));
+    const uint64_t take = std::min<uint64_t>(n - done, cur->len - within);
+    // CRC then copy each 256 KiB piece while it is in cache: one pass over memory, not two.
+    constexpr uint64_t kPiece = 256 << 10;
+    for (uint64_t p = 0; p < take; p += kPiece) {
+      const uint64_t len = std::min(kPiece, take - p);
+      c = crc32c_extend(c, cur->buf.get() + within + p, len);
+      std::memcpy(dst + done + p, cur->buf.get() + within + p, len);
+    }
+    done += take;
+  }
+  *crc = c;
+  return true;
 }
 
 absl::Status CheckpointReader::read_rows(const std::string& name, int64_t row_begin, const Tensor& dst) {

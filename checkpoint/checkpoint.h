@@ -142,8 +142,10 @@ class CheckpointReader {
     std::vector<int> entries;   // manifest entry indices, by slice_begin
   };
 
-  // Parses and checks the manifest and the files' sizes (see the header comment).
-  static absl::StatusOr<std::unique_ptr<CheckpointReader>> open(const std::string& dir);
+  // Parses and checks the manifest and the files' sizes (see the header comment). direct_io:
+  // stream the files in 8 MiB O_DIRECT blocks with reads ahead (where the file system allows
+  // it); false reads through the page cache with kernel readahead.
+  static absl::StatusOr<std::unique_ptr<CheckpointReader>> open(const std::string& dir, bool direct_io = true);
   ~CheckpointReader();
 
   const std::string& dir() const { return dir_; }
@@ -163,8 +165,10 @@ class CheckpointReader {
  private:
   CheckpointReader() = default;
   absl::Status read_entry(int index, char* dst);
-
   struct File;
+  absl::StatusOr<bool> read_direct(File& f, uint64_t offset, uint64_t n, char* dst, uint32_t* crc,
+                                   const std::string& where);
+
   std::string dir_;
   checkpoint::Manifest manifest_;
   std::vector<std::string> names_;

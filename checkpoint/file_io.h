@@ -16,6 +16,8 @@ class Fd {
   ~Fd();
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  Fd& operator=(Fd&& o) noexcept;  // closes the descriptor held before
   int get() const { return fd_; }
 
  private:
