@@ -29,6 +29,20 @@ void scale_loop(float* o, const float* x, float s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) o[i] = s * x[i];
 }
 
+// Row bodies for kernels that parallelise over rows: no OpenMP region of their own (a nested,
+// serialised region per row cost ~0.3 us each: 0.65 ms for a (2048, 2) add_bias).
+__attribute__((target_clones("avx512f", "default")))
+void add_span(float* __restrict o, const float* a, const float* b, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = a[i] + b[i];
+}
+
+__attribute__((target_clones("avx512f", "default")))
+void scale_span(float* __restrict o, const float* x, float s, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) o[i] = s * x[i];
+}
+
 __attribute__((target_clones("avx512f", "default")))
 void axpy_loop(float* y, float a, const float* x, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > (1 << 16))
@@ -98,7 +112,7 @@ void scale_rows_forward(Tensor& out, const Tensor& x, const Tensor& s) {
   const float *X = x.data<float>(), *S = s.data<float>();
   float* O = out.data<float>();
 #pragma omp parallel for schedule(static) if (N * D > (1 << 15))
-  for (int64_t n = 0; n < N; ++n) scale_loop(O + n * D, X + n * D, S[n], D);
+  for (int64_t n = 0; n < N; ++n) scale_span(O + n * D, X + n * D, S[n], D);
 }
 
 void scale_rows_backward(Tensor& dx, Tensor& ds, const Tensor& dout, const Tensor& x, const Tensor& s) {
@@ -123,7 +137,7 @@ void add_bias_forward(Tensor& out, const Tensor& x, const Tensor& b) {
   const float *X = x.data<float>(), *B = b.data<float>();
   float* O = out.data<float>();
 #pragma omp parallel for schedule(static) if (N * C > (1 << 15))
-  for (int64_t n = 0; n < N; ++n) add_loop(O + n * C, X + n * C, B, C);
+  for (int64_t n = 0; n < N; ++n) add_span(O + n * C, X + n * C, B, C);
 }
 
 void add_bias_backward(Tensor& dx, Tensor& db, const Tensor& dout) {

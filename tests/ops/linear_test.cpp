@@ -1,7 +1,10 @@
 // linear_test.cpp — matmul, grouped matmul and its weight gradient against naive f64 loops;
 // linear and grouped_linear gradient checks; bf16 compute against f32 and against a naive
 // product of bf16-rounded inputs.
+#include <omp.h>
+
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/ops/linear.h"
@@ -164,8 +167,8 @@ TEST(GroupedMatmul, MatchesPerSegmentNaive) {
   }
 }
 
-// bf16 grouped_matmul and grouped_matmul_grad_w (both dtypes) use one runtime-dim primitive
-// for all segment sizes; f32 grouped_matmul keys by segment size, so repeats create none.
+// grouped_matmul and grouped_matmul_grad_w use one runtime-dim primitive for all segment
+// sizes: new sizes create no primitives after the first call.
 TEST(GroupedMatmul, SegmentSizesReusePrimitives) {
   const int64_t rows = 40, k = 12, n = 10;
   const std::vector<std::vector<int64_t>> offsets = {
@@ -183,13 +186,41 @@ TEST(GroupedMatmul, SegmentSizesReusePrimitives) {
     const int64_t after_first = ops::matmul_primitive_count();
     step(offsets[1]);
     step(offsets[2]);
-    if (dt == DType::kBF16) {
-      EXPECT_EQ(ops::matmul_primitive_count(), after_first);
-    }
-    const int64_t after_all = ops::matmul_primitive_count();
-    for (const auto& off : offsets) step(off);
-    EXPECT_EQ(ops::matmul_primitive_count(), after_all) << dtype_name(dt);
+    EXPECT_EQ(ops::matmul_primitive_count(), after_first) << dtype_name(dt);
   }
+}
+
+// With several threads the groups are spread over them, one product per thread; a group alone
+// runs its product on all threads. Each group's result must not depend on which happens (a
+// rank of an expert-parallel run may hold one expert or many): bit for bit, at the sizes of
+// cpu-small's sub-experts, forward and weight gradient, f32 and bf16.
+TEST(GroupedMatmul, ResultsDoNotDependOnTheSpread) {
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(2);  // the spread needs two threads, on any machine (oversubscribed if need be)
+  const int64_t k = 256, n = 512;
+  const std::vector<int64_t> off = {0, 700, 950, 1262, 1263, 1800};
+  const int64_t groups = static_cast<int64_t>(off.size()) - 1, rows = off.back();
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    Tensor a = random_tensor({rows, k}, 1).to_dtype(dt);
+    Tensor w = random_tensor({groups, n, k}, 2).to_dtype(dt);
+    Tensor dc = random_tensor({rows, n}, 3).to_dtype(dt);
+    Tensor c = Tensor::empty({rows, n}, DType::kF32), dw = Tensor::empty({groups, n, k}, DType::kF32);
+    ops::grouped_matmul(c, a, w, off, true);
+    ops::grouped_matmul_grad_w(dw, a, dc, off, true, false);
+    for (int64_t g = 0; g < groups; ++g) {
+      const int64_t seg = off[g + 1] - off[g];
+      const std::vector<int64_t> one = {0, seg};
+      Tensor cg = Tensor::empty({seg, n}, DType::kF32), dwg = Tensor::empty({1, n, k}, DType::kF32);
+      Tensor wg = w.slice0(g, g + 1);
+      ops::grouped_matmul(cg, a.slice0(off[g], off[g + 1]), wg, one, true);
+      ops::grouped_matmul_grad_w(dwg, a.slice0(off[g], off[g + 1]), dc.slice0(off[g], off[g + 1]), one, true, false);
+      EXPECT_EQ(std::memcmp(cg.raw_data(), c.data<float>() + off[g] * n, cg.nbytes()), 0)
+          << dtype_name(dt) << " forward, group " << g;
+      EXPECT_EQ(std::memcmp(dwg.raw_data(), dw.data<float>() + g * n * k, dwg.nbytes()), 0)
+          << dtype_name(dt) << " weight gradient, group " << g;
+    }
+  }
+  omp_set_num_threads(threads);
 }
 
 TEST(GroupedMatmul, GradWMatchesNaive) {
