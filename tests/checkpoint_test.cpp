@@ -6,6 +6,7 @@
 // manifest's own CRC-32C (every single changed byte refused, by every reader), `latest` and
 // manifest.txt unable to disagree with it unnoticed; a failed save leaves no staging directory.
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/crc32c.h"
 
 #include <gtest/gtest.h>
 #include <sys/resource.h>
@@ -18,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <vector>
 
 namespace cmoe {
 namespace {
@@ -69,6 +71,33 @@ class CheckpointTest : public ::testing::Test {
   std::string root_;
   Tensor w_ = ramp({6, 3, 2}, 1.0f), b_ = ramp({5}, -3.0f);
 };
+
+// CRC-32C: the known answer ("123456789" -> e3069283), and the three-stream fast path against a
+// bitwise reference at lengths around its 12 KiB rounds, at odd offsets and extended in pieces.
+uint32_t crc32c_bitwise(uint32_t crc, const uint8_t* p, size_t n) {
+  crc = ~crc;
+  for (size_t i = 0; i < n; ++i) {
+    crc ^= p[i];
+    for (int k = 0; k < 8; ++k) crc = (crc & 1) ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+  }
+  return ~crc;
+}
+
+TEST(Crc32c, MatchesBitwiseReference) {
+  EXPECT_EQ(crc32c("123456789", 9), 0xe3069283u);
+  std::vector<uint8_t> buf(3 * 12288 + 77);
+  uint32_t x = 12345;
+  for (uint8_t& b : buf) b = static_cast<uint8_t>((x = x * 1103515245u + 12345u) >> 16);
+  for (size_t off : {size_t{0}, size_t{3}}) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{12287}, size_t{12288}, size_t{12289}, size_t{24576 + 5},
+                     buf.size() - off}) {
+      EXPECT_EQ(crc32c(buf.data() + off, n), crc32c_bitwise(0, buf.data() + off, n)) << "offset " << off << " length " << n;
+    }
+  }
+  const size_t cut = 12290;  // extend across a round boundary
+  EXPECT_EQ(crc32c_extend(crc32c(buf.data(), cut), buf.data() + cut, buf.size() - cut),
+            crc32c_bitwise(0, buf.data(), buf.size()));
+}
 
 TEST_F(CheckpointTest, TwoWritersReadBackByAnyRows) {
   const std::string dir = save_two_writers(7);
