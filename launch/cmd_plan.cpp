@@ -251,7 +251,32 @@ int cmd_plan(int argc, char** argv) {
   }
   auto hw = hardware_load(hw_name, world.get());
   if (!hw.ok()) return command_failed("plan", hw.status());
-  if (world != nullptr && world->rank() != 0) return 0;
+  const bool calibrate = hw_name == "cpu" && !flags->has("mfu");
+  if (world != nullptr && world->rank() != 0) {  // sleep while rank 0 calibrates, then leave
+    if (calibrate) {
+      absl::Status st = parallel::sleeping_barrier(*world);
+      if (!st.ok()) return command_failed("plan", st);
+    }
+    return 0;
+  }
+  if (calibrate) {
+    // The compute efficiency of this config on this machine, measured (docs/planner.md).
+    const CpuCalibration cal = calibrate_cpu_mfu(*cfg, *hw);
+    if (world != nullptr) {
+      absl::Status st = parallel::sleeping_barrier(*world);
+      if (!st.ok()) return command_failed("plan", st);
+    }
+    if (cal.why.empty()) {
+      hw->spec.set_mfu(cal.mfu);
+      hw->spec.set_description(absl::StrFormat(
+          "%s; mfu %.3f measured: %s's forward and backward at micro-batch %d on %d threads took %.3f s",
+          hw->spec.description(), cal.mfu, flags->get("config"), cfg->train().micro_batch_size(),
+          hw->spec.cores_per_node(), cal.seconds));
+    } else {
+      hw->spec.set_description(absl::StrFormat("%s; mfu %.2f assumed, not measured: %s", hw->spec.description(),
+                                               hw->spec.mfu(), cal.why));
+    }
+  }
   if (flags->has("write-hardware")) {
     const std::string path = flags->get("write-hardware");
     std::ofstream out(path, std::ios::binary | std::ios::trunc);

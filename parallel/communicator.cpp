@@ -3,8 +3,10 @@
 #include "parallel/communicator.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #include "core/profiler.h"
 
@@ -98,6 +100,12 @@ absl::Status CommWork::wait() {
 }
 
 bool CommWork::done() { return !impl_ || impl_->test(); }
+
+absl::Status sleeping_barrier(Communicator& c) {
+  CMOE_ASSIGN_OR_RETURN(CommWork w, c.barrier_async());
+  while (!w.done()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  return w.wait();
+}
 
 // ---- blocking forms ----
 

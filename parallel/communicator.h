@@ -175,6 +175,11 @@ class Communicator {
   std::atomic<bool> uncounted_{false};
 };
 
+// A barrier whose waiting ranks sleep between polls (every 2 ms) instead of spinning inside the
+// library, so they leave their cores to a rank that is measuring the machine meanwhile. For
+// measurements only: it adds up to 2 ms.
+absl::Status sleeping_barrier(Communicator& c);
+
 // Argument checks shared by all backends (InvalidArgument naming op, group and shapes).
 namespace comm_check {
 absl::Status device_is(const Communicator& c, const char* op, const Tensor& t);

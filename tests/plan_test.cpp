@@ -7,7 +7,9 @@
 //   - parameters and AdamW state: the bytes the model and optimizer allocate, exactly;
 //   - FLOPs: the stages' forward + backward add up to Model::flops_per_token;
 //   - the enumeration: the layouts cmoe can run (pp * dp = N, ep | dp, ep | experts), what does
-//     not fit is marked, and bad hardware descriptions are refused with the field named.
+//     not fit is marked, and bad hardware descriptions are refused with the field named;
+//   - a CPU node's pipeline simulated on shared cores (against the textbook 1F1B time and the
+//     node's work), and --hardware cpu's measured mfu.
 // The multi-rank checks (collective bytes, ZeRO-1 state, per-rank peaks) are
 // tests/parallel/plan_ranks_test.cpp.
 #include <gtest/gtest.h>
@@ -16,6 +18,7 @@
 #include <set>
 #include <tuple>
 
+#include "absl/strings/str_cat.h"
 #include "core/allocator.h"
 #include "core/rng.h"
 #include "moe/model.h"
@@ -240,6 +243,67 @@ TEST(Plan, EnumeratesTheLayoutsCmoeCanRun) {
   opt.gpus = 2;
   opt.micro_batches = {2};
   EXPECT_FALSE(plan_layouts(cfg, *hw, opt).ok());
+}
+
+// One CPU node whose ranks share its cores: the pipeline is the 1F1B schedule simulated on the
+// cores. Where every rank has cores of its own (cores a multiple of the ranks) the simulation is
+// the textbook 1F1B time, sum of the stages' slots + (M - 1) * the slowest; where all share
+// one core it is all of the node's work at one core's rate (a core never idles: some stage can
+// always run); in between it is more than the node's work at all cores' rate (cores idle while
+// the pipeline fills) and at most the textbook time with every rank slowed to cores / ranks.
+TEST(Plan, SharedCpuNodeSimulatesThePipeline) {
+  const RunConfig base = load("cpu-small.textproto", {"train.micro_batch_size=4", "train.grad_accum=4",
+                                                      "parallel.pp=4"});
+  auto hw_for = [](int cores) {
+    auto hw = hardware_parse(absl::StrCat("name: \"node\" peak_tflops_bf16: 0.8 peak_tflops_f32: 0.4 memory_gib: 64 "
+                                          "memory_gbs: 1e6 intra_node_gbs: 1e6 inter_node_gbs: 1e6 mfu: 0.5 "
+                                          "cores_per_node: ", cores, " devices_per_node: ", std::max(cores, 4)),
+                             "node.textproto");
+    CMOE_CHECK(hw.ok(), hw.status().message());
+    return *hw;
+  };
+  const double M = 4;
+  for (int cores : {1, 2, 4, 8}) {
+    const Hardware hw = hw_for(cores);
+    auto p = plan_layout(base, hw, /*gpus_per_node=*/0);
+    ASSERT_TRUE(p.ok()) << p.status();
+    const double core_rate = hw.peak_flops(DType::kF32) * 0.5 / cores;
+    const int threads = std::max(1, cores / 4);
+    double work = 0, sum_slot = 0, max_slot = 0;
+    for (const RankPlan& rp : p->stages) {
+      const double core_s = (rp.fwd_flops + rp.bwd_flops + rp.recompute_flops) / core_rate;
+      work += core_s * M;
+      sum_slot += core_s / threads;
+      max_slot = std::max(max_slot, core_s / threads);
+    }
+    const double pipeline = p->time.compute + p->time.bubble;
+    const double textbook = sum_slot + (M - 1) * max_slot;
+    if (cores >= 4) {
+      EXPECT_NEAR(pipeline, textbook, 1e-9 * textbook) << cores << " cores";
+    } else if (cores == 1) {
+      EXPECT_NEAR(pipeline, work, 1e-9 * work) << "one core";
+    } else {
+      EXPECT_GE(pipeline, work / cores * (1 - 1e-9)) << cores << " cores";
+      EXPECT_LE(pipeline, textbook * 4.0 / cores * (1 + 1e-9)) << cores << " cores: every rank runs at cores / 4 at least";
+      EXPECT_GT(p->time.bubble, 0) << "4 stages on 2 cores leave cores idle while the pipeline fills";
+    }
+  }
+}
+
+// --hardware cpu's mfu is measured: the config's forward and backward timed against the
+// measured peak gives a fraction in (0, 1]; a config too large to time here is declined with
+// the reason (and the caller keeps the hardware's mfu).
+TEST(Plan, CpuCalibrationMeasuresOrDeclines) {
+  auto hw = hardware_load("cpu", nullptr);
+  ASSERT_TRUE(hw.ok()) << hw.status();
+  const CpuCalibration c = calibrate_cpu_mfu(load("tiny.textproto"), *hw);
+  EXPECT_TRUE(c.why.empty()) << c.why;
+  EXPECT_GT(c.mfu, 0);
+  EXPECT_LE(c.mfu, 1);
+  EXPECT_GT(c.seconds, 0);
+  const CpuCalibration big = calibrate_cpu_mfu(load("paper/moe-large-cartesian.textproto"), *hw);
+  EXPECT_EQ(big.mfu, 0);
+  EXPECT_NE(big.why.find("too large to time here"), std::string::npos) << big.why;
 }
 
 TEST(Plan, HardwareDescriptionsAreCheckedWithTheFieldNamed) {

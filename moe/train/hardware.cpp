@@ -125,7 +125,8 @@ absl::StatusOr<Hardware> hardware_measure_cpu(parallel::Communicator* world) {
   s.set_overlap_grad_reduce(false);
   s.set_memory_gib(double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE)) / double(int64_t{1} << 30));
   s.set_memory_reserved_gib(0.5);  // the process itself, MPI's shared-memory segments
-  // Rank 0 measures the node with every core while the others wait in the broadcast below.
+  // Rank 0 measures the node with every core while the others sleep in a barrier (spinning in
+  // MPI would take a core from the measurement).
   double values[6] = {0, 0, 0, 0, 0, 0};  // bf16 TF, f32 TF, mem GB/s, p2p GB/s, reduce GB/s, latency us
   if (me == 0) {
     const int threads = omp_get_max_threads();
@@ -135,6 +136,7 @@ absl::StatusOr<Hardware> hardware_measure_cpu(parallel::Communicator* world) {
     values[2] = ops::memory_bandwidth_gbs();
     omp_set_num_threads(threads);
   }
+  if (world != nullptr && ranks > 1) CMOE_RETURN_IF_ERROR(parallel::sleeping_barrier(*world));
   std::string link = "estimated as half the memory bandwidth (one process; start under mpirun -np 2 to measure)";
   if (ranks >= 2) {
     // Send/recv between ranks 0 and 1 (a ping-pong of 32 MiB), all-reduce bus bandwidth of

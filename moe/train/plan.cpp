@@ -1,10 +1,19 @@
 // plan.cpp — the layout planner's model (see plan.h; every formula in docs/planner.md).
 #include "moe/train/plan.h"
 
+#include <omp.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <limits>
+#include <set>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/rng.h"
+#include "moe/model.h"
 #include "moe/params.h"
 #include "moe/variant.h"
 #include "parallel/grad_reducer.h"
@@ -424,6 +433,9 @@ absl::StatusOr<RankPlan> plan_rank(const config::RunConfig& cfg, int rank) {
   r.fwd_flops = double(N) * (2 * P + 2.0 * layers * s.T * d);
   r.bwd_flops = 2 * r.fwd_flops;
   if (s.recompute) r.recompute_flops = double(N) * layers * (8.0 * d * d + 2.0 * s.T * d);
+  // The LM head's cross-entropy keeps only each row's log-sum-exp and recomputes the logits in
+  // backward (both backends), one more (N, d) x (d, V) product.
+  if (s.shard.last) r.recompute_flops += 2.0 * double(N) * d * double(m.vocab_size());
 
   // --- the step's collectives, in the order they happen ---
   int moe_sublayers = 0;
@@ -535,6 +547,69 @@ struct CommTimer {
   }
 };
 
+
+// The 1F1B schedule of a pipeline whose ranks share one CPU node's cores, simulated: every rank
+// runs its stage's actions (parallel::pipeline_schedule) in order; a forward or backward is core
+// work (seconds at one core) followed by the expert-parallel traffic inside it (wall time, no
+// core); a transfer completes once its peer has posted the matching one. Ranks with work share
+// the cores evenly, each using at most `threads` of them; the dp replicas of a stage move in
+// lockstep. Returns the pipeline's wall time.
+struct SimStage {
+  double fwd = 0, bwd = 0, ep_f = 0, ep_b = 0;  // core-seconds at one core; wall seconds
+};
+
+double simulate_shared_pipeline(const std::vector<SimStage>& st, int64_t M, int dp, int cores, int threads) {
+  const int P = static_cast<int>(st.size());
+  std::vector<parallel::PipelineSchedule> sched;
+  for (int s = 0; s < P; ++s) sched.push_back(parallel::pipeline_schedule(P, s, M));
+  std::vector<size_t> pos(P, 0);
+  std::vector<double> work(P, -1), delay(P, -1);  // remaining core work / traffic; -1: not started
+  std::set<std::tuple<int, int, int, int64_t>> posted;  // (stage, kind, peer, micro)
+  auto counterpart = [](int s, const parallel::PipeTransfer& x) {
+    using T = parallel::PipeTransfer;
+    const int kind = x.kind == T::kSendActivation ? T::kRecvActivation : x.kind == T::kRecvActivation ? T::kSendActivation
+                   : x.kind == T::kSendGradient   ? T::kRecvGradient   : T::kSendGradient;
+    return std::make_tuple(x.peer, kind, s, x.micro);
+  };
+  double t = 0;
+  for (int guard = 0; guard < 1000000; ++guard) {
+    // Complete every transfer whose peers are there, until nothing changes.
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (int s = 0; s < P; ++s) {
+        if (pos[s] >= sched[s].actions.size() || sched[s].actions[pos[s]].kind != parallel::PipeAction::kComm) continue;
+        const auto& a = sched[s].actions[pos[s]];
+        for (const auto& x : a.transfers) posted.insert({s, x.kind, x.peer, x.micro});
+        bool all = true;
+        for (const auto& x : a.transfers) all = all && posted.count(counterpart(s, x)) > 0;
+        if (all) ++pos[s], moved = true;
+      }
+    }
+    std::vector<int> busy, waiting_traffic;
+    for (int s = 0; s < P; ++s) {
+      if (pos[s] >= sched[s].actions.size() || sched[s].actions[pos[s]].kind == parallel::PipeAction::kComm) continue;
+      const bool fwd = sched[s].actions[pos[s]].kind == parallel::PipeAction::kForward;
+      if (work[s] < 0) work[s] = fwd ? st[s].fwd : st[s].bwd, delay[s] = fwd ? st[s].ep_f : st[s].ep_b;
+      (work[s] > 0 ? busy : waiting_traffic).push_back(s);
+    }
+    if (busy.empty() && waiting_traffic.empty()) break;  // every stage done (or, never, stuck)
+    const double speed = std::min<double>(threads, double(cores) / double(std::max<size_t>(1, busy.size() * dp)));
+    double dt = std::numeric_limits<double>::infinity();
+    for (int s : busy) dt = std::min(dt, work[s] / speed);
+    for (int s : waiting_traffic) dt = std::min(dt, delay[s]);
+    t += dt;
+    for (int s : busy) work[s] = std::max(0.0, work[s] - dt * speed);
+    for (int s : waiting_traffic) delay[s] = std::max(0.0, delay[s] - dt);
+    for (int s = 0; s < P; ++s) {
+      if (work[s] == 0 && delay[s] <= 1e-15 && pos[s] < sched[s].actions.size() &&
+          sched[s].actions[pos[s]].kind != parallel::PipeAction::kComm) {
+        ++pos[s];
+        work[s] = delay[s] = -1;
+      }
+    }
+  }
+  return t;
+}
 }  // namespace
 
 absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardware& hw, int gpus_per_node, double mfu) {
@@ -633,9 +708,23 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
   T.ep_comm = double(M) * max_ep;
   T.pp_comm = double(M) * max_p2p;
   T.bubble = sum_slot - max_slot;
-  // A CPU node runs its ranks' compute on shared cores: the step takes at least all of the
-  // node's ranks' FLOPs at the node's rate.
-  if (hw.shared_node()) {
+  // One CPU node: its ranks share the cores, each with cores / ranks OpenMP threads (at least
+  // one); the pipeline's wall time comes from simulating the schedule on them.
+  if (hw.shared_node() && world <= per_node) {
+    const int cores = hw.spec.cores_per_node(), threads = std::max(1, cores / ranks_on_node);
+    const double core_rate = node_rate / cores;
+    std::vector<SimStage> sim;
+    double core_work = 0;
+    for (int s = 0; s < L.layout.pp; ++s) {
+      const RankPlan& rp = L.stages[s];
+      sim.push_back({rp.fwd_flops / core_rate, (rp.bwd_flops + rp.recompute_flops) / core_rate, st[s].ep_f, st[s].ep_b});
+      core_work += (sim.back().fwd + sim.back().bwd) * double(M) * L.layout.dp;
+    }
+    const double pipeline = simulate_shared_pipeline(sim, M, L.layout.dp, cores, threads);
+    T.compute = core_work / std::min(cores, ranks_on_node * threads);
+    T.bubble = std::max(0.0, pipeline - T.compute - T.ep_comm);
+  } else if (hw.shared_node()) {
+    // Several CPU nodes: the step takes at least all of a node's ranks' FLOPs at its rate.
     double node_flops = 0;
     for (int s = 0; s < L.layout.pp; ++s) {
       const RankPlan& rp = L.stages[s];
@@ -719,6 +808,55 @@ absl::StatusOr<std::vector<LayoutPlan>> plan_layouts(const config::RunConfig& cf
     return a.peak_bytes < b.peak_bytes;
   });
   return out;
+}
+
+CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& hw) {
+  CpuCalibration c;
+  config::RunConfig one = cfg;
+  one.mutable_parallel()->set_pp(1);
+  one.mutable_parallel()->set_dp(1);
+  one.mutable_parallel()->set_ep(1);
+  one.mutable_parallel()->set_distributed_optimizer(false);
+  one.mutable_train()->set_grad_accum(1);
+  auto rp = plan_rank(one, 0);
+  auto compute = precision_dtype(one.train().precision());
+  if (!rp.ok() || !compute.ok()) {
+    c.why = std::string(!rp.ok() ? rp.status().message() : compute.status().message());
+    return c;
+  }
+  const double flops = rp->fwd_flops + rp->bwd_flops + rp->recompute_flops, peak = hw.peak_flops(*compute);
+  if (flops / (0.5 * peak) > 20 || double(rp->mem.peak) > 0.5 * hw.usable_memory_bytes()) {
+    c.why = absl::StrFormat("the config is too large to time here (%.0f GFLOP and %.1f GiB per micro-batch)", flops * 1e-9,
+                            double(rp->mem.peak) / double(int64_t{1} << 30));
+    return c;
+  }
+  const auto& m = one.model();
+  const int64_t B = one.train().micro_batch_size(), T = m.seq_len();
+  std::vector<int32_t> ids(static_cast<size_t>(B * T)), targets(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ids[i] = static_cast<int32_t>(rng_u32(one.train().seed(), 1, i) % m.vocab_size());
+    targets[i] = static_cast<int32_t>(rng_u32(one.train().seed(), 2, i) % m.vocab_size());
+  }
+  const Tensor id_t = Tensor::from_ints({B, T}, ids), target_t = Tensor::from_ints({B, T}, targets);
+  Model model(m, one.train().seed());
+  ForwardOptions fo;
+  fo.compute_dtype = *compute;
+  fo.recompute_attention = one.train().recompute();
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(std::max(1, hw.spec.cores_per_node()));
+  double best = std::numeric_limits<double>::infinity();
+  for (int rep = 0; rep < 4; ++rep) {  // the first is a warm-up
+    const auto t0 = std::chrono::steady_clock::now();
+    ForwardResult r = model.forward(id_t, target_t, fo);
+    ag::backward(r.loss);
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (Param& p : model.params()) p.var.zero_grad();
+    if (rep > 0) best = std::min(best, sec);
+  }
+  omp_set_num_threads(threads);
+  c.seconds = best;
+  c.mfu = std::min(1.0, flops / best / peak);
+  return c;
 }
 
 }  // namespace cmoe

@@ -134,6 +134,19 @@ struct PlanOptions {
 absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardware& hw, int gpus_per_node,
                                        double mfu = 0);
 
+// `--hardware cpu`'s mfu, measured instead of assumed: the config's forward and backward (the
+// whole model in this process, one micro-batch of its size, every core; best of three after a
+// warm-up) timed against the hardware's matmul peak, FLOPs counted as the plan counts them
+// (recomputation included). The optimizer is not in it: the plan times it as memory traffic.
+// Returns nullopt, with *why, for a config too large to time here (over ~20 s or half the
+// memory); the caller keeps the hardware's mfu then.
+struct CpuCalibration {
+  double mfu = 0;
+  double seconds = 0;  // one forward and backward
+  std::string why;     // set when not measured
+};
+CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& hw);
+
 // Every layout cmoe can run on opt.gpus devices, with each micro-batch, grad_accum and ZeRO-1
 // option: those that fit ranked by tokens/s (fastest first), then those that do not, by peak
 // memory. InvalidArgument when no layout exists (e.g. gpus = 0, or a global batch that no
