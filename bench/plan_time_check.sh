@@ -11,7 +11,8 @@
 # usage: bench/plan_time_check.sh [BUILD_DIR] [STEPS]     (default build, 8 steps)
 # The machine should be quiet: the script prints the load average before and after. The
 # hardware is measured once, under mpirun -np 2 (matmul peak, memory bandwidth, MPI link),
-# into $work/cpu.textproto; every plan reads that file.
+# into $work/cpu.textproto; every plan reads that file and measures cpu-small's efficiencies at
+# its layout's micro-batch and threads per rank (--calibrate) before planning.
 # Env: PLAN_CHECK_DIR (default /tmp/cmoe-plan-check), PLAN_CHECK_LAYOUTS ("PP,DP,EP,MB,GA ...").
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,8 +54,8 @@ for l in $layouts; do
     OMP_NUM_THREADS=$threads "${mpirun[@]}" -np $n -x OMP_NUM_THREADS "$cmoe" train "${common[@]}" "${set_layout[@]}" \
       --run-dir "$run" > "$run.log" 2>&1
   fi
-  "$cmoe" plan --config "$config" "${set_layout[@]}" --gpus $n --hardware "$work/cpu.textproto" \
-    --layout $pp,$dp,$ep --zero1 off --json > "$run.plan.json"
+  OMP_NUM_THREADS=$cores "$cmoe" plan --config "$config" "${set_layout[@]}" --gpus $n --hardware "$work/cpu.textproto" \
+    --calibrate --layout $pp,$dp,$ep --zero1 off --json > "$run.plan.json"
   python3 "$repo/bench/plan_time_compare.py" "$run/metrics.jsonl" "$run.plan.json" "$pp,$dp,$ep $mb $ga" $n \
     | tee -a "$work/table.txt"
   rm -rf "$run/checkpoints"

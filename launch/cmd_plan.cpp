@@ -186,6 +186,8 @@ int cmd_plan(int argc, char** argv) {
   spec.flags.push_back({"layout", true, false, "PP,DP,EP: only this layout (0 = any)"});
   spec.flags.push_back({"top", true, false, "layouts to list (default 20; 0 = all)"});
   spec.flags.push_back({"write-hardware", true, false, "also write the hardware description used to FILE (cpu: measure once)"});
+  spec.flags.push_back({"calibrate", false, false,
+                        "CPU description FILE: measure the config's efficiencies here anyway (cpu always does)"});
   spec.flags.push_back({"json", false, false, "print JSON instead of tables"});
   auto flags = parse_command_line(spec, argc, argv, 2);
   if (!flags) return kExitUsage;
@@ -251,7 +253,10 @@ int cmd_plan(int argc, char** argv) {
   }
   auto hw = hardware_load(hw_name, world.get());
   if (!hw.ok()) return command_failed("plan", hw.status());
-  const bool calibrate = hw_name == "cpu" && !flags->has("mfu");
+  const bool calibrate = !flags->has("mfu") && (hw_name == "cpu" || flags->has("calibrate"));
+  if (calibrate && !hw->shared_node()) {
+    return usage_error(absl::StrCat("--calibrate: ", hw->source, " is not a CPU node description (cores_per_node = 0)"));
+  }
   if (world != nullptr && world->rank() != 0) {  // sleep while rank 0 calibrates, then leave
     if (calibrate) {
       absl::Status st = parallel::sleeping_barrier(*world);
@@ -260,21 +265,42 @@ int cmd_plan(int argc, char** argv) {
     return 0;
   }
   if (calibrate) {
-    // The compute efficiency of this config on this machine, measured (docs/planner.md).
-    const CpuCalibration cal = calibrate_cpu_mfu(*cfg, *hw);
+    // The config's efficiencies on this machine, measured per micro-batch at the threads each
+    // rank of these layouts gets (docs/planner.md): ranks fill one node, cores / ranks each.
+    const int cores = hw->spec.cores_per_node();
+    const int per_node = opt.gpus_per_node > 0 ? opt.gpus_per_node : opt.gpus;
+    const int ranks = std::max(1, std::min(opt.gpus, per_node));
+    const int threads = std::max(1, cores / ranks);
+    std::vector<int64_t> mbs = opt.micro_batches;
+    if (mbs.empty()) mbs.push_back(cfg->train().micro_batch_size());
+    std::string measured;
+    for (int64_t mb : mbs) {
+      config::RunConfig c = *cfg;
+      c.mutable_train()->set_micro_batch_size(static_cast<int32_t>(mb));
+      const CpuCalibration cal = calibrate_cpu_mfu(c, *hw, threads, ranks);
+      opt.calibration[mb] = cal;
+      if (!cal.why.empty()) {
+        absl::StrAppend(&measured, absl::StrFormat("; micro-batch %d not measured (%s), mfu %.2f kept", mb, cal.why,
+                                                   hw->spec.mfu()));
+        continue;
+      }
+      absl::StrAppend(&measured, absl::StrFormat("; micro-batch %d on %d thread%s: forward and backward %.3f s, mfu %.3f "
+                                                 "without the LM head's cross-entropy, %.3f for it, AdamW %.1f GB/s%s",
+                                                 mb, threads, threads == 1 ? "" : "s", cal.seconds, cal.mfu,
+                                                 cal.head_mfu, cal.optimizer_gbs,
+                                                 ranks > cores ? absl::StrFormat(" (%d ranks time-sharing %d cores keep %.2f of "
+                                                                                 "their share, included)", ranks, cores, cal.sharing)
+                                                               : std::string()));
+      if (mb == mbs.front()) {  // what --write-hardware saves and --json shows
+        hw->spec.set_mfu(cal.mfu);
+        hw->spec.set_head_mfu(cal.head_mfu);
+        hw->spec.set_optimizer_gbs(cal.optimizer_gbs);
+      }
+    }
+    hw->spec.set_description(absl::StrCat(hw->spec.description(), "; measured with ", flags->get("config"), measured));
     if (world != nullptr) {
       absl::Status st = parallel::sleeping_barrier(*world);
       if (!st.ok()) return command_failed("plan", st);
-    }
-    if (cal.why.empty()) {
-      hw->spec.set_mfu(cal.mfu);
-      hw->spec.set_description(absl::StrFormat(
-          "%s; mfu %.3f measured: %s's forward and backward at micro-batch %d on %d threads took %.3f s",
-          hw->spec.description(), cal.mfu, flags->get("config"), cfg->train().micro_batch_size(),
-          hw->spec.cores_per_node(), cal.seconds));
-    } else {
-      hw->spec.set_description(absl::StrFormat("%s; mfu %.2f assumed, not measured: %s", hw->spec.description(),
-                                               hw->spec.mfu(), cal.why));
     }
   }
   if (flags->has("write-hardware")) {
@@ -301,6 +327,8 @@ int cmd_plan(int argc, char** argv) {
     h.set("peak_tflops_bf16", json::Value::number(hw->spec.peak_tflops_bf16()));
     h.set("peak_tflops_f32", json::Value::number(hw->spec.peak_tflops_f32()));
     h.set("mfu", json::Value::number(opt.mfu > 0 ? opt.mfu : hw->spec.mfu()));
+    h.set("head_mfu", json::Value::number(opt.mfu > 0 ? opt.mfu : hw->spec.head_mfu() > 0 ? hw->spec.head_mfu() : hw->spec.mfu()));
+    h.set("optimizer_gbs", json::Value::number(hw->spec.optimizer_gbs() > 0 ? hw->spec.optimizer_gbs() : hw->spec.memory_gbs()));
     h.set("memory_gib", json::Value::number(hw->spec.memory_gib()));
     h.set("memory_gbs", json::Value::number(hw->spec.memory_gbs()));
     h.set("intra_node_gbs", json::Value::number(hw->spec.intra_node_gbs()));

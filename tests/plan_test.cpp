@@ -290,20 +290,38 @@ TEST(Plan, SharedCpuNodeSimulatesThePipeline) {
   }
 }
 
-// --hardware cpu's mfu is measured: the config's forward and backward timed against the
-// measured peak gives a fraction in (0, 1]; a config too large to time here is declined with
-// the reason (and the caller keeps the hardware's mfu).
+// A CPU node's efficiencies are measured: the config's forward and backward, the LM head's
+// cross-entropy and AdamW, timed here, give fractions in (0, 1] and a positive rate; a config too
+// large to time here is declined with the reason. plan_layouts uses the measurement of each
+// layout's micro-batch: compute time scales with 1 / mfu.
 TEST(Plan, CpuCalibrationMeasuresOrDeclines) {
   auto hw = hardware_load("cpu", nullptr);
   ASSERT_TRUE(hw.ok()) << hw.status();
-  const CpuCalibration c = calibrate_cpu_mfu(load("tiny.textproto"), *hw);
-  EXPECT_TRUE(c.why.empty()) << c.why;
-  EXPECT_GT(c.mfu, 0);
-  EXPECT_LE(c.mfu, 1);
-  EXPECT_GT(c.seconds, 0);
-  const CpuCalibration big = calibrate_cpu_mfu(load("paper/moe-large-cartesian.textproto"), *hw);
+  const RunConfig tiny = load("tiny.textproto");
+  for (int threads : {1, 2}) {
+    const CpuCalibration c = calibrate_cpu_mfu(tiny, *hw, threads);
+    EXPECT_TRUE(c.why.empty()) << c.why;
+    EXPECT_GT(c.mfu, 0);
+    EXPECT_LE(c.mfu, 1);
+    EXPECT_GT(c.head_mfu, 0);
+    EXPECT_LE(c.head_mfu, 1);
+    EXPECT_GT(c.optimizer_gbs, 0);
+    EXPECT_GT(c.seconds, 0);
+  }
+  const CpuCalibration big = calibrate_cpu_mfu(load("paper/moe-large-cartesian.textproto"), *hw, 2);
   EXPECT_EQ(big.mfu, 0);
   EXPECT_NE(big.why.find("too large to time here"), std::string::npos) << big.why;
+
+  PlanOptions opt;
+  opt.gpus = 1;
+  auto plain = plan_layouts(tiny, *hw, opt);
+  CpuCalibration quarter;
+  quarter.mfu = quarter.head_mfu = hw->spec.mfu() / 4;
+  quarter.optimizer_gbs = hw->spec.memory_gbs();
+  opt.calibration[tiny.train().micro_batch_size()] = quarter;
+  auto slow = plan_layouts(tiny, *hw, opt);
+  ASSERT_TRUE(plain.ok() && slow.ok());
+  EXPECT_NEAR((*slow)[0].time.compute, 4 * (*plain)[0].time.compute, 1e-9 * (*slow)[0].time.compute);
 }
 
 TEST(Plan, HardwareDescriptionsAreCheckedWithTheFieldNamed) {

@@ -53,6 +53,12 @@ absl::Status check_spec(const config::HardwareSpec& s, const std::string& source
   if (!(s.mfu() > 0 && s.mfu() <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": mfu = ", s.mfu(), "; expected a fraction in (0, 1]"));
   }
+  if (!(s.head_mfu() >= 0 && s.head_mfu() <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": head_mfu = ", s.head_mfu(), "; expected 0 (= mfu) or a fraction in (0, 1]"));
+  }
+  if (!(s.optimizer_gbs() >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": optimizer_gbs = ", s.optimizer_gbs(), "; expected 0 (= memory_gbs) or a positive number"));
+  }
   if (!(s.memory_reserved_gib() >= 0 && s.memory_reserved_gib() < s.memory_gib())) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": memory_reserved_gib = ", s.memory_reserved_gib(),
                                                    "; expected at least 0 and less than memory_gib = ", s.memory_gib()));

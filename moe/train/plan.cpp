@@ -4,16 +4,20 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <barrier>
 #include <chrono>
+#include <functional>
 #include <cmath>
 #include <limits>
 #include <set>
+#include <thread>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/rng.h"
 #include "moe/model.h"
+#include "moe/train/optimizer.h"
 #include "moe/params.h"
 #include "moe/variant.h"
 #include "parallel/grad_reducer.h"
@@ -631,7 +635,23 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
   // alone on its threads runs at most at cores / ranks of the node).
   const double node_rate = hw.peak_flops(compute) * eff;
   const double rank_rate = hw.shared_node() ? node_rate / std::min(ranks_on_node, hw.spec.cores_per_node()) : node_rate;
-  const double mem_bw = hw.memory_bytes_per_s() / (hw.shared_node() ? ranks_on_node : 1);
+  // The optimizer's streams, at the rate measured with AdamW where the hardware gives one.
+  const double opt_bw = (hw.spec.optimizer_gbs() > 0 ? hw.spec.optimizer_gbs() * 1e9 : hw.memory_bytes_per_s()) /
+                        (hw.shared_node() ? ranks_on_node : 1);
+  // The LM head's fused cross-entropy at its own efficiency (an explicit --mfu sets both): of
+  // the last stage's work per micro-batch, 2 N d V forward, 4 N d V backward, 2 N d V recompute.
+  const double head_eff = mfu > 0 || hw.spec.head_mfu() <= 0 ? eff : hw.spec.head_mfu();
+  const double head_fwd = 2.0 * double(L.micro_batch) * cfg.model().seq_len() * cfg.model().d_model() *
+                          double(cfg.model().vocab_size());
+  // Seconds for a stage's forward (backward: with its recompute) at `rate` FLOP/s for the model.
+  auto fwd_seconds = [&](const RankPlan& rp, bool last, double rate) {
+    const double h = last ? head_fwd : 0;
+    return (rp.fwd_flops - h) / rate + h / (rate * head_eff / eff);
+  };
+  auto bwd_seconds = [&](const RankPlan& rp, bool last, double rate) {
+    const double h = last ? 3 * head_fwd : 0;
+    return (rp.bwd_flops + rp.recompute_flops - h) / rate + h / (rate * head_eff / eff);
+  };
   L.capacity_bytes = hw.usable_memory_bytes() / (hw.shared_node() ? ranks_on_node : 1);
   const CommTimer timer{hw};
   const int64_t M = L.grad_accum;
@@ -655,8 +675,9 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
     }
     CMOE_ASSIGN_OR_RETURN(parallel::RankPlacement place, parallel::place_rank(L.layout, world, rank0));
     StageTime& x = st[s];
-    x.fwd = rp.fwd_flops / rank_rate;
-    x.bwd = (rp.bwd_flops + rp.recompute_flops) / rank_rate;
+    const bool last = s == L.layout.pp - 1;
+    x.fwd = fwd_seconds(rp, last, rank_rate);
+    x.bwd = bwd_seconds(rp, last, rank_rate);
     auto members_of = [&place](const std::string& group) -> const std::vector<int>& {
       if (group == "dp") return place.dp_group;
       if (group == "edp") return place.edp_group;
@@ -686,7 +707,7 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
     // Memory-bound optimizer work: AdamW reads p, g, m, v and writes p, m, v (28 B per updated
     // element); the norm reads every gradient (4 B); the reducer copies gradients into buckets
     // and the averages out (16 B).
-    x.opt = (double(rp.optimizer_update_elems) * 28 + double(rp.param_count) * (4 + (L.layout.dp > 1 ? 16 : 0))) / mem_bw;
+    x.opt = (double(rp.optimizer_update_elems) * 28 + double(rp.param_count) * (4 + (L.layout.dp > 1 ? 16 : 0))) / opt_bw;
     L.peak_bytes = std::max(L.peak_bytes, rp.mem.peak);
     L.peak_bytes_worst = std::max(L.peak_bytes_worst, rp.mem.peak_worst);
     L.flops_per_step += (rp.fwd_flops + rp.bwd_flops) * double(M) * L.layout.dp;
@@ -717,7 +738,8 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
     double core_work = 0;
     for (int s = 0; s < L.layout.pp; ++s) {
       const RankPlan& rp = L.stages[s];
-      sim.push_back({rp.fwd_flops / core_rate, (rp.bwd_flops + rp.recompute_flops) / core_rate, st[s].ep_f, st[s].ep_b});
+      const bool last = s == L.layout.pp - 1;
+      sim.push_back({fwd_seconds(rp, last, core_rate), bwd_seconds(rp, last, core_rate), st[s].ep_f, st[s].ep_b});
       core_work += (sim.back().fwd + sim.back().bwd) * double(M) * L.layout.dp;
     }
     const double pipeline = simulate_shared_pipeline(sim, M, L.layout.dp, cores, threads);
@@ -789,7 +811,14 @@ absl::StatusOr<std::vector<LayoutPlan>> plan_layouts(const config::RunConfig& cf
             c.mutable_train()->set_micro_batch_size(static_cast<int32_t>(mb));
             c.mutable_train()->set_grad_accum(static_cast<int32_t>(ga));
             c.mutable_parallel()->set_distributed_optimizer(z);
-            CMOE_ASSIGN_OR_RETURN(LayoutPlan p, plan_layout(c, hw, opt.gpus_per_node, opt.mfu));
+            const auto cal = opt.mfu > 0 ? opt.calibration.end() : opt.calibration.find(mb);
+            Hardware hw_mb = hw;
+            if (cal != opt.calibration.end() && cal->second.why.empty()) {
+              hw_mb.spec.set_mfu(cal->second.mfu);
+              hw_mb.spec.set_head_mfu(cal->second.head_mfu);
+              hw_mb.spec.set_optimizer_gbs(cal->second.optimizer_gbs);
+            }
+            CMOE_ASSIGN_OR_RETURN(LayoutPlan p, plan_layout(c, hw_mb, opt.gpus_per_node, opt.mfu));
             out.push_back(std::move(p));
           }
         }
@@ -810,7 +839,7 @@ absl::StatusOr<std::vector<LayoutPlan>> plan_layouts(const config::RunConfig& cf
   return out;
 }
 
-CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& hw) {
+CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& hw, int threads, int ranks) {
   CpuCalibration c;
   config::RunConfig one = cfg;
   one.mutable_parallel()->set_pp(1);
@@ -824,7 +853,11 @@ CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& h
     c.why = std::string(!rp.ok() ? rp.status().message() : compute.status().message());
     return c;
   }
-  const double flops = rp->fwd_flops + rp->bwd_flops + rp->recompute_flops, peak = hw.peak_flops(*compute);
+  // The peak of `threads` of the node's cores (the plan gives a rank threads / cores of it).
+  const int cores = std::max(1, hw.spec.cores_per_node());
+  threads = std::clamp(threads, 1, cores);
+  const double flops = rp->fwd_flops + rp->bwd_flops + rp->recompute_flops,
+               peak = hw.peak_flops(*compute) * threads / cores;
   if (flops / (0.5 * peak) > 20 || double(rp->mem.peak) > 0.5 * hw.usable_memory_bytes()) {
     c.why = absl::StrFormat("the config is too large to time here (%.0f GFLOP and %.1f GiB per micro-batch)", flops * 1e-9,
                             double(rp->mem.peak) / double(int64_t{1} << 30));
@@ -842,20 +875,81 @@ CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& h
   ForwardOptions fo;
   fo.compute_dtype = *compute;
   fo.recompute_attention = one.train().recompute();
-  const int threads = omp_get_max_threads();
-  omp_set_num_threads(std::max(1, hw.spec.cores_per_node()));
-  double best = std::numeric_limits<double>::infinity();
-  for (int rep = 0; rep < 4; ++rep) {  // the first is a warm-up
-    const auto t0 = std::chrono::steady_clock::now();
+  const int saved_threads = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  auto best_of = [](int reps, const std::function<void()>& fn) {  // the first run is a warm-up
+    double best = std::numeric_limits<double>::infinity();
+    for (int rep = 0; rep <= reps; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      fn();
+      const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (rep > 0) best = std::min(best, sec);
+    }
+    return best;
+  };
+  const double whole = best_of(3, [&] {
+    for (Param& p : model.params()) p.var.zero_grad();
     ForwardResult r = model.forward(id_t, target_t, fo);
     ag::backward(r.loss);
-    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    for (Param& p : model.params()) p.var.zero_grad();
-    if (rep > 0) best = std::min(best, sec);
+  });
+  // The head alone: the fused cross-entropy of (N, d) rows against the (V, d) head, forward and
+  // backward (which recomputes the logits): 2 + 4 + 2 = 8 N d V FLOPs.
+  const int64_t N = B * T, d = m.d_model(), V = m.vocab_size();
+  ag::Var h(Tensor::full({N, d}, 0.01f), true), w(Tensor::full({V, d}, 0.02f), true);
+  const Tensor flat_targets = target_t.view({N});
+  const double head = best_of(3, [&] {
+    h.zero_grad();
+    w.zero_grad();
+    ag::backward(ag::cross_entropy(h, w, flat_targets, 256, *compute));
+  });
+  const double head_flops = 8.0 * double(N) * double(d) * double(V);
+  // AdamW over the gradients the last backward left.
+  AdamW opt(&model.params(), {one.train().beta1(), one.train().beta2(), one.train().adam_eps(), one.train().weight_decay()});
+  int64_t elems = 0;
+  for (const Param& p : model.params()) elems += p.var.value().numel();
+  const double adamw = best_of(3, [&] { opt.step(1e-6f); });
+  omp_set_num_threads(saved_threads);
+  c.seconds = whole;
+  if (head < whole && head_flops < flops) {
+    c.head_mfu = std::min(1.0, head_flops / head / peak);
+    c.mfu = std::min(1.0, (flops - head_flops) / (whole - head) / peak);
+  } else {
+    c.mfu = std::min(1.0, flops / whole / peak);
   }
-  omp_set_num_threads(threads);
-  c.seconds = best;
-  c.mfu = std::min(1.0, flops / best / peak);
+  c.optimizer_gbs = 28.0 * double(elems) / adamw * 1e-9 * cores / threads;
+  // More ranks than cores: they time-share the cores, which costs more than the share itself
+  // (switches, caches). Run `ranks` copies of the forward and backward at once, one thread each,
+  // and scale both efficiencies by what the node achieved against one copy alone.
+  if (ranks > cores && double(ranks) * double(rp->mem.peak) < 0.5 * hw.usable_memory_bytes()) {
+    std::vector<std::unique_ptr<Model>> copies;
+    for (int r = 0; r < ranks; ++r) copies.push_back(std::make_unique<Model>(m, one.train().seed()));
+    std::vector<double> seconds(static_cast<size_t>(ranks), 0);
+    constexpr int kReps = 2;
+    std::barrier sync(ranks);
+    std::vector<std::thread> pool;
+    for (int r = 0; r < ranks; ++r) {
+      pool.emplace_back([&, r] {
+        omp_set_num_threads(1);
+        Model& mine = *copies[static_cast<size_t>(r)];
+        auto once = [&] {
+          for (Param& p : mine.params()) p.var.zero_grad();
+          ForwardResult res = mine.forward(id_t, target_t, fo);
+          ag::backward(res.loss);
+        };
+        once();  // warm-up
+        sync.arrive_and_wait();
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int rep = 0; rep < kReps; ++rep) once();
+        seconds[static_cast<size_t>(r)] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / kReps;
+      });
+    }
+    for (std::thread& t : pool) t.join();
+    const double shared = *std::max_element(seconds.begin(), seconds.end());
+    // Alone, a copy takes `whole` on one core's share; sharing perfectly, ranks / cores times that.
+    c.sharing = std::min(1.0, whole * double(ranks) / double(cores) / shared);
+    c.mfu *= c.sharing;
+    c.head_mfu *= c.sharing;
+  }
   return c;
 }
 

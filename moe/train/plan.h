@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -118,6 +119,17 @@ struct LayoutPlan {
   double tokens_per_s = 0, mfu = 0;
 };
 
+// What calibrate_cpu_mfu measures (below).
+struct CpuCalibration {
+  double mfu = 0;            // the model without the LM head's cross-entropy
+  double head_mfu = 0;       // the LM head's cross-entropy alone (forward, backward, recompute)
+  double optimizer_gbs = 0;  // AdamW's 28 bytes per parameter over its measured time
+  double seconds = 0;        // one forward and backward of the whole model
+  double sharing = 1;        // ranks > cores: the node's throughput with all ranks computing
+                             // against ranks / cores times one alone (mfu and head_mfu include it)
+  std::string why;           // set when not measured
+};
+
 struct PlanOptions {
   int gpus = 1;
   int gpus_per_node = 0;                 // 0: the hardware's devices_per_node (CPU: gpus)
@@ -127,6 +139,10 @@ struct PlanOptions {
   std::vector<bool> zero1 = {false, true};
   double mfu = 0;                        // > 0: overrides the hardware's
   int only_pp = 0, only_dp = 0, only_ep = 0;  // > 0: only layouts with this value
+  // CPU node: efficiencies measured per micro-batch size (calibrate_cpu_mfu); a layout of a
+  // micro-batch found here plans with them instead of the hardware's mfu, head_mfu and
+  // optimizer_gbs. Ignored when mfu > 0.
+  std::map<int64_t, CpuCalibration> calibration;
 };
 
 // The plan of cfg's own layout and settings on hw, ranks filling nodes of gpus_per_node in
@@ -134,18 +150,18 @@ struct PlanOptions {
 absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardware& hw, int gpus_per_node,
                                        double mfu = 0);
 
-// `--hardware cpu`'s mfu, measured instead of assumed: the config's forward and backward (the
-// whole model in this process, one micro-batch of its size, every core; best of three after a
-// warm-up) timed against the hardware's matmul peak, FLOPs counted as the plan counts them
-// (recomputation included). The optimizer is not in it: the plan times it as memory traffic.
-// Returns nullopt, with *why, for a config too large to time here (over ~20 s or half the
-// memory); the caller keeps the hardware's mfu then.
-struct CpuCalibration {
-  double mfu = 0;
-  double seconds = 0;  // one forward and backward
-  std::string why;     // set when not measured
-};
-CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& hw);
+// A CPU node's efficiencies for a config, measured instead of assumed: the config's forward and
+// backward (the whole model in this process, one micro-batch of the config's size, on
+// `threads` threads as each rank of the planned layouts will run; best of three after a
+// warm-up) and the LM head's fused cross-entropy alone on the same rows, timed against the
+// node's matmul peak scaled to threads / cores, FLOPs counted as the plan counts them
+// (recomputation included): head_mfu is the head's, mfu the rest's. One AdamW update of the
+// model on `threads` threads gives optimizer_gbs, scaled to the node as the plan shares it. With
+// more ranks than cores, `ranks` copies of the forward and backward run at once (one thread
+// each) and the efficiencies are scaled by the throughput the sharing keeps (`sharing`).
+// A config too large to time here (over ~20 s or half the memory per micro-batch) is declined:
+// `why` says so and the caller keeps the hardware's figures.
+CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& hw, int threads, int ranks = 1);
 
 // Every layout cmoe can run on opt.gpus devices, with each micro-batch, grad_accum and ZeRO-1
 // option: those that fit ranked by tokens/s (fastest first), then those that do not, by peak
