@@ -72,8 +72,10 @@ class CpuAllocator final : public Allocator {
 #endif
   static constexpr size_t kMinCached = size_t{1} << 20;
   static constexpr size_t kHuge = size_t{2} << 20;
-  // Idle cached bytes above this are returned to the system at once.
-  static constexpr size_t kMaxIdle = size_t{8} << 30;
+  // Idle cached bytes are kept up to the larger of this and the high-water mark of bytes in use
+  // (so the cache at most doubles a run's footprint, whatever sizes it sees); a block freed
+  // beyond that goes back to the system at once.
+  static constexpr size_t kMinIdleCap = size_t{256} << 20;
 
   // The block size for a request: 0 (glibc) below 1 MiB; else rounded up to 1/8 of its power
   // of two (at most 12.5% slack) and to whole 2 MiB pages from 2 MiB up.
@@ -107,7 +109,7 @@ class CpuAllocator final : public Allocator {
 
   void give_back(void* p, size_t cls) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (cached_.load() + cls > kMaxIdle) {
+    if (cached_.load() + cls > std::max(kMinIdleCap, peak_.load())) {
       munmap(p, cls);
       return;
     }

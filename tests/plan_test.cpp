@@ -291,8 +291,9 @@ TEST(Plan, SharedCpuNodeSimulatesThePipeline) {
 }
 
 // A CPU node's efficiencies are measured: the config's forward and backward, the LM head's
-// cross-entropy and AdamW, timed here, give fractions in (0, 1] and a positive rate; a config too
-// large to time here is declined with the reason. plan_layouts uses the measurement of each
+// cross-entropy and AdamW, timed here, give fractions in (0, 1] and a positive rate; with more
+// ranks than cores, copies run at once on threads and the sharing kept is in (0, 1]; a config
+// too large to time here is declined with the reason. plan_layouts uses the measurement of each
 // layout's micro-batch: compute time scales with 1 / mfu.
 TEST(Plan, CpuCalibrationMeasuresOrDeclines) {
   auto hw = hardware_load("cpu", nullptr);
@@ -308,6 +309,14 @@ TEST(Plan, CpuCalibrationMeasuresOrDeclines) {
     EXPECT_GT(c.optimizer_gbs, 0);
     EXPECT_GT(c.seconds, 0);
   }
+  // More ranks than cores: copies run at once and the sharing they keep scales the efficiencies.
+  const int cores = hw->spec.cores_per_node();
+  const CpuCalibration alone = calibrate_cpu_mfu(tiny, *hw, 1, 1), shared = calibrate_cpu_mfu(tiny, *hw, 1, 2 * cores);
+  ASSERT_TRUE(shared.why.empty()) << shared.why;
+  EXPECT_EQ(alone.sharing, 1);
+  EXPECT_GT(shared.sharing, 0);
+  EXPECT_LE(shared.sharing, 1);
+  EXPECT_GT(shared.mfu, 0);
   const CpuCalibration big = calibrate_cpu_mfu(load("paper/moe-large-cartesian.textproto"), *hw, 2);
   EXPECT_EQ(big.mfu, 0);
   EXPECT_NE(big.why.find("too large to time here"), std::string::npos) << big.why;
