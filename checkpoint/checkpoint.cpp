@@ -472,7 +472,12 @@ absl::StatusOr<std::vector<checkpoint::TensorEntry>> checkpoint_write_image(cons
                                                                             int64_t step, bool direct_io) {
   const std::string path = dir + "/" + image.file;
   const char* raw = image.bytes.get();
-  for (checkpoint::TensorEntry& e : image.entries) e.set_crc32c(crc32c(raw + e.offset(), e.nbytes()));
+  // The entries' CRCs on a second thread while the image is written (both only read it): done
+  // first, they cost a sixth of the write's time. Any return waits for it (the future's
+  // destructor), so the entries are never read half-done.
+  std::future<void> crcs = std::async(std::launch::async, [&image, raw] {
+    for (checkpoint::TensorEntry& e : image.entries) e.set_crc32c(crc32c(raw + e.offset(), e.nbytes()));
+  });
   // O_DIRECT where possible: the device reads the (aligned) image itself, no page-cache copy.
   bool direct = false;
   CMOE_ASSIGN_OR_RETURN(int raw_fd, open_for_write(path, direct_io, &direct));
@@ -485,6 +490,7 @@ absl::StatusOr<std::vector<checkpoint::TensorEntry>> checkpoint_write_image(cons
   }
   if (direct && ::ftruncate(fd.get(), static_cast<off_t>(image.size)) != 0) return errno_error("cannot truncate", path);
   if (::fsync(fd.get()) != 0) return errno_error("cannot fsync", path);
+  crcs.get();
   return image.entries;
 }
 
