@@ -761,6 +761,16 @@ absl::Status CheckpointReader::read_entry(int index, char* dst) {
   const checkpoint::TensorEntry& e = manifest_.tensors(index);
   const std::string where = absl::StrCat(dir_, "/", e.file(), " tensor ", e.name());
   File& f = *files_.at(e.file());
+  if (streaming_ != &f) {  // another file: the previous one's buffers go
+    if (streaming_ != nullptr) {
+      for (File::Slot& s : streaming_->slots) {
+        if (s.pending.valid()) (void)s.pending.get();  // the helper writes into s.buf
+        s.buf.reset();
+        s.index = -1;
+      }
+    }
+    streaming_ = &f;
+  }
   uint32_t crc = 0;
   bool direct = f.direct.get() >= 0;
   if (direct) {

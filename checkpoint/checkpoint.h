@@ -174,6 +174,8 @@ class CheckpointReader {
   std::vector<std::string> names_;
   std::map<std::string, Info> info_;
   std::map<std::string, std::unique_ptr<File>> files_;
+  File* streaming_ = nullptr;  // the one file holding read buffers (a reader of many shards
+                               // keeps 24 MiB, not 24 MiB per file)
 };
 
 // Every tensor of a checkpoint, whole (for export and tools).

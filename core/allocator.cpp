@@ -29,7 +29,7 @@ namespace {
 // frees and reallocates the same activation and gradient sizes every step, and glibc served
 // them with fresh mmaps (above its 32 MiB ceiling for M_MMAP_THRESHOLD: the LM head's logits)
 // or from a heap that fragmented and kept growing, so every step paid ~20k page faults and
-// kernel zeroing (8% of a cpu-small step on 2 cores). A cached block is reused as it is; blocks
+// kernel zeroing (15-25% of a cpu-small step on 2 cores). A cached block is reused as it is; blocks
 // of 2 MiB and more are 2 MiB aligned and advised as transparent huge pages. Small blocks stay
 // with glibc, whose heap is kept (not trimmed) for the same reason. Under AddressSanitizer every
 // block goes through malloc, so overflows of large blocks are still caught.
