@@ -910,11 +910,13 @@ CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& h
   const double adamw = best_of(3, [&] { opt.step(1e-6f); });
   omp_set_num_threads(saved_threads);
   c.seconds = whole;
-  if (head < whole && head_flops < flops) {
+  // The split needs the head to be measurably less than the whole (a model that is nearly all
+  // head, or timings disturbed by other work, may not give that): else one figure for both.
+  if (head < 0.9 * whole && head_flops < flops) {
     c.head_mfu = std::min(1.0, head_flops / head / peak);
     c.mfu = std::min(1.0, (flops - head_flops) / (whole - head) / peak);
   } else {
-    c.mfu = std::min(1.0, flops / whole / peak);
+    c.mfu = c.head_mfu = std::min(1.0, flops / whole / peak);
   }
   c.optimizer_gbs = 28.0 * double(elems) / adamw * 1e-9 * cores / threads;
   // More ranks than cores: they time-share the cores, which costs more than the share itself
