@@ -12,7 +12,8 @@
 # The machine should be quiet: the script prints the load average before and after. The
 # hardware is measured once, under mpirun -np 2 (matmul peak, memory bandwidth, MPI link),
 # into $work/cpu.textproto; every plan reads that file and measures cpu-small's efficiencies at
-# its layout's micro-batch and threads per rank (--calibrate) before planning.
+# its layout's micro-batch and threads per rank, and its routing imbalance on the run's first
+# micro-batches (--calibrate, with the run's own config) before planning.
 # Env: PLAN_CHECK_DIR (default /tmp/cmoe-plan-check), PLAN_CHECK_LAYOUTS ("PP,DP,EP,MB,GA ...").
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,7 +41,7 @@ OMP_NUM_THREADS=1 "${mpirun[@]}" -np 2 "$cmoe" plan --config "$config" --gpus 2 
   --write-hardware "$work/cpu.textproto" --top 1 > /dev/null
 grep -E '^(description|peak|memory_gbs|intra)' "$work/cpu.textproto"
 
-printf '%-14s %5s %10s %10s %8s  %s\n' "pp,dp,ep mb ga" ranks measured predicted ratio \
+printf '%-14s %5s %10s %10s %8s %8s  %s\n' "pp,dp,ep mb ga" ranks measured predicted ratio spread \
   "world rank 0's collectives against the plan" | tee "$work/table.txt"
 for l in $layouts; do
   IFS=, read -r pp dp ep mb ga <<< "$l"
@@ -54,7 +55,7 @@ for l in $layouts; do
     OMP_NUM_THREADS=$threads "${mpirun[@]}" -np $n -x OMP_NUM_THREADS "$cmoe" train "${common[@]}" "${set_layout[@]}" \
       --run-dir "$run" > "$run.log" 2>&1
   fi
-  OMP_NUM_THREADS=$cores "$cmoe" plan --config "$config" "${set_layout[@]}" --gpus $n --hardware "$work/cpu.textproto" \
+  OMP_NUM_THREADS=$cores "$cmoe" plan "${common[@]}" "${set_layout[@]}" --gpus $n --hardware "$work/cpu.textproto" \
     --calibrate --layout $pp,$dp,$ep --zero1 off --json > "$run.plan.json"
   python3 "$repo/bench/plan_time_compare.py" "$run/metrics.jsonl" "$run.plan.json" "$pp,$dp,$ep $mb $ga" $n \
     | tee -a "$work/table.txt"

@@ -85,12 +85,13 @@ json::Value plan_json(const LayoutPlan& p) {
   o.set("peak_bytes", json::Value::integer(p.peak_bytes));
   o.set("peak_bytes_worst", json::Value::integer(p.peak_bytes_worst));
   o.set("capacity_bytes", json::Value::number(p.capacity_bytes));
+  o.set("expert_imbalance", json::Value::number(p.expert_imbalance));
   o.set("step_s", json::Value::number(p.time.total));
   o.set("tokens_per_s", json::Value::number(p.tokens_per_s));
   o.set("mfu", json::Value::number(p.mfu));
   o.set("flops_per_step", json::Value::number(p.flops_per_step));
   json::Value t = json::Value::object();
-  for (auto [name, v] : {std::pair{"compute", p.time.compute}, {"bubble", p.time.bubble}, {"ep_comm", p.time.ep_comm},
+  for (auto [name, v] : {std::pair{"compute", p.time.compute}, {"imbalance", p.time.imbalance}, {"bubble", p.time.bubble}, {"ep_comm", p.time.ep_comm},
                          {"pp_comm", p.time.pp_comm}, {"dp_comm", p.time.dp_comm}, {"optimizer", p.time.optimizer},
                          {"other", p.time.other}})
     t.set(name, json::Value::number(v));
@@ -111,6 +112,7 @@ json::Value plan_json(const LayoutPlan& p) {
     f.set("forward", json::Value::number(r.fwd_flops));
     f.set("backward", json::Value::number(r.bwd_flops));
     f.set("recompute", json::Value::number(r.recompute_flops));
+    f.set("routed_experts_forward", json::Value::number(r.expert_fwd_flops));
     s.set("flops_per_micro_batch", std::move(f));
     json::Value comm = json::Value::array();
     for (const PlanComm& c : r.comm) {
@@ -138,9 +140,9 @@ json::Value plan_json(const LayoutPlan& p) {
 
 void print_detail(const LayoutPlan& p) {
   std::printf("\n%s: %s\n", p.fits ? "best layout" : "layout (does not fit)", layout_str(p).c_str());
-  std::printf("  step %.4g s = compute %.4g + bubble %.4g + expert all-to-all %.4g + pipeline p2p %.4g + "
+  std::printf("  step %.4g s = compute %.4g + expert imbalance %.4g + bubble %.4g + expert all-to-all %.4g + pipeline p2p %.4g + "
               "gradient reduce/gather %.4g + optimizer %.4g + other %.4g\n",
-              p.time.total, p.time.compute, p.time.bubble, p.time.ep_comm, p.time.pp_comm, p.time.dp_comm, p.time.optimizer,
+              p.time.total, p.time.compute, p.time.imbalance, p.time.bubble, p.time.ep_comm, p.time.pp_comm, p.time.dp_comm, p.time.optimizer,
               p.time.other);
   std::printf("  %lld tokens per step, %.4g tokens/s, MFU %.1f%%, %.3g model TFLOP per step\n",
               static_cast<long long>(p.tokens_per_step), p.tokens_per_s, 100 * p.mfu, p.flops_per_step * 1e-12);
@@ -183,6 +185,9 @@ int cmd_plan(int argc, char** argv) {
   spec.flags.push_back({"global-batch", true, false, "sequences per step; grad_accum = it / (micro-batch * dp)"});
   spec.flags.push_back({"zero1", true, false, "both | on | off: the distributed optimizer (default both)"});
   spec.flags.push_back({"mfu", true, false, "model FLOPs utilisation the compute time assumes (default: the hardware's)"});
+  spec.flags.push_back({"expert-imbalance", true, false,
+                        "F >= 1: the busiest ep rank's routed pairs over the mean (default: measured with cpu "
+                        "or --calibrate, else 1)"});
   spec.flags.push_back({"layout", true, false, "PP,DP,EP: only this layout (0 = any)"});
   spec.flags.push_back({"top", true, false, "layouts to list (default 20; 0 = all)"});
   spec.flags.push_back({"write-hardware", true, false, "also write the hardware description used to FILE (cpu: measure once)"});
@@ -225,6 +230,11 @@ int cmd_plan(int argc, char** argv) {
   else if (z != "both") return usage_error(absl::StrCat("--zero1 ", z, ": expected both, on or off"));
   if (flags->has("mfu") && (!absl::SimpleAtod(flags->get("mfu"), &opt.mfu) || !(opt.mfu > 0 && opt.mfu <= 1))) {
     return usage_error(absl::StrCat("--mfu ", flags->get("mfu"), ": expected a fraction in (0, 1]"));
+  }
+  if (flags->has("expert-imbalance") &&
+      (!absl::SimpleAtod(flags->get("expert-imbalance"), &opt.expert_imbalance) || !(opt.expert_imbalance >= 1 &&
+                                                                                      opt.expert_imbalance <= 1e6))) {
+    return usage_error(absl::StrCat("--expert-imbalance ", flags->get("expert-imbalance"), ": expected a number >= 1"));
   }
   if (flags->has("layout")) {
     const std::vector<std::string> parts = absl::StrSplit(flags->get("layout"), ',');
@@ -291,13 +301,21 @@ int cmd_plan(int argc, char** argv) {
                                                  ranks > cores ? absl::StrFormat(" (%d ranks time-sharing %d cores keep %.2f of "
                                                                                  "their share, included)", ranks, cores, cal.sharing)
                                                                : std::string()));
+      if (!cal.ep_imbalance.empty()) {
+        absl::StrAppend(&measured, "; busiest expert-parallel rank's routed pairs over the mean at initialisation, on ",
+                        cal.routing_source, ":");
+        for (const auto& [ep, f] : cal.ep_imbalance) absl::StrAppend(&measured, absl::StrFormat(" ep %d %.3f", ep, f));
+      }
       if (mb == mbs.front()) {  // what --write-hardware saves and --json shows
         hw->spec.set_mfu(cal.mfu);
         hw->spec.set_head_mfu(cal.head_mfu);
         hw->spec.set_optimizer_gbs(cal.optimizer_gbs);
       }
     }
-    hw->spec.set_description(absl::StrCat(hw->spec.description(), "; measured with ", flags->get("config"), measured));
+    // A description written by an earlier calibration (--write-hardware) keeps its machine part.
+    std::string machine = hw->spec.description();
+    if (const size_t at = machine.find("; measured with "); at != std::string::npos) machine.resize(at);
+    hw->spec.set_description(absl::StrCat(machine, "; measured with ", flags->get("config"), measured));
     if (world != nullptr) {
       absl::Status st = parallel::sleeping_barrier(*world);
       if (!st.ok()) return command_failed("plan", st);
@@ -357,16 +375,16 @@ int cmd_plan(int argc, char** argv) {
   std::printf("layouts: world = pp x dp ranks, ep divides dp (expert-parallel groups inside each data-parallel group), "
               "%zu considered; memory per rank against %s GiB usable\n\n",
               plans->size(), gib(best.capacity_bytes).c_str());
-  std::printf("%4s %4s %5s %4s %5s %4s %5s %7s %9s %8s %5s %9s %11s %6s %8s %8s %8s %8s %8s\n", "rank", "pp", "dp", "ep", "zero1",
-              "mb", "ga", "batch", "peak GiB", "worst", "fits", "step s", "tokens/s", "MFU", "compute", "bubble", "ep a2a",
+  std::printf("%4s %4s %5s %4s %5s %4s %5s %7s %9s %8s %5s %9s %11s %6s %8s %8s %8s %8s %8s %8s\n", "rank", "pp", "dp", "ep", "zero1",
+              "mb", "ga", "batch", "peak GiB", "worst", "fits", "step s", "tokens/s", "MFU", "compute", "ep load", "bubble", "ep a2a",
               "pp p2p", "dp+opt");
   for (size_t i = 0; i < shown; ++i) {
     const LayoutPlan& p = (*plans)[i];
-    std::printf("%4zu %4d %5d %4d %5s %4lld %5lld %7lld %9s %8s %5s %9.4g %11.4g %5.1f%% %8.3g %8.3g %8.3g %8.3g %8.3g\n", i + 1,
+    std::printf("%4zu %4d %5d %4d %5s %4lld %5lld %7lld %9s %8s %5s %9.4g %11.4g %5.1f%% %8.3g %8.3g %8.3g %8.3g %8.3g %8.3g\n", i + 1,
                 p.layout.pp, p.layout.dp, p.layout.ep, p.zero1 ? "on" : "off", static_cast<long long>(p.micro_batch),
                 static_cast<long long>(p.grad_accum), static_cast<long long>(p.global_batch), gib(p.peak_bytes).c_str(),
                 gib(p.peak_bytes_worst).c_str(), p.fits ? "yes" : "NO", p.time.total, p.tokens_per_s, 100 * p.mfu, p.time.compute,
-                p.time.bubble, p.time.ep_comm, p.time.pp_comm, p.time.dp_comm + p.time.optimizer + p.time.other);
+                p.time.imbalance, p.time.bubble, p.time.ep_comm, p.time.pp_comm, p.time.dp_comm + p.time.optimizer + p.time.other);
   }
   if (shown < plans->size()) std::printf("... %zu more (--top 0 lists all)\n", plans->size() - shown);
   print_detail(best);

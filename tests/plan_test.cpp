@@ -9,7 +9,8 @@
 //   - the enumeration: the layouts cmoe can run (pp * dp = N, ep | dp, ep | experts), what does
 //     not fit is marked, and bad hardware descriptions are refused with the field named;
 //   - a CPU node's pipeline simulated on shared cores (against the textbook 1F1B time and the
-//     node's work), and --hardware cpu's measured mfu.
+//     node's work), --hardware cpu's measured mfu and routing imbalance, and the imbalance's
+//     extra expert work on the critical path.
 // The multi-rank checks (collective bytes, ZeRO-1 state, per-rank peaks) are
 // tests/parallel/plan_ranks_test.cpp.
 #include <gtest/gtest.h>
@@ -19,6 +20,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "data_test_util.h"
 #include "core/allocator.h"
 #include "core/rng.h"
 #include "moe/model.h"
@@ -331,6 +333,70 @@ TEST(Plan, CpuCalibrationMeasuresOrDeclines) {
   auto slow = plan_layouts(tiny, *hw, opt);
   ASSERT_TRUE(plain.ok() && slow.ok());
   EXPECT_NEAR((*slow)[0].time.compute, 4 * (*plain)[0].time.compute, 1e-9 * (*slow)[0].time.compute);
+}
+
+// Expert-parallel routing imbalance: the calibration reads the config's first training
+// micro-batches and sums, over the MoE sub-layers, the routed pairs of the busiest of ep expert
+// slices against the mean. On data of one repeated token every position has the same hidden
+// state, so with top_k 1 every pair of a sub-layer goes to one expert: the busiest slice holds
+// them all, ep times the mean, exactly. Without readable data it routes random tokens.
+TEST(Plan, CpuCalibrationMeasuresTheRoutingImbalance) {
+  auto hw = hardware_load("cpu", nullptr);
+  ASSERT_TRUE(hw.ok()) << hw.status();
+  data::testing::ScratchDir dir("plan-routing");
+  data::testing::write_documents(dir.file("same"), std::vector<std::vector<int32_t>>(64, std::vector<int32_t>(40, 7)));
+  const RunConfig same = load("tiny.textproto", {"data.prefix=" + dir.file("same"), "data.tokenizer=", "data.split=1,0,0",
+                                                  "model.moe.top_k=1"});
+  const CpuCalibration one_expert = calibrate_cpu_mfu(same, *hw, 1, 4);  // tiny: 4 experts per set
+  ASSERT_TRUE(one_expert.why.empty()) << one_expert.why;
+  EXPECT_EQ(one_expert.routing_source, "the config's first training micro-batches");
+  ASSERT_EQ(one_expert.ep_imbalance.size(), 2u);  // ep 2 and 4 divide the 4 experts, 3 does not
+  EXPECT_DOUBLE_EQ(one_expert.ep_imbalance.at(2), 2.0);
+  EXPECT_DOUBLE_EQ(one_expert.ep_imbalance.at(4), 4.0);
+
+  const RunConfig tiny = load("tiny.textproto", {"data.prefix=" + dir.file("missing")});
+  const CpuCalibration random = calibrate_cpu_mfu(tiny, *hw, 1, 2);
+  EXPECT_NE(random.routing_source.find("random tokens"), std::string::npos) << random.routing_source;
+  ASSERT_EQ(random.ep_imbalance.count(2), 1u);
+  EXPECT_GE(random.ep_imbalance.at(2), 1.0);
+  EXPECT_LT(random.ep_imbalance.at(2), 2.0);
+  EXPECT_TRUE(calibrate_cpu_mfu(tiny, *hw, 1, 1).ep_imbalance.empty());  // one rank: no ep layout
+}
+
+// The busiest ep rank's extra expert work is on the critical path: (imbalance - 1) times the
+// routed experts' forward and backward FLOPs (3x the forward) per micro-batch, at the rank's
+// rate; layouts without expert parallelism ignore it. plan_layouts takes it from the
+// calibration of the layout's micro-batch, or from PlanOptions::expert_imbalance.
+TEST(Plan, ExpertImbalanceAddsTheBusiestRanksExtraWork) {
+  auto hw = hardware_load("h100", nullptr);
+  ASSERT_TRUE(hw.ok()) << hw.status();
+  const RunConfig ep2 = load("tiny.textproto", {"parallel.dp=2", "parallel.ep=2", "train.grad_accum=3"});
+  auto balanced = plan_layout(ep2, *hw, 8), skewed = plan_layout(ep2, *hw, 8, 0, 1.5);
+  ASSERT_TRUE(balanced.ok() && skewed.ok());
+  // tiny: one MoE layer (A and B), top-2 of sub-experts of hidden 64, d 64, 4 x 32 tokens.
+  const RankPlan& r = skewed->stages[0];
+  EXPECT_DOUBLE_EQ(r.expert_fwd_flops, 2.0 * 2 * (4 * 32) * 2 * 3 * 64 * 64);
+  EXPECT_EQ(balanced->time.imbalance, 0);
+  EXPECT_EQ(skewed->expert_imbalance, 1.5);
+  const double rate = hw->peak_flops(DType::kF32) * hw->spec.mfu();
+  EXPECT_NEAR(skewed->time.imbalance, 3 * 0.5 * 3 * r.expert_fwd_flops / rate, 1e-9 * skewed->time.imbalance);
+  EXPECT_NEAR(skewed->time.total - balanced->time.total, skewed->time.imbalance, 1e-9 * skewed->time.total);
+  auto dense_dp = plan_layout(load("tiny.textproto", {"parallel.dp=2"}), *hw, 8, 0, 1.5);
+  ASSERT_TRUE(dense_dp.ok());
+  EXPECT_EQ(dense_dp->expert_imbalance, 1);
+  EXPECT_EQ(dense_dp->time.imbalance, 0);
+
+  PlanOptions opt;
+  opt.gpus = 2;
+  opt.expert_imbalance = 1.25;
+  auto all = plan_layouts(load("tiny.textproto"), *hw, opt);
+  ASSERT_TRUE(all.ok()) << all.status();
+  int with_ep = 0;
+  for (const LayoutPlan& p : *all) {
+    EXPECT_EQ(p.expert_imbalance, p.layout.ep > 1 ? 1.25 : 1.0);
+    with_ep += p.layout.ep > 1;
+  }
+  EXPECT_GT(with_ep, 0);
 }
 
 TEST(Plan, HardwareDescriptionsAreCheckedWithTheFieldNamed) {

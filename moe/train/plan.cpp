@@ -18,6 +18,7 @@
 #include "core/rng.h"
 #include "moe/model.h"
 #include "moe/train/optimizer.h"
+#include "moe/train/train_data.h"
 #include "moe/params.h"
 #include "moe/variant.h"
 #include "parallel/grad_reducer.h"
@@ -440,6 +441,11 @@ absl::StatusOr<RankPlan> plan_rank(const config::RunConfig& cfg, int rank) {
   // The LM head's cross-entropy keeps only each row's log-sum-exp and recomputes the logits in
   // backward (both backends), one more (N, d) x (d, V) product.
   if (s.shard.last) r.recompute_flops += 2.0 * double(N) * d * double(m.vocab_size());
+  if (s.v.routed) {
+    for (int l = s.shard.layer_begin; l < s.shard.layer_end; ++l)
+      if (s.v.is_moe_layer(l))
+        r.expert_fwd_flops += double(s.v.sets.size()) * 2.0 * double(N) * double(s.v.top_k) * 3 * d * double(s.v.expert_hidden);
+  }
 
   // --- the step's collectives, in the order they happen ---
   int moe_sublayers = 0;
@@ -616,7 +622,8 @@ double simulate_shared_pipeline(const std::vector<SimStage>& st, int64_t M, int 
 }
 }  // namespace
 
-absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardware& hw, int gpus_per_node, double mfu) {
+absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardware& hw, int gpus_per_node, double mfu,
+                                       double expert_imbalance) {
   const auto& t = cfg.train();
   LayoutPlan L;
   L.layout = {cfg.parallel().pp(), cfg.parallel().dp(), cfg.parallel().ep()};
@@ -629,6 +636,7 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
   L.gpus_per_node = gpus_per_node > 0 ? gpus_per_node : (hw.shared_node() ? world : hw.spec.devices_per_node());
   CMOE_ASSIGN_OR_RETURN(DType compute, precision_dtype(t.precision()));
   const double eff = mfu > 0 ? mfu : hw.spec.mfu();
+  L.expert_imbalance = L.layout.ep > 1 ? std::max(1.0, expert_imbalance) : 1.0;
   const int per_node = L.gpus_per_node;
   const int ranks_on_node = std::min(world, per_node);
   // Compute and memory bandwidth of one rank: a device's, or its share of a CPU node's (a rank
@@ -660,7 +668,10 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
   // that keeps the most optimizer state.
   struct StageTime {
     double fwd = 0, bwd = 0, ep_f = 0, ep_b = 0, p2p = 0, reduce = 0, reduce_last = 0, gather = 0, opt = 0;
+    double imb_f = 0, imb_b = 0;  // the busiest ep rank's extra expert work (forward, backward)
   };
+  // The routed-expert FLOPs the busiest rank of an ep group computes beyond its share.
+  auto extra_expert_flops = [&](const RankPlan& rp) { return (L.expert_imbalance - 1) * rp.expert_fwd_flops; };
   std::vector<StageTime> st(L.layout.pp);
   double world_allreduce = 0;
   for (int s = 0; s < L.layout.pp; ++s) {
@@ -678,6 +689,8 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
     const bool last = s == L.layout.pp - 1;
     x.fwd = fwd_seconds(rp, last, rank_rate);
     x.bwd = bwd_seconds(rp, last, rank_rate);
+    x.imb_f = extra_expert_flops(rp) / rank_rate;
+    x.imb_b = 2 * x.imb_f;
     auto members_of = [&place](const std::string& group) -> const std::vector<int>& {
       if (group == "dp") return place.dp_group;
       if (group == "edp") return place.edp_group;
@@ -718,14 +731,16 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
   // 1F1B: the micro-batches pass every stage once (fill and drain) and the slowest stage M - 1
   // more times; a stage's slot is its forward and backward with the expert-parallel traffic
   // inside them, plus its pipeline transfers.
-  double sum_slot = 0, max_slot = 0, max_compute = 0, max_ep = 0, max_p2p = 0;
+  double sum_slot = 0, max_slot = 0, max_compute = 0, max_imb = 0, max_ep = 0, max_p2p = 0;
   for (const StageTime& x : st) {
-    const double slot = x.fwd + x.bwd + x.ep_f + x.ep_b + x.p2p;
+    const double slot = x.fwd + x.bwd + x.imb_f + x.imb_b + x.ep_f + x.ep_b + x.p2p;
     sum_slot += slot;
-    if (slot > max_slot) max_slot = slot, max_compute = x.fwd + x.bwd, max_ep = x.ep_f + x.ep_b, max_p2p = x.p2p;
+    if (slot > max_slot)
+      max_slot = slot, max_compute = x.fwd + x.bwd, max_imb = x.imb_f + x.imb_b, max_ep = x.ep_f + x.ep_b, max_p2p = x.p2p;
   }
   StepTime& T = L.time;
   T.compute = double(M) * max_compute;
+  T.imbalance = double(M) * max_imb;
   T.ep_comm = double(M) * max_ep;
   T.pp_comm = double(M) * max_p2p;
   T.bubble = sum_slot - max_slot;
@@ -734,17 +749,23 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
   if (hw.shared_node() && world <= per_node) {
     const int cores = hw.spec.cores_per_node(), threads = std::max(1, cores / ranks_on_node);
     const double core_rate = node_rate / cores;
-    std::vector<SimStage> sim;
+    std::vector<SimStage> sim, sim_imb;
     double core_work = 0;
     for (int s = 0; s < L.layout.pp; ++s) {
       const RankPlan& rp = L.stages[s];
       const bool last = s == L.layout.pp - 1;
       sim.push_back({fwd_seconds(rp, last, core_rate), bwd_seconds(rp, last, core_rate), st[s].ep_f, st[s].ep_b});
+      const double extra = extra_expert_flops(rp) / core_rate;
+      sim_imb.push_back({sim.back().fwd + extra, sim.back().bwd + 2 * extra, st[s].ep_f, st[s].ep_b});
       core_work += (sim.back().fwd + sim.back().bwd) * double(M) * L.layout.dp;
     }
+    // With imbalance the dp replicas of a stage (an ep group among them) keep the pace of the
+    // busiest: the schedule runs as if every replica did its work.
     const double pipeline = simulate_shared_pipeline(sim, M, L.layout.dp, cores, threads);
+    const double pipeline_imb = L.expert_imbalance > 1 ? simulate_shared_pipeline(sim_imb, M, L.layout.dp, cores, threads) : pipeline;
     T.compute = core_work / std::min(cores, ranks_on_node * threads);
     T.bubble = std::max(0.0, pipeline - T.compute - T.ep_comm);
+    T.imbalance = std::max(0.0, pipeline_imb - pipeline);
   } else if (hw.shared_node()) {
     // Several CPU nodes: the step takes at least all of a node's ranks' FLOPs at its rate.
     double node_flops = 0;
@@ -770,7 +791,7 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
   T.dp_comm = post_reduce + slowest_update->gather;
   T.optimizer = slowest_update->opt;
   T.other = world_allreduce;
-  T.total = T.compute + T.bubble + T.ep_comm + T.pp_comm + T.dp_comm + T.optimizer + T.other;
+  T.total = T.compute + T.imbalance + T.bubble + T.ep_comm + T.pp_comm + T.dp_comm + T.optimizer + T.other;
   L.tokens_per_s = double(L.tokens_per_step) / T.total;
   // MFU as docs/metrics.md defines it: model FLOPs per second over the job's peak.
   const double job_peak = hw.shared_node() ? hw.peak_flops(compute) * std::ceil(double(world) / per_node)
@@ -818,7 +839,12 @@ absl::StatusOr<std::vector<LayoutPlan>> plan_layouts(const config::RunConfig& cf
               hw_mb.spec.set_head_mfu(cal->second.head_mfu);
               hw_mb.spec.set_optimizer_gbs(cal->second.optimizer_gbs);
             }
-            CMOE_ASSIGN_OR_RETURN(LayoutPlan p, plan_layout(c, hw_mb, opt.gpus_per_node, opt.mfu));
+            double imbalance = opt.expert_imbalance > 0 ? opt.expert_imbalance : 1;
+            if (opt.expert_imbalance <= 0 && cal != opt.calibration.end()) {
+              const auto f = cal->second.ep_imbalance.find(ep);
+              if (f != cal->second.ep_imbalance.end()) imbalance = f->second;
+            }
+            CMOE_ASSIGN_OR_RETURN(LayoutPlan p, plan_layout(c, hw_mb, opt.gpus_per_node, opt.mfu, imbalance));
             out.push_back(std::move(p));
           }
         }
@@ -865,12 +891,33 @@ CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& h
   }
   const auto& m = one.model();
   const int64_t B = one.train().micro_batch_size(), T = m.seq_len();
-  std::vector<int32_t> ids(static_cast<size_t>(B * T)), targets(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) {
-    ids[i] = static_cast<int32_t>(rng_u32(one.train().seed(), 1, i) % m.vocab_size());
-    targets[i] = static_cast<int32_t>(rng_u32(one.train().seed(), 2, i) % m.vocab_size());
+  // The config's first training micro-batches, one per rank (what the layouts' first step
+  // reads); random tokens when the data cannot be read.
+  const int R = std::max(1, ranks);
+  std::vector<Batch> batches;
+  if (auto loader = open_loader(one, true, int64_t{R} * B, 0); loader.ok()) {
+    for (int i = 0; i < R; ++i) {
+      auto mb = (*loader)->next();
+      if (!mb.ok()) break;
+      batches.push_back({mb->tokens, mb->targets});
+    }
   }
-  const Tensor id_t = Tensor::from_ints({B, T}, ids), target_t = Tensor::from_ints({B, T}, targets);
+  if (static_cast<int>(batches.size()) == R) {
+    c.routing_source = "the config's first training micro-batches";
+  } else {
+    c.routing_source = "random tokens (the config's training data could not be read)";
+    batches.clear();
+    for (int b = 0; b < R; ++b) {
+      std::vector<int32_t> ids(static_cast<size_t>(B * T)), targets(ids.size());
+      for (size_t i = 0; i < ids.size(); ++i) {
+        const uint64_t at = static_cast<uint64_t>(b) * ids.size() + i;
+        ids[i] = static_cast<int32_t>(rng_u32(one.train().seed(), 1, at) % m.vocab_size());
+        targets[i] = static_cast<int32_t>(rng_u32(one.train().seed(), 2, at) % m.vocab_size());
+      }
+      batches.push_back({Tensor::from_ints({B, T}, ids), Tensor::from_ints({B, T}, targets)});
+    }
+  }
+  const Tensor id_t = batches[0].ids, target_t = batches[0].targets;
   Model model(m, one.train().seed());
   ForwardOptions fo;
   fo.compute_dtype = *compute;
@@ -908,7 +955,36 @@ CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& h
   int64_t elems = 0;
   for (const Param& p : model.params()) elems += p.var.value().numel();
   const double adamw = best_of(3, [&] { opt.step(1e-6f); });
+  // Routing: the routed pairs per expert of every MoE sub-layer, per micro-batch (the update
+  // above moved the weights by 1e-6 of a step: the first step's routing all the same).
+  std::vector<std::vector<RouterReport>> routed;
+  for (const Batch& b : batches) {
+    ForwardResult r = model.forward(b.ids, b.targets, fo);
+    routed.push_back(std::move(r.routers));
+  }
   omp_set_num_threads(saved_threads);
+  const size_t routers = routed[0].size();
+  const int64_t E = routers > 0 ? static_cast<int64_t>(routed[0][0].counts.size()) : 0;
+  for (int ep = 2; ep <= R && routers > 0; ++ep) {
+    if (E % ep != 0) continue;
+    double sum = 0;
+    const int groups = R / ep;
+    for (int g = 0; g < groups; ++g) {
+      double busiest = 0, mean = 0;
+      for (size_t k = 0; k < routers; ++k) {
+        std::vector<double> load(static_cast<size_t>(ep), 0);
+        for (int b = g * ep; b < (g + 1) * ep; ++b) {
+          const std::vector<int64_t>& n = routed[b][k].counts;
+          for (size_t e = 0; e < n.size(); ++e)
+            load[parallel::expert_owner(static_cast<int64_t>(n.size()), ep, static_cast<int64_t>(e))] += double(n[e]);
+        }
+        busiest += *std::max_element(load.begin(), load.end());
+        for (double x : load) mean += x / ep;
+      }
+      sum += mean > 0 ? busiest / mean : 1;
+    }
+    c.ep_imbalance[ep] = sum / groups;
+  }
   c.seconds = whole;
   // The split needs the head to be measurably less than the whole (a model that is nearly all
   // head, or timings disturbed by other work, may not give that): else one figure for both.
@@ -925,8 +1001,10 @@ CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& h
   if (ranks > cores && double(ranks) * double(rp->mem.peak) < 0.5 * hw.usable_memory_bytes()) {
     std::vector<std::unique_ptr<Model>> copies;
     for (int r = 0; r < ranks; ++r) copies.push_back(std::make_unique<Model>(m, one.train().seed()));
-    std::vector<double> seconds(static_cast<size_t>(ranks), 0);
-    constexpr int kReps = 2;
+    // Rounds that start together; a round lasts until its last copy is done. The median round
+    // (one round alone varies by several percent with what the scheduler does).
+    constexpr int kRounds = 3;
+    std::vector<std::vector<double>> seconds(kRounds, std::vector<double>(static_cast<size_t>(ranks), 0));
     std::barrier sync(ranks);
     std::vector<std::thread> pool;
     for (int r = 0; r < ranks; ++r) {
@@ -939,14 +1017,19 @@ CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& h
           ag::backward(res.loss);
         };
         once();  // warm-up
-        sync.arrive_and_wait();
-        const auto t0 = std::chrono::steady_clock::now();
-        for (int rep = 0; rep < kReps; ++rep) once();
-        seconds[static_cast<size_t>(r)] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / kReps;
+        for (int round = 0; round < kRounds; ++round) {
+          sync.arrive_and_wait();
+          const auto t0 = std::chrono::steady_clock::now();
+          once();
+          seconds[round][static_cast<size_t>(r)] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        }
       });
     }
     for (std::thread& t : pool) t.join();
-    const double shared = *std::max_element(seconds.begin(), seconds.end());
+    std::vector<double> rounds;
+    for (const std::vector<double>& s : seconds) rounds.push_back(*std::max_element(s.begin(), s.end()));
+    std::sort(rounds.begin(), rounds.end());
+    const double shared = rounds[kRounds / 2];
     // Alone, a copy takes `whole` on one core's share; sharing perfectly, ranks / cores times that.
     c.sharing = std::min(1.0, whole * double(ranks) / double(cores) / shared);
     c.mfu *= c.sharing;

@@ -79,6 +79,7 @@ struct RankPlan {
   // Per micro-batch on this stage: model FLOPs forward and backward (6 * params + attention,
   // split 1:2, as Model::flops_per_token), and the forward FLOPs recomputation adds.
   double fwd_flops = 0, bwd_flops = 0, recompute_flops = 0;
+  double expert_fwd_flops = 0;  // the routed experts' part of fwd_flops (expected routing)
   int64_t optimizer_update_elems = 0;  // elements AdamW updates (ZeRO-1: owned)
 
   // Expected bytes and calls summed per kind (what the rank's communicators count in a step).
@@ -94,6 +95,8 @@ absl::StatusOr<RankPlan> plan_rank(const config::RunConfig& cfg, int rank);
 // Where the step's time goes on the critical path (seconds).
 struct StepTime {
   double compute = 0;     // forward + backward (+ recomputation) of the slowest stage's micro-batches
+  double imbalance = 0;   // ep > 1: the routed-expert work the busiest rank of an expert-parallel
+                          // group does beyond its share (LayoutPlan::expert_imbalance - 1 of it)
   double bubble = 0;      // pipeline fill and drain
   double ep_comm = 0;     // expert-parallel all-to-alls and router statistics inside micro-batches
   double pp_comm = 0;     // pipeline sends and receives
@@ -115,6 +118,8 @@ struct LayoutPlan {
   double capacity_bytes = 0;     // usable memory per rank
   bool fits = false;             // peak_bytes <= capacity_bytes
   double flops_per_step = 0;     // model FLOPs of all ranks
+  double expert_imbalance = 1;  // ep > 1: routed pairs of the busiest rank of an ep group over the
+                                // mean, summed over the MoE sub-layers (1: balanced routing)
   StepTime time;  // the parts add up to time.total
   double tokens_per_s = 0, mfu = 0;
 };
@@ -127,6 +132,13 @@ struct CpuCalibration {
   double seconds = 0;        // one forward and backward of the whole model
   double sharing = 1;        // ranks > cores: the node's throughput with all ranks computing
                              // against ranks / cores times one alone (mfu and head_mfu include it)
+  // Routing of the config's initial model on its first training micro-batches (random tokens
+  // when the data cannot be read; routing_source says which): for each ep that divides the
+  // experts per set (2 .. ranks), the routed pairs of the busiest of ep equal slices of the
+  // experts over the mean, summed over the MoE sub-layers, on ep micro-batches at a time
+  // (the tokens one expert-parallel group routes together), averaged over the groups read.
+  std::map<int, double> ep_imbalance;
+  std::string routing_source;
   std::string why;           // set when not measured
 };
 
@@ -143,12 +155,17 @@ struct PlanOptions {
   // micro-batch found here plans with them instead of the hardware's mfu, head_mfu and
   // optimizer_gbs. Ignored when mfu > 0.
   std::map<int64_t, CpuCalibration> calibration;
+  // > 0: the expert imbalance (LayoutPlan::expert_imbalance) every ep > 1 layout plans with,
+  // instead of the calibration's (or 1, balanced, without one).
+  double expert_imbalance = 0;
 };
 
 // The plan of cfg's own layout and settings on hw, ranks filling nodes of gpus_per_node in
-// rank order. mfu > 0 overrides the hardware's.
+// rank order. mfu > 0 overrides the hardware's. expert_imbalance (>= 1, used when ep > 1): the
+// busiest expert-parallel rank's routed pairs over the mean; its extra expert work is on the
+// critical path (the group's all-to-alls wait for it).
 absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardware& hw, int gpus_per_node,
-                                       double mfu = 0);
+                                       double mfu = 0, double expert_imbalance = 1);
 
 // A CPU node's efficiencies for a config, measured instead of assumed: the config's forward and
 // backward (the whole model in this process, one micro-batch of the config's size, on
@@ -159,6 +176,7 @@ absl::StatusOr<LayoutPlan> plan_layout(const config::RunConfig& cfg, const Hardw
 // model on `threads` threads gives optimizer_gbs, scaled to the node as the plan shares it. With
 // more ranks than cores, `ranks` copies of the forward and backward run at once (one thread
 // each) and the efficiencies are scaled by the throughput the sharing keeps (`sharing`).
+// The same forward passes, on the config's first training micro-batches, give ep_imbalance.
 // A config too large to time here (over ~20 s or half the memory per micro-batch) is declined:
 // `why` says so and the caller keeps the hardware's figures.
 CpuCalibration calibrate_cpu_mfu(const config::RunConfig& cfg, const Hardware& hw, int threads, int ranks = 1);

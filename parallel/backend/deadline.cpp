@@ -4,6 +4,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -26,6 +27,14 @@ bool DeadlineWaiter::pause() {
   const CommClock::time_point now = CommClock::now();
   if (now > deadline_) return false;
   if (now - start_ < g_spin_time) return true;
+  if (g_spin_time == CommClock::duration::zero()) {
+    // Oversubscribed: sleep, so the scheduler sees an idle core and moves a rank with work onto
+    // it (a yielding rank stays runnable and keeps its core). Backs off from 10 us to 50 us:
+    // polling also moves MPI's large transfers on.
+    std::this_thread::sleep_for(std::chrono::microseconds(sleep_us_));
+    sleep_us_ = std::min(2 * sleep_us_, 50);
+    return true;
+  }
   if (now - start_ < std::chrono::seconds(1)) {
     sched_yield();
   } else {

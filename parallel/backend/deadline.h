@@ -2,10 +2,12 @@
 // line a rank prints before it ends the job when the deadline passes.
 //
 // A waiter polls without pause for its first 256 polls and while the wait is younger than the
-// spin time (100 ms, as blocking MPI calls spin; zero on a node with more ranks than cores,
-// where the peer it waits for may need the core — mpi_init decides), then yields its core
-// between polls, then sleeps 1 ms between polls once the wait passes a second, so a rank
-// waiting on a slow peer does not starve its neighbours. Shared by MpiCommunicator (polling
+// spin time (100 ms, as blocking MPI calls spin), then yields its core between polls, then
+// sleeps 1 ms between polls once the wait passes a second, so a rank waiting on a slow peer does
+// not starve its neighbours. On a node with more ranks than cores (mpi_init sets the spin time
+// to zero there) a waiter sleeps between polls after its first 256, 10 us doubling to 50 us:
+// the peer it waits for may need the core, and a sleeping rank, unlike a yielding one, lets the
+// scheduler move a rank with work onto its core. Shared by MpiCommunicator (polling
 // MPI_Testall) and NcclCommunicator (polling a CUDA event and ncclCommGetAsyncError).
 #pragma once
 
@@ -36,6 +38,7 @@ class DeadlineWaiter {
  private:
   CommClock::time_point start_, deadline_;
   int polls_ = 0;
+  int sleep_us_ = 10;  // spin time zero: the next sleep
 };
 
 // "communicator 'dp' (rank 1 of 2, world ranks 1,3)", at most 16 world ranks listed.
