@@ -55,8 +55,12 @@ Var gather_rows(const Var& x, const Tensor& idx);
 Var scatter_add_rows(const Var& y, const Tensor& idx, const Var& w, int64_t n_rows);
 // Summed token cross-entropy of logits h @ w^T against targets (negative = ignored), chunked
 // over rows: h (N, D), w (V, D), targets (N) i32 -> ()
+// expected_grad: the gradient the backward will be given, where the caller knows it (0: not
+// known). On the CPU the forward then computes the gradients too, from the same logits, and a
+// backward given exactly that gradient uses them instead of computing the logits again; any
+// other gradient is still honoured (the logits are recomputed). Results are the same bit for bit.
 Var cross_entropy(const Var& h, const Var& w, const Tensor& targets, int64_t chunk = 256,
-                  DType compute_dtype = DType::kF32);
+                  DType compute_dtype = DType::kF32, float expected_grad = 0.0f);
 
 // Routing weights of the chosen experts: w[n, j] = probs[n, idx[n, j]] / S_n, S_n the sum of the
 // chosen probabilities (renorm) or 1; probs (N, E), idx (N, K) i32 (-1 = empty, weight 0) -> (N, K)

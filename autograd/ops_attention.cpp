@@ -37,17 +37,35 @@ Var attention(const Var& q, const Var& k, const Var& v, float scale, DType compu
 }
 
 Var cross_entropy(const Var& h, const Var& w, const Tensor& targets, int64_t chunk,
-                  DType compute_dtype) {
+                  DType compute_dtype, float expected_grad) {
   prof::Span span("cross_entropy", prof::Cat::kOp);
   const Device dev = h.value().device();
   Tensor loss = Tensor::empty(Shape{}, DType::kF32, dev);
   Tensor lse = Tensor::empty({h.shape()[0]}, DType::kF32, dev);  // (N)
-  kernels(dev).cross_entropy_forward(loss, lse, h.value(), w.value(), targets, chunk, compute_dtype);
   auto hi = h.impl(), wi = w.impl();
   Tensor hv = h.value(), wv = w.value();
+  // The gradients for expected_grad, computed with the forward (CPU only: one pass over the
+  // logits); undefined when not precomputed or not wanted.
+  Tensor pre_dh, pre_dw;
+  const bool fused = expected_grad != 0.0f && dev.is_cpu() && grad_enabled() &&
+                     (hi->requires_grad || wi->requires_grad);
+  if (fused) {
+    if (hi->requires_grad) pre_dh = Tensor::empty(hv.shape(), DType::kF32, dev);
+    if (wi->requires_grad) pre_dw = Tensor::zeros(wv.shape(), DType::kF32, dev);
+    ops::cross_entropy_forward_backward(loss, lse, pre_dh, pre_dw, expected_grad, hv, wv, targets,
+                                        chunk, compute_dtype);
+  } else {
+    kernels(dev).cross_entropy_forward(loss, lse, hv, wv, targets, chunk, compute_dtype);
+  }
   Var result = make_result(loss, "cross_entropy", {h, w},
-                     [hi, wi, hv, wv, targets, lse, chunk, compute_dtype](const Tensor& g) {
+                     [hi, wi, hv, wv, targets, lse, chunk, compute_dtype, fused, expected_grad,
+                      pre_dh, pre_dw](const Tensor& g) {
                        const Device d = hv.device();
+                       if (fused && g.device().is_cpu() && g.data<float>()[0] == expected_grad) {
+                         if (pre_dh.defined()) accumulate_grad(*hi, pre_dh);
+                         if (pre_dw.defined()) accumulate_grad(*wi, pre_dw);
+                         return;
+                       }
                        Tensor dh = Tensor::empty(hv.shape(), DType::kF32, d);
                        Tensor dw = Tensor::zeros(wv.shape(), DType::kF32, d);
                        kernels(d).cross_entropy_backward(dh, dw, g, hv, wv, targets, lse, chunk,
@@ -55,7 +73,13 @@ Var cross_entropy(const Var& h, const Var& w, const Tensor& targets, int64_t chu
                        if (hi->requires_grad) accumulate_grad(*hi, dh);
                        if (wi->requires_grad) accumulate_grad(*wi, dw);
                      });
-  op_flops(result, "cross_entropy", 2.0 * hv.dim(0) * wv.dim(0) * hv.dim(1));
+  const double logits_flops = 2.0 * hv.dim(0) * wv.dim(0) * hv.dim(1);
+  if (fused) {  // the forward did the logits and each wanted gradient; the backward only adds
+    op_flops(result, "cross_entropy",
+             logits_flops * (1 + pre_dh.defined() + pre_dw.defined()), /*backward_flops=*/0);
+  } else {
+    op_flops(result, "cross_entropy", logits_flops);
+  }
   return result;
 }
 

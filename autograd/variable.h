@@ -93,8 +93,9 @@ Var make_result(Tensor value, const char* op_name, std::vector<Var> inputs,
                 std::function<void(const Tensor& grad_out)> backward);
 
 // For matmul-like ops, while profiling: the forward's FLOPs go to the op's span and twice as
-// many to its backward (dx and dw each cost a forward).
-void op_flops(const Var& result, const char* op_name, double forward_flops);
+// many to its backward (dx and dw each cost a forward), or backward_flops where given (>= 0).
+void op_flops(const Var& result, const char* op_name, double forward_flops,
+              double backward_flops = -1);
 
 // Runs backward from scalar `root` (seed gradient 1), or from several roots with given
 // gradients (pipeline stages). Intermediate grads and Nodes are freed as the walk goes.

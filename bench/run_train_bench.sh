@@ -6,7 +6,9 @@
 # usage: bench/run_train_bench.sh [BUILD_DIR] [STEPS]      (defaults: build, 3)
 # Env: CMOE_BENCH_VARIANTS="cartesian smoe fine_grained", CMOE_BENCH_PRECISIONS="f32 bf16",
 #      CMOE_BENCH_SKIP_TORCH=1 to run cmoe only. Both sides use 2 threads. The raw JSON lines
-# are kept in $BUILD_DIR/train_bench.jsonl.
+# are kept in $BUILD_DIR/train_bench.jsonl. "MFU paired" is each step against the matmul peak
+# measured again right after it (median over the steps): on a machine whose speed drifts, it
+# compares the step with the machine's speed at the time (train_step_bench.cpp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -40,7 +42,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = {(r["impl"], r["variant"], r["precision"]): r for r in rows}
 print()
 print(f"{'variant':<13} {'prec':<5} {'cmoe tok/s':>10} {'torch tok/s':>11} {'speedup':>8} {'cmoe MFU':>9} "
-      f"{'cmoe alloc MB':>13} {'cmoe RSS MB':>11} {'torch RSS MB':>12}")
+      f"{'MFU paired':>10} {'cmoe alloc MB':>13} {'cmoe RSS MB':>11} {'torch RSS MB':>12}")
 for (impl, v, p), c in by.items():
     if impl != "cmoe":
         continue
@@ -49,5 +51,5 @@ for (impl, v, p), c in by.items():
     sp = f"{c['tokens_per_s'] / t['tokens_per_s']:.2f}x" if t else "-"
     tr = f"{t['max_rss_mb']:.0f}" if t else "-"
     print(f"{v:<13} {p:<5} {c['tokens_per_s']:>10.0f} {tt:>11} {sp:>8} {100 * c['mfu']:>8.1f}% "
-          f"{c['alloc_peak_mb']:>13.0f} {c['max_rss_mb']:>11.0f} {tr:>12}")
+          f"{100 * c['mfu_paired']:>9.1f}% {c['alloc_peak_mb']:>13.0f} {c['max_rss_mb']:>11.0f} {tr:>12}")
 PY

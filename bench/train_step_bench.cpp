@@ -5,6 +5,8 @@
 // Reports (formulas: docs/metrics.md, written once in moe/train/metrics.h):
 //   tokens_per_s = B * T * steps / wall seconds of the timed steps (after warm-up steps)
 //   mfu          = model.flops_per_token() * tokens_per_s / (ops::matmul_peak_gflops(dtype) * 1e9)
+//   mfu_paired   = the median over the timed steps of each step's MFU against the peak measured
+//                  again (0.1 s) right after that step (ops::matmul_rate_gflops)
 //   peak memory  = the CPU allocator's high-water mark over the timed steps, and the process's
 //                  max resident set (getrusage), which also counts code, oneDNN scratch, etc.
 // One configuration per process, so max RSS belongs to it: bench/run_train_bench.sh runs all
@@ -15,10 +17,12 @@
 #include <omp.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/allocator.h"
 #include "moe/train/config.h"
@@ -83,11 +87,21 @@ int run(const Args& a) {
   Allocator& alloc = allocator_for(DeviceType::kCPU);
   alloc.reset_peak();
   double secs = 0;
+  // Paired MFU: each step against the peak re-measured (0.1 s) right after it, outside its
+  // timing; the median over the steps. On a machine whose speed drifts by tens of percent over
+  // seconds (a shared VM), this compares the step with the machine's speed at the time.
+  std::vector<double> paired, rates;
   for (int s = a.warmup; s < a.warmup + a.steps; ++s) {
     const auto t0 = std::chrono::steady_clock::now();
     loss = train_step(s);
-    secs += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double st = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    secs += st;
+    rates.push_back(ops::matmul_rate_gflops(dtype, 0.1));
+    paired.push_back(model.flops_per_token() * static_cast<double>(B * T) / st / (rates.back() * 1e9));
   }
+  std::sort(paired.begin(), paired.end());
+  std::sort(rates.begin(), rates.end());
+  const double mfu_paired = paired[paired.size() / 2];
   const double tps = static_cast<double>(B * T * a.steps) / secs;
   const double mfu = model.flops_per_token() * tps / peak;
   struct rusage ru;
@@ -96,9 +110,10 @@ int run(const Args& a) {
   std::printf(
       "{\"impl\": \"cmoe\", \"variant\": \"%s\", \"precision\": \"%s\", \"threads\": %d, \"tokens_per_s\": %.1f, "
       "\"step_s\": %.4f, \"mfu\": %.4f, \"peak_gflops\": %.1f, \"flops_per_token\": %.4g, \"alloc_peak_mb\": %.1f, "
-      "\"max_rss_mb\": %.1f, \"loss\": %.4f, \"steps\": %d}\n",
+      "\"max_rss_mb\": %.1f, \"loss\": %.4f, \"steps\": %d, \"mfu_paired\": %.4f, "
+      "\"paired_peak_gflops_min\": %.1f, \"paired_peak_gflops_max\": %.1f}\n",
       a.variant.c_str(), a.precision.c_str(), omp_get_max_threads(), tps, secs / a.steps, mfu, peak / 1e9,
-      model.flops_per_token(), alloc_mb, rss_mb, loss, a.steps);
+      model.flops_per_token(), alloc_mb, rss_mb, loss, a.steps, mfu_paired, rates.front(), rates.back());
   return 0;
 }
 

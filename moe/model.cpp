@@ -411,9 +411,12 @@ ForwardResult Model::forward_stage(const Tensor& ids, const ag::Var& x_in, const
   }
   CMOE_CHECK(global_tokens > 0, "forward: the batch has no target tokens");
   res.global_tokens = global_tokens;
+  const float ce_scale = static_cast<float>(dp) / static_cast<float>(global_tokens);
+  // The cross-entropy's gradient is the seed times ce_scale, as ag::scale's backward computes it.
+  const float ce_grad = opt.loss_grad * ce_scale;
   ag::Var ce_sum = ag::cross_entropy(hf, P(head_), device_.is_cpu() ? flat_targets : flat_targets.to(device_),
-                                     kLossChunk, opt.compute_dtype);
-  ag::Var loss = ag::scale(ce_sum, static_cast<float>(dp) / static_cast<float>(global_tokens));
+                                     kLossChunk, opt.compute_dtype, ce_grad);
+  ag::Var loss = ag::scale(ce_sum, ce_scale);
   res.ce = static_cast<double>(host_scalar(ce_sum.value())) / static_cast<double>(global_tokens);
   if (aux.defined()) loss = ag::add(loss, aux);
   res.loss = loss;

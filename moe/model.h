@@ -64,6 +64,10 @@ struct ForwardOptions {
   // Ignore model.moe.capacity_factor: every selected (token, expert) pair is computed. Set by
   // evaluation and inference, so their results do not depend on how tokens are batched.
   bool dropless = false;
+  // The gradient the caller's backward will seed this forward's loss with (the training step:
+  // 1 / micro-batches), or 0 when not known. Given, the LM head's cross-entropy computes its
+  // gradients with the forward, from the logits it already has (see ag::cross_entropy).
+  float loss_grad = 0.0f;
 };
 
 // Inference state of B sequences: per layer the keys (after RoPE) and values of positions

@@ -57,6 +57,36 @@ TEST(Autograd, RecomputeGivesSameGradients) {
   EXPECT_EQ(w2.grad().to_floats(), w1.grad().to_floats());
 }
 
+// cross_entropy given the gradient its backward will get computes the gradients in the forward:
+// the same gradients bit for bit as the plain op's; a different gradient is still honoured.
+TEST(Autograd, CrossEntropyWithExpectedGradientGivesTheSameGradients) {
+  const int64_t N = 10, D = 16, V = 29;
+  Tensor h0 = random_tensor({N, D}, 1), w0 = random_tensor({V, D}, 2, 0.5f);
+  std::vector<int32_t> t(N);
+  for (int64_t n = 0; n < N; ++n) t[n] = n == 3 ? -1 : static_cast<int32_t>((7 * n + 2) % V);
+  Tensor targets = Tensor::from_ints({N}, t);
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    for (float seed : {0.3f, 0.7f}) {
+      const std::string where = std::string(dtype_name(dt)) + " seed " + std::to_string(seed);
+      ag::Var h1(h0.clone(), true), w1(w0.clone(), true);
+      ag::Var l1 = ag::cross_entropy(h1, w1, targets, 4, dt);
+      ag::backward({l1}, {Tensor::full(Shape{}, seed)});
+      // Expects 0.3: the first seed uses the forward's gradients, the second recomputes.
+      ag::Var h2(h0.clone(), true), w2(w0.clone(), true);
+      ag::Var l2 = ag::cross_entropy(h2, w2, targets, 4, dt, /*expected_grad=*/0.3f);
+      EXPECT_EQ(l2.value().to_floats(), l1.value().to_floats()) << where;
+      ag::backward({l2}, {Tensor::full(Shape{}, seed)});
+      EXPECT_EQ(h2.grad().to_floats(), h1.grad().to_floats()) << where;
+      EXPECT_EQ(w2.grad().to_floats(), w1.grad().to_floats()) << where;
+    }
+  }
+  // Without a tape nothing is precomputed, and the loss is the same.
+  ag::NoGradGuard ng;
+  ag::Var h(h0.clone(), true), w(w0.clone(), true);
+  EXPECT_EQ(ag::cross_entropy(h, w, targets, 4, DType::kF32, 0.3f).value().to_floats(),
+            ag::cross_entropy(h, w, targets, 4, DType::kF32).value().to_floats());
+}
+
 TEST(Autograd, StageBackwardFromGivenGradient) {
   // A pipeline stage: input is a detached leaf; backward starts from a received gradient.
   ag::Var in(random_tensor({5}, 3), true);

@@ -209,6 +209,28 @@ TEST(Model, RecomputeGivesIdenticalGradients) {
   }
 }
 
+// The training step's hint (loss_grad = the backward's seed) changes where the LM head's
+// gradients are computed, not what they are.
+TEST(Model, LossGradHintGivesIdenticalGradients) {
+  config::ModelConfig mc = tiny_model("kind: CARTESIAN");
+  Batch b = make_batch(2, 6, mc.vocab_size(), 23);
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    Model m1(mc, 4), m2(mc, 4);
+    ForwardOptions plain, hinted;
+    plain.compute_dtype = hinted.compute_dtype = dt;
+    hinted.loss_grad = 0.5f;
+    const Tensor seed = Tensor::full({}, 0.5f);
+    ForwardResult r1 = m1.forward(b.ids, b.targets, plain), r2 = m2.forward(b.ids, b.targets, hinted);
+    EXPECT_EQ(r1.loss.value().to_floats(), r2.loss.value().to_floats());
+    ag::backward({r1.loss}, {seed});
+    ag::backward({r2.loss}, {seed});
+    for (size_t i = 0; i < m1.params().size(); ++i) {
+      EXPECT_EQ(m1.params()[i].var.grad().to_floats(), m2.params()[i].var.grad().to_floats())
+          << m1.params()[i].name << " " << dtype_name(dt);
+    }
+  }
+}
+
 TEST(Model, LearnsASyntheticSequence) {
   // Next token = (token + 1) mod V: learnable in a few dozen steps; loss must fall far below
   // the uniform log V.

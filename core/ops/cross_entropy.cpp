@@ -118,6 +118,89 @@ struct Operands {
   }
 };
 
+// lse[r] = logsumexp(lg[r]); row_loss[r] = lse[r] - lg[r, t[r]] (0 when t[r] < 0), for the
+// chunk whose first row is row n0 of the whole.
+void rows_lse_and_loss(const Tensor& lg, const int32_t* tp, float* lp, double* row_loss, int64_t n0) {
+  const int64_t rows = lg.dim(0), V = lg.dim(1);
+  const float* x = lg.data<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * V;
+    const int32_t t = tp[r];
+    CMOE_CHECK(t < V, "cross_entropy: target ", t, " at row ", n0 + r, " >= vocab ", V);
+    const float l = row_lse(xr, V);
+    lp[r] = l;
+    row_loss[r] = t >= 0 ? static_cast<double>(l) - xr[t] : 0.0;
+  }
+}
+
+}  // namespace
+
+namespace {
+
+void check_grads(const Tensor& dh, const Tensor& dw, const Tensor& h, const Tensor& w) {
+  CMOE_CHECK(!dh.defined() || (dh.dtype() == DType::kF32 && dh.shape() == h.shape()),
+             "cross_entropy: dh is ", dh.str());
+  CMOE_CHECK(!dw.defined() || (dw.dtype() == DType::kF32 && dw.shape() == w.shape()),
+             "cross_entropy: dw is ", dw.str());
+}
+
+// The one pass over the chunks that forward, backward and the two together share. Per chunk of
+// `chunk` rows, the logits are computed in pieces (the whole chunk in f32; halves in bf16, whose
+// dlogits go to a bf16 copy, so the f32 logits buffer is half as large), then:
+//   forward (total != nullptr): lse[n] = logsumexp(logits[n]), *total = sum of lse - target logit;
+//   backward (g != nullptr; lse given, or computed just before by the forward):
+//     dlogits[n] = g * (softmax(logits[n]) - onehot(t[n])) (0 when t[n] < 0),
+//     dh = dlogits @ w (when defined); dw += dlogits^T @ h (when defined).
+void run_chunks(const Tensor& h, const Tensor& w, const Tensor& targets, int64_t chunk,
+                DType compute_dtype, float* lp, double* total, const float* g, Tensor& dh, Tensor& dw) {
+  const int64_t N = h.dim(0), V = w.dim(0);
+  const int64_t cn = std::max<int64_t>(1, std::min(chunk, N));
+  Operands operands(w, cn, compute_dtype);
+  const int64_t piece = operands.use_bf16 ? (cn + 1) / 2 : cn;
+  Tensor logits = Tensor::empty({piece, V}, DType::kF32);  // a piece's logits, then dlogits
+  // (chunk, V) bf16 copy of dlogits for the bf16 matmuls; undefined in f32 mode or forward only.
+  Tensor dlogits_bf16 =
+      operands.use_bf16 && g != nullptr ? Tensor::empty({cn, V}, DType::kBF16) : Tensor();
+  std::vector<double> row_loss(total != nullptr ? static_cast<size_t>(cn) : 0);
+  const int32_t* tp = targets.data<int32_t>();
+  if (total != nullptr) *total = 0.0;
+  for (int64_t n0 = 0; n0 < N; n0 += cn) {
+    const int64_t rows = std::min(cn, N - n0);
+    Tensor hc = operands.h_chunk(h, n0, rows);
+    for (int64_t p0 = 0; p0 < rows; p0 += piece) {
+      const int64_t pr = std::min(piece, rows - p0), r0 = n0 + p0;
+      Tensor lg = logits.slice0(0, pr);
+      matmul(lg, hc.slice0(p0, p0 + pr), operands.w, /*trans_a=*/false, /*trans_b=*/true);
+      if (total != nullptr) rows_lse_and_loss(lg, tp + r0, lp + r0, row_loss.data() + p0, r0);
+      if (g == nullptr) continue;
+      float* x = lg.data<float>();
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < pr; ++r) {
+        float* xr = x + r * V;
+        const int32_t t = tp[r0 + r];
+        CMOE_CHECK(t < V, "cross_entropy: target ", t, " at row ", r0 + r, " >= vocab ", V);
+        if (t < 0) {
+          std::fill(xr, xr + V, 0.0f);
+          continue;
+        }
+        scaled_softmax(xr, V, lp[r0 + r], *g);
+        xr[t] -= *g;
+      }
+      if (operands.use_bf16) cpu::f32_to_bf16(dlogits_bf16.slice0(p0, p0 + pr).data<bf16>(), x, lg.numel());
+    }
+    if (total != nullptr)
+      for (int64_t r = 0; r < rows; ++r) *total += row_loss[r];
+    if (g == nullptr) continue;
+    Tensor dlg = operands.use_bf16 ? dlogits_bf16.slice0(0, rows) : logits.slice0(0, rows);
+    if (dh.defined()) {
+      Tensor dh_c = dh.slice0(n0, n0 + rows);
+      matmul(dh_c, dlg, operands.w, /*trans_a=*/false, /*trans_b=*/false);
+    }
+    if (dw.defined()) matmul(dw, dlg, hc, /*trans_a=*/true, /*trans_b=*/false, 1.0f, /*beta=*/1.0f);
+  }
+}
+
 }  // namespace
 
 // logits = h @ w^T (chunked); lse[n] = logsumexp(logits[n]); loss = sum_{t[n]>=0} lse[n] - logits[n, t[n]]
@@ -125,30 +208,9 @@ void cross_entropy_forward(Tensor& loss, Tensor& lse, const Tensor& h, const Ten
                            const Tensor& targets, int64_t chunk, DType compute_dtype) {
   check_args(h, w, targets, lse, chunk, compute_dtype);
   CMOE_CHECK(loss.dtype() == DType::kF32 && loss.numel() == 1, "cross_entropy: loss is ", loss.str());
-  const int64_t N = h.dim(0), V = w.dim(0);
-  const int64_t cn = std::max<int64_t>(1, std::min(chunk, N));
-  Operands operands(w, cn, compute_dtype);
-  Tensor logits = Tensor::empty({cn, V}, DType::kF32);  // (chunk, V), reused by every chunk
-  std::vector<double> row_loss(static_cast<size_t>(cn));
-  const int32_t* tp = targets.data<int32_t>();
-  float* lp = lse.data<float>();
   double total = 0.0;
-  for (int64_t n0 = 0; n0 < N; n0 += cn) {
-    const int64_t rows = std::min(cn, N - n0);
-    Tensor lg = logits.slice0(0, rows);
-    matmul(lg, operands.h_chunk(h, n0, rows), operands.w, /*trans_a=*/false, /*trans_b=*/true);
-    const float* x = lg.data<float>();
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* xr = x + r * V;
-      const int32_t t = tp[n0 + r];
-      CMOE_CHECK(t < V, "cross_entropy: target ", t, " at row ", n0 + r, " >= vocab ", V);
-      const float l = row_lse(xr, V);
-      lp[n0 + r] = l;
-      row_loss[r] = t >= 0 ? static_cast<double>(l) - xr[t] : 0.0;
-    }
-    for (int64_t r = 0; r < rows; ++r) total += row_loss[r];
-  }
+  Tensor none;
+  run_chunks(h, w, targets, chunk, compute_dtype, lse.data<float>(), &total, nullptr, none, none);
   loss.data<float>()[0] = static_cast<float>(total);
 }
 
@@ -161,42 +223,23 @@ void cross_entropy_backward(Tensor& dh, Tensor& dw, const Tensor& dloss, const T
   CMOE_CHECK(dh.dtype() == DType::kF32 && dh.shape() == h.shape(), "cross_entropy: dh is ", dh.str());
   CMOE_CHECK(dw.dtype() == DType::kF32 && dw.shape() == w.shape(), "cross_entropy: dw is ", dw.str());
   CMOE_CHECK(dloss.dtype() == DType::kF32 && dloss.numel() == 1, "cross_entropy: dloss is ", dloss.str());
-  const int64_t N = h.dim(0), V = w.dim(0);
-  const int64_t cn = std::max<int64_t>(1, std::min(chunk, N));
   const float g = dloss.data<float>()[0];
-  Operands operands(w, cn, compute_dtype);
-  Tensor logits = Tensor::empty({cn, V}, DType::kF32);  // (chunk, V) logits, then dlogits
-  // (chunk, V) bf16 copy of dlogits for the bf16 matmuls; undefined in f32 mode.
-  Tensor dlogits_bf16 = operands.use_bf16 ? Tensor::empty({cn, V}, DType::kBF16) : Tensor();
-  const int32_t* tp = targets.data<int32_t>();
-  const float* lp = lse.data<float>();
-  for (int64_t n0 = 0; n0 < N; n0 += cn) {
-    const int64_t rows = std::min(cn, N - n0);
-    Tensor lg = logits.slice0(0, rows);
-    Tensor hc = operands.h_chunk(h, n0, rows);
-    matmul(lg, hc, operands.w, /*trans_a=*/false, /*trans_b=*/true);
-    float* x = lg.data<float>();
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      float* xr = x + r * V;
-      const int32_t t = tp[n0 + r];
-      CMOE_CHECK(t < V, "cross_entropy: target ", t, " at row ", n0 + r, " >= vocab ", V);
-      if (t < 0) {
-        std::fill(xr, xr + V, 0.0f);
-        continue;
-      }
-      scaled_softmax(xr, V, lp[n0 + r], g);
-      xr[t] -= g;
-    }
-    Tensor dlg = lg;
-    if (operands.use_bf16) {
-      dlg = dlogits_bf16.slice0(0, rows);
-      cpu::f32_to_bf16(dlg.data<bf16>(), x, lg.numel());
-    }
-    Tensor dh_c = dh.slice0(n0, n0 + rows);
-    matmul(dh_c, dlg, operands.w, /*trans_a=*/false, /*trans_b=*/false);
-    matmul(dw, dlg, hc, /*trans_a=*/true, /*trans_b=*/false, 1.0f, /*beta=*/1.0f);
-  }
+  // lse is read only here: run_chunks writes it in forward mode alone.
+  run_chunks(h, w, targets, chunk, compute_dtype, lse.data<float>(), nullptr, &g, dh, dw);
+}
+
+// The forward, and in the same pass over each chunk's logits the backward for a known dloss:
+// the results are those of cross_entropy_forward followed by cross_entropy_backward with that
+// dloss, bit for bit, without computing the logits twice.
+void cross_entropy_forward_backward(Tensor& loss, Tensor& lse, Tensor& dh, Tensor& dw, float dloss,
+                                    const Tensor& h, const Tensor& w, const Tensor& targets,
+                                    int64_t chunk, DType compute_dtype) {
+  check_args(h, w, targets, lse, chunk, compute_dtype);
+  check_grads(dh, dw, h, w);
+  CMOE_CHECK(loss.dtype() == DType::kF32 && loss.numel() == 1, "cross_entropy: loss is ", loss.str());
+  double total = 0.0;
+  run_chunks(h, w, targets, chunk, compute_dtype, lse.data<float>(), &total, &dloss, dh, dw);
+  loss.data<float>()[0] = static_cast<float>(total);
 }
 
 }  // namespace cmoe::ops

@@ -281,22 +281,15 @@ void grouped_matmul_grad_w(Tensor& dw, const Tensor& a, const Tensor& dc,
 
 int64_t matmul_primitive_count() { return primitive_cache().size(); }
 
-double matmul_peak_gflops(DType dtype) {
-  CMOE_CHECK(dtype == DType::kF32 || dtype == DType::kBF16, "matmul_peak_gflops: dtype ",
+double matmul_rate_gflops(DType dtype, double seconds) {
+  CMOE_CHECK(dtype == DType::kF32 || dtype == DType::kBF16, "matmul_rate_gflops: dtype ",
              dtype_name(dtype));
-  static std::mutex mu;
-  static double cached[kNumDTypes] = {};
-  std::lock_guard<std::mutex> lock(mu);
-  double& peak = cached[static_cast<int>(dtype)];
-  if (peak > 0) return peak;
-
   // Square size ~ 1024 * cbrt(threads / 2), a multiple of 256: large enough that the product
   // runs at the kernel's peak, small enough that ~0.3 s holds dozens of repeats, so the best
   // one is clean even on a machine other processes share (1024: ~10 ms f32 on 2 cores).
   const double threads = std::max(1, omp_get_max_threads());
   const int64_t kSize =
       std::max<int64_t>(256, std::llround(1024.0 * std::cbrt(threads / 2.0) / 256.0) * 256);
-  constexpr double kSeconds = 0.3;
   Tensor a = Tensor::full({kSize, kSize}, 0.5f).to_dtype(dtype);
   Tensor b = Tensor::full({kSize, kSize}, 0.25f).to_dtype(dtype);
   Tensor c = Tensor::empty({kSize, kSize}, DType::kF32);
@@ -309,8 +302,18 @@ double matmul_peak_gflops(DType dtype) {
     matmul(c, a, b, false, false);
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     best = std::max(best, 2.0 * kSize * kSize * kSize / s * 1e-9);
-  } while (std::chrono::duration<double>(Clock::now() - start).count() < kSeconds);
-  peak = best;
+  } while (std::chrono::duration<double>(Clock::now() - start).count() < seconds);
+  return best;
+}
+
+double matmul_peak_gflops(DType dtype) {
+  CMOE_CHECK(dtype == DType::kF32 || dtype == DType::kBF16, "matmul_peak_gflops: dtype ",
+             dtype_name(dtype));
+  static std::mutex mu;
+  static double cached[kNumDTypes] = {};
+  std::lock_guard<std::mutex> lock(mu);
+  double& peak = cached[static_cast<int>(dtype)];
+  if (peak <= 0) peak = matmul_rate_gflops(dtype, 0.3);
   return peak;
 }
 

@@ -40,6 +40,9 @@ int64_t matmul_primitive_count();
 // ~0.3 s of repeats, measured on the first call and cached for the process. MFU and the
 // benches' "fraction of peak" are reported against it.
 double matmul_peak_gflops(DType dtype);
+// The same measurement taken now over `seconds`, not cached: for pairing a rate with work
+// measured next to it on a machine whose speed drifts (benches).
+double matmul_rate_gflops(DType dtype, double seconds);
 
 // The machine's measured memory bandwidth in GB/s (bytes read + written per second): the best
 // of repeated parallel copies of a 128 MiB array, cached after the first call (~0.3 s).

@@ -81,6 +81,7 @@ absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t
     if (!first) it.input = ag::Var(input, true);
     ForwardOptions o = fopt_;
     o.final_micro_batch = micro == M - 1;
+    o.loss_grad = 1.0f / static_cast<float>(M);  // the backward's seed, below
     it.f = model_.forward_stage(batch.ids, it.input, batch.targets, o);
     loss_sum += it.f.ce;
     aux_sum += it.f.aux;
@@ -93,7 +94,7 @@ absl::Status TrainStep::micro_batches(double& loss_sum, double& aux_sum, int64_t
     prof::Span span("backward", prof::Cat::kPhase, micro);
     InFlight it = std::move(inflight.at(micro));
     inflight.erase(micro);
-    const Tensor seed = Tensor::full({}, 1.0f / static_cast<float>(M), model_.device());
+    const Tensor seed = Tensor::full({}, 1.0f / static_cast<float>(M), model_.device());  // = o.loss_grad
     if (last) {
       ag::backward({it.f.loss}, {seed});
     } else {
