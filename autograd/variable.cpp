@@ -116,8 +116,11 @@ void backward(const std::vector<Var>& roots, const std::vector<Tensor>& root_gra
 void op_flops(const Var& result, const char* op_name, double forward_flops, double backward_flops) {
   if (!prof::capturing()) return;
   prof::add_work(op_name, forward_flops, 0);
-  if (result.defined() && result.impl()->node)
-    result.impl()->node->flops = backward_flops >= 0 ? backward_flops : 2 * forward_flops;
+  if (result.defined() && result.impl()->node) {
+    Node& node = *result.impl()->node;
+    node.flops = backward_flops >= 0 ? backward_flops : 2 * forward_flops;
+    if (backward_flops >= 0) node.bytes = 0;
+  }
 }
 
 Var recompute(const std::function<Var(const std::vector<Var>&)>& fn, const std::vector<Var>& inputs) {

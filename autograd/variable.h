@@ -93,7 +93,8 @@ Var make_result(Tensor value, const char* op_name, std::vector<Var> inputs,
                 std::function<void(const Tensor& grad_out)> backward);
 
 // For matmul-like ops, while profiling: the forward's FLOPs go to the op's span and twice as
-// many to its backward (dx and dw each cost a forward), or backward_flops where given (>= 0).
+// many to its backward (dx and dw each cost a forward); or, where backward_flops is given
+// (>= 0), that many and no bytes: the backward does only that work (0: it hands results on).
 void op_flops(const Var& result, const char* op_name, double forward_flops,
               double backward_flops = -1);
 
