@@ -134,10 +134,6 @@ void rows_lse_and_loss(const Tensor& lg, const int32_t* tp, float* lp, double* r
   }
 }
 
-}  // namespace
-
-namespace {
-
 void check_grads(const Tensor& dh, const Tensor& dw, const Tensor& h, const Tensor& w) {
   CMOE_CHECK(!dh.defined() || (dh.dtype() == DType::kF32 && dh.shape() == h.shape()),
              "cross_entropy: dh is ", dh.str());
