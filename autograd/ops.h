@@ -39,8 +39,11 @@ Var rmsnorm(const Var& x, const Var& w, float eps);
 Var rope(const Var& x, float theta, int64_t pos0 = 0);
 // q, k, v (B, T, H, Dh) -> (B, T, H, Dh), causal; compute dtype as the kernels' (attention.h)
 Var attention(const Var& q, const Var& k, const Var& v, float scale, DType compute_dtype = DType::kF32);
-// silu(gate) * up, both (..., F)
-Var swiglu(const Var& gate, const Var& up);
+// silu(gate) * up, both (..., F) f32. With io_dtype bf16 (on the CPU) the output and the
+// gradients for gate and up are bf16, rounded as the bf16 matmuls they feed would round them:
+// for gate and up made by bf16 linears and an output consumed by one (the rounding pass moves
+// into this op; the same bits reach every matmul). Elsewhere, and on CUDA, everything is f32.
+Var swiglu(const Var& gate, const Var& up, DType io_dtype = DType::kF32);
 // row softmax over the last dim
 Var softmax(const Var& x);
 // k largest per row of x (N, E); values differentiable, indices not. mask: (N, E) i32 or none.

@@ -13,9 +13,10 @@ namespace {
 Tensor dx_buffer(const VarImpl& x, const Tensor& like) {
   return x.requires_grad ? Tensor::empty(like.shape(), DType::kF32, like.device()) : Tensor();
 }
-// dw for the kernel to accumulate into (so zeroed), or undefined when w gets no gradient.
+// dw for the kernel to overwrite (accumulate_dw false: no zero fill, and the product writes
+// without reading), or undefined when w gets no gradient.
 Tensor dw_buffer(const VarImpl& w, const Tensor& like) {
-  return w.requires_grad ? Tensor::zeros(like.shape(), DType::kF32, like.device()) : Tensor();
+  return w.requires_grad ? Tensor::empty(like.shape(), DType::kF32, like.device()) : Tensor();
 }
 }  // namespace
 
@@ -37,7 +38,8 @@ Var linear(const Var& x, const Var& w, DType compute_dtype) {
   Var result = make_result(out.view(out_shape), "linear", {x, w},
                      [xi, wi, x2, wv, xs, n, m, compute_dtype](const Tensor& g) {
                        Tensor dx = dx_buffer(*xi, x2), dw = dw_buffer(*wi, wv);
-                       kernels(g.device()).linear_backward(dx, dw, g.view({n, m}), x2, wv, compute_dtype);
+                       kernels(g.device()).linear_backward(dx, dw, g.view({n, m}), x2, wv, compute_dtype,
+                                                                   /*accumulate_dw=*/false);
                        if (dx.defined()) accumulate_grad(*xi, dx.view(xs));
                        if (dw.defined()) accumulate_grad(*wi, dw);
                      });
@@ -61,7 +63,8 @@ Var grouped_linear(const Var& x, const Var& w, std::shared_ptr<const std::vector
   Var result = make_result(out, "grouped_linear", {x, w},
                      [xi, wi, xv, wv, offsets, compute_dtype](const Tensor& g) {
                        Tensor dx = dx_buffer(*xi, xv), dw = dw_buffer(*wi, wv);
-                       kernels(g.device()).grouped_linear_backward(dx, dw, g, xv, wv, *offsets, compute_dtype);
+                       kernels(g.device()).grouped_linear_backward(dx, dw, g, xv, wv, *offsets, compute_dtype,
+                                                                           /*accumulate_dw=*/false);
                        if (dx.defined()) accumulate_grad(*xi, dx);
                        if (dw.defined()) accumulate_grad(*wi, dw);
                      });

@@ -69,16 +69,19 @@ Var rope(const Var& x, float theta, int64_t pos0) {
 }
 
 // silu(gate) * up, both (..., F)
-Var swiglu(const Var& gate, const Var& up) {
+Var swiglu(const Var& gate, const Var& up, DType io_dtype) {
   prof::Span span("swiglu", prof::Cat::kOp);
   CMOE_CHECK(gate.shape() == up.shape(), "swiglu: gate ", gate.value().str(), " up ", up.value().str());
-  Tensor out = like(gate.value());
+  CMOE_CHECK(io_dtype == DType::kF32 || io_dtype == DType::kBF16, "swiglu: io dtype ", dtype_name(io_dtype));
+  // The CUDA kernels are f32 only: there the rounding stays in the linears.
+  const DType io = gate.value().device().is_cpu() ? io_dtype : DType::kF32;
+  Tensor out = Tensor::empty(gate.shape(), io, gate.value().device());
   K(out).swiglu_forward(out, gate.value(), up.value());
   auto gi = gate.impl(), ui = up.impl();
   Tensor gv = gate.value(), uv = up.value();
-  return make_result(out, "swiglu", {gate, up}, [gi, ui, gv, uv](const Tensor& g) {
-    Tensor dgate = gi->requires_grad ? like(gv) : Tensor();
-    Tensor dup = ui->requires_grad ? like(uv) : Tensor();
+  return make_result(out, "swiglu", {gate, up}, [gi, ui, gv, uv, io](const Tensor& g) {
+    Tensor dgate = gi->requires_grad ? Tensor::empty(gv.shape(), io, gv.device()) : Tensor();
+    Tensor dup = ui->requires_grad ? Tensor::empty(uv.shape(), io, uv.device()) : Tensor();
     K(g).swiglu_backward(dgate, dup, g, gv, uv);
     if (dgate.defined()) accumulate_grad(*gi, dgate);
     if (dup.defined()) accumulate_grad(*ui, dup);

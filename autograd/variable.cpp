@@ -32,8 +32,11 @@ void accumulate_grad(VarImpl& input, const Tensor& g) {
   if (!input.grad.defined()) {
     input.grad = g;
   } else {
+    // Sums are f32: a bf16 gradient (from an op that rounds for the bf16 matmul it feeds, see
+    // ag::swiglu) is widened first.
+    auto f32 = [](const Tensor& t) { return t.dtype() == DType::kF32 ? t : t.to_dtype(DType::kF32); };
     Tensor sum = Tensor::empty(g.shape(), DType::kF32, g.device());
-    kernels(g.device()).add_forward(sum, input.grad, g);
+    kernels(g.device()).add_forward(sum, f32(input.grad), f32(g));
     input.grad = sum;
   }
 }

@@ -83,22 +83,39 @@ void BM_rmsnorm_backward(benchmark::State& state) {
 }
 BENCHMARK(BM_rmsnorm_backward)->UseRealTime();
 
-void BM_swiglu_forward(benchmark::State& state) {
-  const int64_t f = state.range(0);
-  Tensor g = rnd({kTokens, f}, 5), u = rnd({kTokens, f}, 6), out = Tensor::empty({kTokens, f}, DType::kF32);
-  for (auto _ : state) ops::swiglu_forward(out, g, u);
-  set_bytes(state, 3 * kTokens * f * kF32);
+// Output modes (second arg): 0 f32 (f32 training); 1 f32, then rounded to bf16 by a second
+// pass (bf16 training before the rounding moved into swiglu); 2 bf16 written directly (bf16
+// training now). Modes 1 and 2 count the same bytes (the bf16 result), so their rates compare.
+Tensor swiglu_out(int64_t rows, int64_t f, int64_t mode) {
+  return Tensor::empty({rows, f}, mode == 2 ? DType::kBF16 : DType::kF32);
 }
-BENCHMARK(BM_swiglu_forward)->Arg(512)->Arg(1024)->UseRealTime();
+void round_for_mode(const Tensor& t, int64_t mode) {
+  if (mode == 1) benchmark::DoNotOptimize(t.to_dtype(DType::kBF16).raw_data());
+}
+
+void BM_swiglu_forward(benchmark::State& state) {
+  const int64_t f = state.range(0), mode = state.range(1);
+  Tensor g = rnd({kTokens, f}, 5), u = rnd({kTokens, f}, 6), out = swiglu_out(kTokens, f, mode);
+  for (auto _ : state) {
+    ops::swiglu_forward(out, g, u);
+    round_for_mode(out, mode);
+  }
+  set_bytes(state, kTokens * f * (2 * kF32 + (mode == 0 ? kF32 : 2)));
+}
+BENCHMARK(BM_swiglu_forward)->ArgsProduct({{512, 1024}, {0, 1, 2}})->UseRealTime();
 
 void BM_swiglu_backward(benchmark::State& state) {
-  const int64_t f = state.range(0);
+  const int64_t f = state.range(0), mode = state.range(1);
   Tensor g = rnd({kTokens, f}, 5), u = rnd({kTokens, f}, 6), d = rnd({kTokens, f}, 7);
-  Tensor dg = Tensor::empty({kTokens, f}, DType::kF32), du = Tensor::empty({kTokens, f}, DType::kF32);
-  for (auto _ : state) ops::swiglu_backward(dg, du, d, g, u);
-  set_bytes(state, 5 * kTokens * f * kF32);
+  Tensor dg = swiglu_out(kTokens, f, mode), du = swiglu_out(kTokens, f, mode);
+  for (auto _ : state) {
+    ops::swiglu_backward(dg, du, d, g, u);
+    round_for_mode(dg, mode);
+    round_for_mode(du, mode);
+  }
+  set_bytes(state, kTokens * f * (3 * kF32 + 2 * (mode == 0 ? kF32 : 2)));
 }
-BENCHMARK(BM_swiglu_backward)->Arg(512)->Arg(1024)->UseRealTime();
+BENCHMARK(BM_swiglu_backward)->ArgsProduct({{512, 1024}, {0, 1, 2}})->UseRealTime();
 
 void BM_softmax_forward(benchmark::State& state) {
   Tensor x = rnd({kTokens, kE}, 8), y = Tensor::empty({kTokens, kE}, DType::kF32);

@@ -75,7 +75,8 @@ ag::Var dispatch_experts(const ag::Var& u, const DispatchPlan& plan, const ag::V
   ag::Var x = ag::gather_rows(u, plan.token_of_slot);                                   // (M, d)
   ag::Var g = ag::grouped_linear(x, experts.w1, plan.offsets, compute_dtype);           // (M, F)
   ag::Var up = ag::grouped_linear(x, experts.w3, plan.offsets, compute_dtype);          // (M, F)
-  ag::Var y = ag::grouped_linear(ag::swiglu(g, up), experts.w2, plan.offsets, compute_dtype);  // (M, d)
+  ag::Var h = ag::swiglu(g, up, compute_dtype);  // (M, F), in the compute dtype: only matmuls use it
+  ag::Var y = ag::grouped_linear(h, experts.w2, plan.offsets, compute_dtype);                 // (M, d)
   const int64_t pairs = plan.num_tokens * plan.top_k;
   ag::Var w = ag::reshape(ag::gather_rows(ag::reshape(weights, {pairs, 1}), plan.pair_of_slot),
                           {plan.pair_of_slot.numel()});                                 // (M)
@@ -84,8 +85,8 @@ ag::Var dispatch_experts(const ag::Var& u, const DispatchPlan& plan, const ag::V
 
 ag::Var swiglu_ffn(const ag::Var& x, const ag::Var& w1, const ag::Var& w3, const ag::Var& w2,
                    DType compute_dtype) {
-  return ag::linear(ag::swiglu(ag::linear(x, w1, compute_dtype), ag::linear(x, w3, compute_dtype)), w2,
-                    compute_dtype);
+  ag::Var h = ag::swiglu(ag::linear(x, w1, compute_dtype), ag::linear(x, w3, compute_dtype), compute_dtype);
+  return ag::linear(h, w2, compute_dtype);
 }
 
 }  // namespace cmoe

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <vector>
 
@@ -50,6 +51,38 @@ TEST(Tensor, Bf16RoundTripAndRounding) {
     EXPECT_EQ(back.data<float>()[i], bf16_to_f32(b.data<bf16>()[i]));
     EXPECT_LE(std::abs(back.data<float>()[i] - x.data<float>()[i]), std::abs(x.data<float>()[i]) / 256);
   }
+}
+
+// Every class of f32 (normals, ties, denormals, zeros, infinities, quiet and signalling NaNs
+// with payloads, values that round up to inf) converts to the scalar rule's bits, in blocks
+// with and without a denormal (the AVX512-BF16 path takes blocks of 32 without one).
+TEST(Tensor, Bf16VectorConversionMatchesScalarForEveryClass) {
+  std::vector<uint32_t> bits;
+  for (uint64_t u = 0; u <= 0xffffffffull; u += 65521) bits.push_back(static_cast<uint32_t>(u));
+  for (uint32_t special : {0x00000000u, 0x80000000u, 0x00000001u, 0x807fffffu, 0x00800000u, 0x7f7fffffu,
+                           0xff7fffffu, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u, 0xffbfffffu,
+                           0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x3f807fffu}) {
+    bits.push_back(special);
+  }
+  // Then the same values with every denormal replaced by a normal: blocks free of denormals.
+  const size_t first = bits.size();
+  for (size_t i = 0; i < first; ++i) {
+    const uint32_t u = bits[i];
+    bits.push_back((u & 0x7f800000u) == 0 && (u & 0x007fffffu) != 0 ? (u | 0x3f800000u) : u);
+  }
+  Tensor x = Tensor::empty({static_cast<int64_t>(bits.size())}, DType::kF32);
+  std::memcpy(x.raw_data(), bits.data(), bits.size() * sizeof(uint32_t));
+  Tensor b = x.to_dtype(DType::kBF16);
+  std::vector<bf16> serial(bits.size());
+  cpu::f32_to_bf16_serial(serial.data(), x.data<float>(), x.numel());
+  int64_t mismatches = 0;
+  for (size_t i = 0; i < bits.size(); ++i) {
+    const uint16_t want = f32_to_bf16(x.data<float>()[i]).bits;
+    mismatches += b.data<bf16>()[i].bits != want || serial[i].bits != want;
+    if (b.data<bf16>()[i].bits != want) ADD_FAILURE() << "f32 bits " << std::hex << bits[i];
+    if (mismatches > 10) break;
+  }
+  EXPECT_EQ(mismatches, 0) << "AVX512-BF16 path: " << (cpu::has_avx512bf16() ? "yes" : "no");
 }
 
 TEST(Rng, PhiloxKnownAnswer) {

@@ -6,6 +6,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "core/cpu/avx512_math.h"
+
 namespace cmoe::cpu {
 
 bool has_avx512() {
@@ -22,20 +24,30 @@ namespace {
 
 __attribute__((target("avx512f,avx512bw")))
 void f32_to_bf16_avx512(bf16* out, const float* in, int64_t n) {
-  // Round to nearest even on the bit pattern, quiet NaNs, as f32_to_bf16() does.
-  const __m512i ones = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
-  const __m512i exp_mask = _mm512_set1_epi32(0x7f800000), man_mask = _mm512_set1_epi32(0x007fffff);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    __m512i u = _mm512_castps_si512(_mm512_loadu_ps(in + i));
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), ones);
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(bias, lsb)), 16);
-    __mmask16 is_nan = _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, exp_mask), exp_mask) &
-                       _mm512_test_epi32_mask(u, man_mask);
-    r = _mm512_mask_mov_epi32(r, is_nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi32_epi16(r));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), to_bf16_512(_mm512_loadu_ps(in + i)));
   }
   for (; i < n; ++i) out[i] = cmoe::f32_to_bf16(in[i]);
+}
+
+// VCVTNE2PS2BF16 rounds to nearest even and quiets NaNs exactly as f32_to_bf16() does, but
+// takes denormal inputs as zero: a block of 32 with a denormal in it goes the integer way, so
+// the bits are always f32_to_bf16()'s. One instruction per 32 values instead of about ten per 16.
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512bf16")))
+void f32_to_bf16_avx512bf16(bf16* out, const float* in, int64_t n) {
+  constexpr int kDenormal = 0x20;  // VFPCLASSPS category: denormal
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 lo = _mm512_loadu_ps(in + i), hi = _mm512_loadu_ps(in + i + 16);
+    if ((_mm512_fpclass_ps_mask(lo, kDenormal) | _mm512_fpclass_ps_mask(hi, kDenormal)) == 0) {
+      _mm512_storeu_si512(out + i, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+    } else {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), to_bf16_512(lo));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i + 16), to_bf16_512(hi));
+    }
+  }
+  f32_to_bf16_avx512(out + i, in + i, n - i);
 }
 
 __attribute__((target("avx512f,avx512bw")))
@@ -51,16 +63,22 @@ void bf16_to_f32_avx512(float* out, const bf16* in, int64_t n) {
 
 }  // namespace
 
+void f32_to_bf16_serial(bf16* out, const float* in, int64_t n) {
+  if (has_avx512bf16()) {
+    f32_to_bf16_avx512bf16(out, in, n);
+  } else if (has_avx512()) {
+    f32_to_bf16_avx512(out, in, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = cmoe::f32_to_bf16(in[i]);
+  }
+}
+
 void f32_to_bf16(bf16* out, const float* in, int64_t n) {
   constexpr int64_t kChunk = 1 << 16;
 #pragma omp parallel for schedule(static) if (n > 4 * kChunk)
   for (int64_t c = 0; c < (n + kChunk - 1) / kChunk; ++c) {
-    int64_t b = c * kChunk, len = n - b < kChunk ? n - b : kChunk;
-    if (has_avx512()) {
-      f32_to_bf16_avx512(out + b, in + b, len);
-    } else {
-      for (int64_t i = b; i < b + len; ++i) out[i] = cmoe::f32_to_bf16(in[i]);
-    }
+    const int64_t b = c * kChunk, len = n - b < kChunk ? n - b : kChunk;
+    f32_to_bf16_serial(out + b, in + b, len);
   }
 }
 

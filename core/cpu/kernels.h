@@ -13,6 +13,9 @@ bool has_avx512();
 bool has_avx512bf16();
 
 void f32_to_bf16(bf16* out, const float* in, int64_t n);  // round to nearest even
+// The same on the calling thread only (for kernels that convert blocks inside their own
+// parallel loops).
+void f32_to_bf16_serial(bf16* out, const float* in, int64_t n);
 void bf16_to_f32(float* out, const bf16* in, int64_t n);
 
 }  // namespace cmoe::cpu

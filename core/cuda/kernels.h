@@ -72,14 +72,14 @@ void scatter_add_rows_backward(Tensor& dy, Tensor& dw, const Tensor& dout, const
 Tensor to_compute(const Tensor& t, DType compute_dtype);
 void linear_forward(Tensor& out, const Tensor& x, const Tensor& w, DType compute_dtype);
 void linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const Tensor& x, const Tensor& w,
-                     DType compute_dtype);
+                     DType compute_dtype, bool accumulate_dw);
 // One grouped GEMM per call (cublasGemmGroupedBatchedEx over the non-empty segments; see
 // core/cuda/grouped_gemm.h); offsets stay on the host, as the problem sizes cuBLAS takes.
 void grouped_linear_forward(Tensor& out, const Tensor& x, const Tensor& w,
                             std::span<const int64_t> offsets, DType compute_dtype);
 void grouped_linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const Tensor& x,
                              const Tensor& w, std::span<const int64_t> offsets,
-                             DType compute_dtype);
+                             DType compute_dtype, bool accumulate_dw);
 
 // ---- fused attention (a tiled flash kernel in f32) and the fused LM-head cross-entropy ----
 // f32: the flash kernels, head dims up to 128. bf16: the products on cuBLAS (bf16 inputs, f32

@@ -57,7 +57,7 @@ void linear_forward(Tensor& out, const Tensor& x, const Tensor& w, DType compute
 }
 
 void linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const Tensor& x, const Tensor& w,
-                     DType compute_dtype) {
+                     DType compute_dtype, bool accumulate_dw) {
   CMOE_CHECK(dout.rank() == 2 && x.rank() == 2 && w.rank() == 2 && dout.dim(0) == x.dim(0) &&
                  dout.dim(1) == w.dim(0) && x.dim(1) == w.dim(1),
              "linear_backward: dout (N, M), x (N, K), w (M, K), got ", dout.str(), ", ", x.str(), ", ", w.str());
@@ -65,7 +65,9 @@ void linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const Tensor& x
   const Device d = detail::device_of(dout, "linear_backward");
   Tensor doutc = to_compute(dout, compute_dtype);  // (N, M)
   if (dx.defined()) matmul(dx, doutc, to_compute(w, compute_dtype), false, false, 1.0f, 0.0f, blas(d));
-  if (dw.defined()) matmul(dw, doutc, to_compute(x, compute_dtype), true, false, 1.0f, 1.0f, blas(d));
+  if (dw.defined()) {
+    matmul(dw, doutc, to_compute(x, compute_dtype), true, false, 1.0f, accumulate_dw ? 1.0f : 0.0f, blas(d));
+  }
 }
 
 void grouped_linear_forward(Tensor& out, const Tensor& x, const Tensor& w, std::span<const int64_t> offsets,
@@ -82,7 +84,7 @@ void grouped_linear_forward(Tensor& out, const Tensor& x, const Tensor& w, std::
 }
 
 void grouped_linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const Tensor& x, const Tensor& w,
-                             std::span<const int64_t> offsets, DType compute_dtype) {
+                             std::span<const int64_t> offsets, DType compute_dtype, bool accumulate_dw) {
   CMOE_CHECK(dout.rank() == 2 && x.rank() == 2 && w.rank() == 3 && dout.dim(0) == x.dim(0) &&
                  dout.dim(1) == w.dim(1) && x.dim(1) == w.dim(2),
              "grouped_linear_backward: dout (R, M), x (R, K), w (G, M, K), got ", dout.str(), ", ", x.str(), ", ",
@@ -97,6 +99,9 @@ void grouped_linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const T
   }
   if (dw.defined()) {
     expect(dw, DType::kF32, d, "grouped_linear_backward", "dw");
+    // The grouped GEMM accumulates (beta 1) and skips experts with no rows: overwriting is
+    // accumulating into zeros.
+    if (!accumulate_dw) dw.zero_();
     run_grouped(GroupedGemmKind::kGradWeight, dw, doutc, to_compute(x, compute_dtype), offsets, w.dim(1), w.dim(2), d);
   }
 }

@@ -31,9 +31,9 @@ void linear_forward(Tensor& out, const Tensor& x, const Tensor& w, DType compute
   matmul(out, xc, wc, /*trans_a=*/false, /*trans_b=*/true);
 }
 
-// dx = dout @ w;  dw += dout^T @ x   (either output skipped when undefined)
+// dx = dout @ w;  dw (+)= dout^T @ x   (either output skipped when undefined)
 void linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const Tensor& x, const Tensor& w,
-                     DType compute_dtype) {
+                     DType compute_dtype, bool accumulate_dw) {
   CMOE_CHECK(dout.rank() == 2 && x.rank() == 2 && w.rank() == 2 && dout.dim(0) == x.dim(0) &&
                  dout.dim(1) == w.dim(0) && x.dim(1) == w.dim(1),
              "linear_backward: dout (N, M), x (N, K), w (M, K), got ", dout.str(), ", ", x.str(),
@@ -41,7 +41,9 @@ void linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const Tensor& x
   if (!dx.defined() && !dw.defined()) return;
   Tensor doutc = to_compute(dout, compute_dtype);  // (N, M)
   if (dx.defined()) matmul(dx, doutc, to_compute(w, compute_dtype), false, false);
-  if (dw.defined()) matmul(dw, doutc, to_compute(x, compute_dtype), true, false, 1.0f, 1.0f);
+  if (dw.defined()) {
+    matmul(dw, doutc, to_compute(x, compute_dtype), true, false, 1.0f, accumulate_dw ? 1.0f : 0.0f);
+  }
 }
 
 // out[seg g] = x[seg g] @ w[g]^T
@@ -54,10 +56,10 @@ void grouped_linear_forward(Tensor& out, const Tensor& x, const Tensor& w,
   grouped_matmul(out, xc, wc, offsets, /*trans_w=*/true);
 }
 
-// dx[seg g] = dout[seg g] @ w[g];  dw[g] += dout[seg g]^T @ x[seg g]   (skipped when undefined)
+// dx[seg g] = dout[seg g] @ w[g];  dw[g] (+)= dout[seg g]^T @ x[seg g]   (skipped when undefined)
 void grouped_linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const Tensor& x,
                              const Tensor& w, std::span<const int64_t> offsets,
-                             DType compute_dtype) {
+                             DType compute_dtype, bool accumulate_dw) {
   CMOE_CHECK(dout.rank() == 2 && x.rank() == 2 && w.rank() == 3 && dout.dim(0) == x.dim(0) &&
                  dout.dim(1) == w.dim(1) && x.dim(1) == w.dim(2),
              "grouped_linear_backward: dout (R, M), x (R, K), w (G, M, K), got ", dout.str(), ", ",
@@ -67,7 +69,7 @@ void grouped_linear_backward(Tensor& dx, Tensor& dw, const Tensor& dout, const T
   if (dx.defined()) grouped_matmul(dx, doutc, to_compute(w, compute_dtype), offsets, false);
   if (dw.defined()) {
     grouped_matmul_grad_w(dw, to_compute(x, compute_dtype), doutc, offsets, /*trans_w=*/true,
-                          /*accumulate=*/true);
+                          accumulate_dw);
   }
 }
 

@@ -5,10 +5,12 @@
 
 namespace cmoe::ops {
 
-// gate, up, out: (N, F) f32
+// gate, up: (N, F) f32; out: (N, F) f32, or bf16 (the f32 result rounded to nearest even: the
+// bits a following bf16 matmul would round it to)
 void swiglu_forward(Tensor& out, const Tensor& gate, const Tensor& up);
 // dgate = dout * up * silu'(gate); dup = dout * silu(gate); both (N, F), overwritten; either
-// may be undefined
+// may be undefined. dout, gate, up f32; dgate and dup f32 or bf16 (rounded as above), each
+// its own choice
 void swiglu_backward(Tensor& dgate, Tensor& dup, const Tensor& dout, const Tensor& gate,
                      const Tensor& up);
 

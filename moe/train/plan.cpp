@@ -89,6 +89,13 @@ int64_t grouped_kept(const StageShape& s, int64_t rows, int64_t k, int64_t m, in
   return b;
 }
 
+// A swiglu's (n, F) output plus what the down projection's kept bytes add to it (kept: the
+// given linear_kept or grouped_kept). With bf16 compute the output is bf16 and is itself the
+// down projection's rounded input (ag::swiglu's io dtype), so that copy is not counted twice.
+int64_t swiglu_and_down_kept(const StageShape& s, int64_t n, int64_t F, int64_t down_kept) {
+  return s.bf16 ? down_kept : n * F * kF32 + down_kept;
+}
+
 // Routing of one sub-layer on one rank: rows sent and received over ep, and (token, expert)
 // pairs the local experts compute.
 struct Routing {
@@ -102,8 +109,7 @@ int64_t dispatch_kept(const StageShape& s, int64_t rows, int64_t pairs, int64_t 
   int64_t b = 2 * pairs * kI32;                        // plan: token_of_slot, pair_of_slot
   b += pairs * d * kF32;                               // gather_rows
   b += 2 * grouped_kept(s, pairs, d, F, local_experts);  // W1, W3
-  b += pairs * F * kF32;                               // swiglu
-  b += grouped_kept(s, pairs, F, d, local_experts);    // W2
+  b += swiglu_and_down_kept(s, pairs, F, grouped_kept(s, pairs, F, d, local_experts));  // swiglu, W2
   b += pairs * kF32;                                   // routing weight per pair
   b += rows * d * kF32;                                // scatter_add_rows
   return b;
@@ -144,7 +150,7 @@ SubLayerBytes sublayer_kept(const StageShape& s, const Routing& r) {
   if (s.v.num_shared > 0) {
     const int64_t Sh = s.v.shared_hidden;
     for (int i = 0; i < s.v.num_shared; ++i)
-      b += 2 * linear_kept(s, N, d, Sh) + N * Sh * kF32 + linear_kept(s, N, Sh, d);
+      b += 2 * linear_kept(s, N, d, Sh) + swiglu_and_down_kept(s, N, Sh, linear_kept(s, N, Sh, d));
     if (s.v.num_shared == 2) b += 2 * N * d * kF32;  // sum, halved
     b += linear_kept(s, N, d, 2, false) + 2 * N * 2 * kF32;  // gate logits, + bias, softmax
     b += 2 * N * kI32 + 2 * N * kF32;                         // split: indices, two columns
@@ -179,7 +185,7 @@ StageActivations stage_activations(const StageShape& s, const Routing& r) {
     }
     b += norm;  // post-attention norm
     if (!s.v.is_moe_layer(l)) {
-      b += 2 * linear_kept(s, N, d, D) + N * D * kF32 + linear_kept(s, N, D, d) + N * d * kF32;
+      b += 2 * linear_kept(s, N, d, D) + swiglu_and_down_kept(s, N, D, linear_kept(s, N, D, d)) + N * d * kF32;
     } else {
       for (const ExpertSet& set : s.v.sets) {
         if (set.own_norm) b += norm;
@@ -211,9 +217,10 @@ std::vector<int64_t> stage_transients(const StageShape& s, const Routing& r, siz
       x += 3 * linear_kept(one, N, d, d) + 5 * N * d * kF32 + N * s.H * kF32;
     }
     if (s.v.is_moe_layer(l)) {
-      // The swiglu's two input gradients while its (pairs, F) output is already freed.
+      // The swiglu's two input gradients (bf16 with bf16 compute) while its (pairs, F) output
+      // is already freed.
       const int64_t F = s.v.expert_hidden, rows = s.ep > 1 ? r.received : 0;
-      x = std::max(x, 2 * r.pairs * F * kF32 + rows * d * kF32 + 2 * N * d * kF32);
+      x = std::max(x, 2 * r.pairs * F * (s.bf16 ? kBF16 : kF32) + rows * d * kF32 + 2 * N * d * kF32);
     }
     t[static_cast<size_t>(1 + l - s.shard.layer_begin)] = x;
   }

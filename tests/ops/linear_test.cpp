@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "core/ops/linear.h"
@@ -274,8 +275,8 @@ TEST(Linear, Bf16ForwardAndBackward) {
 
   Tensor dx16 = Tensor::empty({n, k}, DType::kF32), dx32 = Tensor::empty({n, k}, DType::kF32);
   Tensor dw16 = Tensor::zeros({m, k}, DType::kF32), dw32 = Tensor::zeros({m, k}, DType::kF32);
-  ops::linear_backward(dx16, dw16, dout, x, w, DType::kBF16);
-  ops::linear_backward(dx32, dw32, dout, x, w, DType::kF32);
+  ops::linear_backward(dx16, dw16, dout, x, w, DType::kBF16, /*accumulate_dw=*/true);
+  ops::linear_backward(dx32, dw32, dout, x, w, DType::kF32, /*accumulate_dw=*/true);
   EXPECT_LT(rel_max_err(dx16.to_floats(), naive_matmul(doutr, wr, {}, n, k, m, false, false, 1, 0)),
             kBf16VsRoundedTol);
   EXPECT_LT(rel_max_err(dw16.to_floats(), naive_matmul(doutr, xr, {}, m, k, n, true, false, 1, 0)),
@@ -286,9 +287,16 @@ TEST(Linear, Bf16ForwardAndBackward) {
   // dw accumulates: a second backward doubles it.
   std::vector<float> once = dw32.to_floats();
   Tensor no_dx;
-  ops::linear_backward(no_dx, dw32, dout, x, w, DType::kF32);
+  ops::linear_backward(no_dx, dw32, dout, x, w, DType::kF32, /*accumulate_dw=*/true);
   std::vector<float> twice = dw32.to_floats();
   for (size_t i = 0; i < once.size(); ++i) EXPECT_FLOAT_EQ(twice[i], 2 * once[i]);
+
+  // Without accumulate_dw, dw's old contents (NaN here) are overwritten, not read.
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    Tensor dw_new = Tensor::full({m, k}, std::numeric_limits<float>::quiet_NaN());
+    ops::linear_backward(no_dx, dw_new, dout, x, w, dt, /*accumulate_dw=*/false);
+    EXPECT_EQ(dw_new.to_floats(), (dt == DType::kF32 ? once : dw16.to_floats())) << dtype_name(dt);
+  }
 }
 
 TEST(Linear, GroupedBf16MatchesF32) {
@@ -303,10 +311,19 @@ TEST(Linear, GroupedBf16MatchesF32) {
   Tensor dx16 = Tensor::empty({rows, k}, DType::kF32), dx32 = Tensor::empty({rows, k}, DType::kF32);
   Tensor dw16 = Tensor::zeros({g_count, m, k}, DType::kF32);
   Tensor dw32 = Tensor::zeros({g_count, m, k}, DType::kF32);
-  ops::grouped_linear_backward(dx16, dw16, dout, x, w, kOffsets, DType::kBF16);
-  ops::grouped_linear_backward(dx32, dw32, dout, x, w, kOffsets, DType::kF32);
+  ops::grouped_linear_backward(dx16, dw16, dout, x, w, kOffsets, DType::kBF16, /*accumulate_dw=*/true);
+  ops::grouped_linear_backward(dx32, dw32, dout, x, w, kOffsets, DType::kF32, /*accumulate_dw=*/true);
   EXPECT_LT(rel_frobenius(dx16.to_floats(), dx32.to_floats()), kBf16VsF32FrobTol);
   EXPECT_LT(rel_frobenius(dw16.to_floats(), dw32.to_floats()), kBf16VsF32FrobTol);
+
+  // Without accumulate_dw, dw's old contents (NaN here) are overwritten, not read: the same bits
+  // as accumulating into zeros, experts with no rows included (they get zeros).
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    Tensor dw_new = Tensor::full({g_count, m, k}, std::numeric_limits<float>::quiet_NaN());
+    Tensor no_dx;
+    ops::grouped_linear_backward(no_dx, dw_new, dout, x, w, kOffsets, dt, /*accumulate_dw=*/false);
+    EXPECT_EQ(dw_new.to_floats(), (dt == DType::kF32 ? dw32 : dw16).to_floats()) << dtype_name(dt);
+  }
 }
 
 TEST(Linear, AutogradRestoresLeadingDims) {

@@ -224,6 +224,48 @@ TEST(SwiGlu, MatchesNaiveDouble) {
   }
 }
 
+// bf16 outputs are the f32 results rounded (what a bf16 matmul would take), bit for bit: over
+// sizes that end mid-vector, mid-block (512) and mid-chunk, and with each output's dtype chosen
+// on its own (both bf16, mixed, one undefined).
+TEST(SwiGlu, Bf16OutputsAreTheF32ResultsRounded) {
+  for (int64_t numel : {int64_t{37}, int64_t{1000}, int64_t{(1 << 13) + 531}, int64_t{3 * (1 << 13) + 17}}) {
+    Tensor gate = random_tensor({numel}, 70, 6.0f), up = random_tensor({numel}, 71), g = random_tensor({numel}, 72);
+    Tensor out32 = Tensor::empty({numel}, DType::kF32), out16 = Tensor::empty({numel}, DType::kBF16);
+    ops::swiglu_forward(out32, gate, up);
+    ops::swiglu_forward(out16, gate, up);
+    auto rounded = [](const Tensor& t) {
+      std::vector<uint16_t> b;
+      for (float v : as_vec(t)) b.push_back(f32_to_bf16(v).bits);
+      return b;
+    };
+    auto bits = [](const Tensor& t) {
+      const bf16* p = t.data<bf16>();
+      std::vector<uint16_t> b;
+      for (int64_t i = 0; i < t.numel(); ++i) b.push_back(p[i].bits);
+      return b;
+    };
+    EXPECT_EQ(bits(out16), rounded(out32)) << numel;
+    Tensor dg32 = Tensor::empty({numel}, DType::kF32), du32 = Tensor::empty({numel}, DType::kF32);
+    ops::swiglu_backward(dg32, du32, g, gate, up);
+    for (int mode = 0; mode < 4; ++mode) {
+      // 0: both bf16; 1: dgate bf16, dup f32; 2: dgate f32, dup bf16; 3: dgate bf16 only.
+      Tensor dg = Tensor::empty({numel}, mode == 2 ? DType::kF32 : DType::kBF16);
+      Tensor du = mode == 3 ? Tensor() : Tensor::empty({numel}, mode == 1 ? DType::kF32 : DType::kBF16);
+      ops::swiglu_backward(dg, du, g, gate, up);
+      if (dg.dtype() == DType::kBF16) {
+        EXPECT_EQ(bits(dg), rounded(dg32)) << numel << " mode " << mode;
+      } else {
+        EXPECT_EQ(as_vec(dg), as_vec(dg32)) << numel << " mode " << mode;
+      }
+      if (du.defined() && du.dtype() == DType::kBF16) {
+        EXPECT_EQ(bits(du), rounded(du32)) << numel << " mode " << mode;
+      } else if (du.defined()) {
+        EXPECT_EQ(as_vec(du), as_vec(du32)) << numel << " mode " << mode;
+      }
+    }
+  }
+}
+
 // ---- softmax / topk -------------------------------------------------------------------------
 
 TEST(Softmax, RowsSumToOneAndMatchNaive) {
