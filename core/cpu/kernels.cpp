@@ -64,7 +64,8 @@ void bf16_to_f32_avx512(float* out, const bf16* in, int64_t n) {
 }  // namespace
 
 void f32_to_bf16_serial(bf16* out, const float* in, int64_t n) {
-  if (has_avx512bf16()) {
+  static const bool hw = has_avx512bf16() && __builtin_cpu_supports("avx512dq");  // + VFPCLASSPS
+  if (hw) {
     f32_to_bf16_avx512bf16(out, in, n);
   } else if (has_avx512()) {
     f32_to_bf16_avx512(out, in, n);
