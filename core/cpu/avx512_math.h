@@ -58,17 +58,4 @@ __attribute__((target("avx512f"), always_inline)) inline __mmask16 tail_mask(int
   return static_cast<__mmask16>((1u << n) - 1u);
 }
 
-// The 16 lanes rounded to bf16 (nearest even, NaN stays a quiet NaN): the same bits as
-// cmoe::f32_to_bf16 and cpu::f32_to_bf16, for kernels that write a bf16 copy as they go.
-__attribute__((target("avx512f"), always_inline)) inline __m256i to_bf16_512(__m512 v) {
-  const __m512i u = _mm512_castps_si512(v), ones = _mm512_set1_epi32(1);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), ones);
-  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb)), 16);
-  const __m512i exp_mask = _mm512_set1_epi32(0x7f800000);
-  const __mmask16 is_nan = _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, exp_mask), exp_mask) &
-                           _mm512_test_epi32_mask(u, _mm512_set1_epi32(0x007fffff));
-  r = _mm512_mask_mov_epi32(r, is_nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
-  return _mm512_cvtepi32_epi16(r);
-}
-
 }  // namespace cmoe::cpu

@@ -6,8 +6,6 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
-#include "core/cpu/avx512_math.h"
-
 namespace cmoe::cpu {
 
 bool has_avx512() {
@@ -16,11 +14,25 @@ bool has_avx512() {
 }
 
 bool has_avx512bf16() {
-  static const bool v = has_avx512() && __builtin_cpu_supports("avx512bf16");
+  // AVX512DQ too: the conversion finds denormal blocks with VFPCLASSPS (every AVX512-BF16 CPU
+  // has it).
+  static const bool v = has_avx512() && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512dq");
   return v;
 }
 
 namespace {
+
+// The 16 lanes rounded to bf16 (nearest even, NaN stays a quiet NaN): cmoe::f32_to_bf16's bits.
+__attribute__((target("avx512f"), always_inline)) inline __m256i to_bf16_512(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v), ones = _mm512_set1_epi32(1);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), ones);
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb)), 16);
+  const __m512i exp_mask = _mm512_set1_epi32(0x7f800000);
+  const __mmask16 is_nan = _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, exp_mask), exp_mask) &
+                           _mm512_test_epi32_mask(u, _mm512_set1_epi32(0x007fffff));
+  r = _mm512_mask_mov_epi32(r, is_nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+  return _mm512_cvtepi32_epi16(r);
+}
 
 __attribute__((target("avx512f,avx512bw")))
 void f32_to_bf16_avx512(bf16* out, const float* in, int64_t n) {
@@ -64,8 +76,7 @@ void bf16_to_f32_avx512(float* out, const bf16* in, int64_t n) {
 }  // namespace
 
 void f32_to_bf16_serial(bf16* out, const float* in, int64_t n) {
-  static const bool hw = has_avx512bf16() && __builtin_cpu_supports("avx512dq");  // + VFPCLASSPS
-  if (hw) {
+  if (has_avx512bf16()) {
     f32_to_bf16_avx512bf16(out, in, n);
   } else if (has_avx512()) {
     f32_to_bf16_avx512(out, in, n);

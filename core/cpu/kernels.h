@@ -8,7 +8,8 @@
 
 namespace cmoe::cpu {
 
-// True when this CPU runs the AVX-512F (and BF16 conversion, if has_avx512bf16) paths.
+// True when this CPU runs the AVX-512F (and BF16 conversion, if has_avx512bf16: AVX512-BF16
+// with AVX512DQ) paths.
 bool has_avx512();
 bool has_avx512bf16();
 
